@@ -1,0 +1,128 @@
+"""The Backend protocol: what every model backend offers to strategies, judges and the UI."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from studio.errors import InputError
+from studio.registry import Registry
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+Conversation = list[Message]
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Decoding parameters. ``temperature == 0`` means greedy decoding."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, not {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise InputError(f"temperature must be >= 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"top_p must be in (0, 1], not {self.top_p}")
+        object.__setattr__(self, "stop", tuple(self.stop or ()))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def replace(self, **kw: Any) -> GenParams:
+        return GenParams(**{**asdict(self), **kw})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    finish_reason: str = "stop"  # "stop" | "length" | "error"
+    model: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Backend(ABC):
+    """A loaded model. Implementations must be safe to call from many threads at once."""
+
+    #: the registry name of the model this backend serves (set by the model registry)
+    model_name: str = ""
+    #: whether ``choice_probs`` / ``sequence_logprob`` work
+    supports_choice_probs: bool = False
+    supports_sequence_logprob: bool = False
+
+    @abstractmethod
+    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:
+        """Answer a batch of independent conversations; one Completion each, in order."""
+
+    @abstractmethod
+    def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
+        """Yield text chunks of one answer as they are generated."""
+
+    def choice_probs(self, conversations: Sequence[Conversation], choices: Sequence[str]) -> list[dict[str, float]]:
+        """Next-token probabilities over single-token ``choices``, renormalised to sum to 1."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read next-token probabilities")
+
+    def sequence_logprob(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
+        """Sum of log-probabilities of each completion given its conversation."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score sequences")
+
+    def count_tokens(self, text: str) -> int:
+        """Token count; backends without a tokenizer estimate ~4 characters per token."""
+        return max(1, len(text) // 4)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (threads, HTTP pools)."""
+
+
+BACKENDS: Registry[Backend] = Registry("backend", Backend)
+
+
+def validate_conversation(conversation: Conversation) -> None:
+    """Reject conversations the user could not have meant: empty, whitespace only, or NUL bytes."""
+    if not conversation:
+        raise InputError("the conversation is empty: type a prompt first")
+    for m in conversation:
+        if m.get("role") not in ("system", "user", "assistant"):
+            raise InputError(f"message role must be system, user or assistant, not {m.get('role')!r}")
+        content = m.get("content")
+        if not isinstance(content, str):
+            raise InputError("message content must be text")
+        if "\x00" in content:
+            raise InputError("the prompt contains NUL bytes (\\x00); remove them and try again")
+    if not any(m["role"] == "user" and m["content"].strip() for m in conversation):
+        raise InputError("the prompt is empty or whitespace only: type a question first")
+
+
+def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the first stop string. Returns (text, whether a stop string was found)."""
+    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0

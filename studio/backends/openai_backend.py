@@ -1,0 +1,189 @@
+"""Any OpenAI-compatible ``/v1`` server: vLLM, Ollama, llama.cpp server, ``transformers serve``, OpenAI."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from studio.backends.base import (
+    BACKENDS,
+    Backend,
+    Completion,
+    Conversation,
+    GenParams,
+    Stopwatch,
+    apply_stop,
+    validate_conversation,
+)
+from studio.errors import BackendError, InputError
+
+
+@BACKENDS.register("openai")
+class OpenAIBackend(Backend):
+    supports_choice_probs = True  # when the server returns logprobs; otherwise a clear error
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        base_url: str = "",
+        api_key: str = "",
+        api_key_env: str = "",
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        concurrency: int = 8,
+        model_name: str = "",
+        **_: Any,
+    ) -> None:
+        import openai
+
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL", "")
+        if not base_url:
+            raise InputError("an openai model needs a base_url, e.g. http://127.0.0.1:8000/v1")
+        if not base_url.startswith(("http://", "https://")):
+            raise InputError(f"base_url must start with http:// or https://, not {base_url!r}")
+        key = (os.environ.get(api_key_env, "") if api_key_env else "") or api_key or "not-needed"
+        self.model = path
+        self.model_name = model_name or path
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.context_length = 0  # unknown: the server enforces its own limit
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=max_retries)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="openai")
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _request(self, params: GenParams) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.seed is not None:
+            kw["seed"] = params.seed
+        if params.stop:
+            kw["stop"] = list(params.stop)[:4]  # the OpenAI API accepts at most 4
+        return kw
+
+    def _call(self, fn: Any, **kw: Any) -> Any:
+        """Run one API call; translate every client failure into a BackendError naming the URL."""
+        import openai
+
+        try:
+            return fn(**kw)
+        except openai.APITimeoutError:
+            raise BackendError(f"{self.base_url} did not answer within {self.timeout:g} s (timeout)") from None
+        except openai.APIConnectionError as e:
+            raise BackendError(f"cannot reach endpoint {self.base_url}: {_cause(e)}") from None
+        except openai.APIStatusError as e:
+            body = (e.response.text or "")[:200].strip() if e.response is not None else ""
+            raise BackendError(f"{self.base_url} answered HTTP {e.status_code}: {body or e.message}") from None
+        except openai.APIResponseValidationError as e:
+            raise BackendError(f"{self.base_url} sent a response that is not valid OpenAI JSON: {e.message}") from None
+        except (ValueError, KeyError, TypeError) as e:  # garbage bodies surface as JSON decode errors
+            raise BackendError(f"{self.base_url} sent a response that could not be read: {e}") from None
+
+    def _one(self, conversation: Conversation, params: GenParams) -> Completion:
+        validate_conversation(conversation)
+        watch = Stopwatch()
+        resp = self._call(self.client.chat.completions.create, messages=conversation, **self._request(params))
+        choices = getattr(resp, "choices", None)
+        if not choices or choices[0].message is None:
+            raise BackendError(f"{self.base_url} answered without any choices: {str(resp)[:200]}")
+        text, stopped = apply_stop(choices[0].message.content or "", params.stop)
+        usage = getattr(resp, "usage", None)
+        return Completion(
+            text=text.strip(),
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or _estimate(conversation),
+            completion_tokens=getattr(usage, "completion_tokens", 0) or self.count_tokens(text),
+            latency_s=watch.elapsed,
+            finish_reason="stop" if stopped else (choices[0].finish_reason or "stop"),
+            model=self.model_name,
+        )
+
+    # -- Backend API -------------------------------------------------------------------------------------------
+    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:
+        """A batch is a set of bounded concurrent requests (``concurrency`` at a time)."""
+        for c in conversations:
+            validate_conversation(c)
+        return list(self._pool.map(lambda c: self._one(c, params), conversations))
+
+    def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
+        validate_conversation(conversation)
+        events = self._call(
+            self.client.chat.completions.create, messages=conversation, stream=True, **self._request(params)
+        )
+        emitted = ""
+        try:
+            for ev in _guarded(events, self):
+                if not getattr(ev, "choices", None):
+                    continue
+                chunk = ev.choices[0].delta.content or ""
+                if not chunk:
+                    continue
+                candidate, stopped = apply_stop(emitted + chunk, params.stop)
+                if stopped:
+                    if len(candidate) > len(emitted):
+                        yield candidate[len(emitted) :]
+                    return
+                emitted = candidate
+                yield chunk
+        finally:
+            close = getattr(events, "close", None)
+            if close:
+                close()
+
+    def choice_probs(self, conversations: Sequence[Conversation], choices: Sequence[str]) -> list[dict[str, float]]:
+        """Read top logprobs of the first generated token, where the server returns them."""
+
+        def one(conv: Conversation) -> dict[str, float]:
+            validate_conversation(conv)
+            resp = self._call(
+                self.client.chat.completions.create,
+                messages=conv,
+                model=self.model,
+                max_tokens=1,
+                temperature=0,
+                logprobs=True,
+                top_logprobs=20,
+            )
+            lp = getattr(resp.choices[0], "logprobs", None) if resp.choices else None
+            if not lp or not lp.content:
+                raise BackendError(f"{self.base_url} does not return logprobs; use a text-verdict judge instead")
+            top = {t.token.strip(): t.logprob for t in lp.content[0].top_logprobs or []}
+            raw = {c: math.exp(top[c]) if c in top else 0.0 for c in choices}
+            total = sum(raw.values())
+            if total == 0:
+                return {c: 1 / len(choices) for c in choices}
+            return {c: v / total for c, v in raw.items()}
+
+        return list(self._pool.map(one, conversations))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+
+def _guarded(events: Any, backend: OpenAIBackend) -> Iterator[Any]:
+    """Iterate a stream, turning mid-stream failures (server killed, garbage) into BackendError."""
+    it = iter(events)
+    while True:
+        try:
+            ev = next(it)
+        except StopIteration:
+            return
+        except Exception as e:  # openai/httpx errors (RemoteProtocolError...) when the server dies mid-stream
+            raise BackendError(f"the stream from {backend.base_url} broke off: {_cause(e)}") from None
+        yield ev
+
+
+def _cause(e: BaseException) -> str:
+    inner = e.__cause__ or e.__context__
+    return f"{type(inner).__name__}: {inner}" if inner else str(e)
+
+
+def _estimate(conversation: Conversation) -> int:
+    return max(1, sum(len(m["content"]) for m in conversation) // 4)

@@ -1,0 +1,71 @@
+"""The ``studio`` command. Each command group is a module with ``register(subparsers)``; add yours to GROUPS.
+
+Errors meant for the user (``StudioError``) print one clear line and exit 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from studio import __version__
+from studio.errors import StudioError
+
+# Command-group modules, in help order. Each defines ``register(sub: argparse._SubParsersAction) -> None``
+# and sets ``func=`` on its parsers; ``func(args, settings)`` returns an exit code.
+GROUPS = [
+    "studio.cli.core",
+]
+
+
+def add_settings_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by every command; they override ``STUDIO_*`` environment variables."""
+    g = p.add_argument_group("settings (override STUDIO_* environment variables)")
+    g.add_argument("--data-dir", help="data dir (env STUDIO_HOME, default ./studio-data)")
+    g.add_argument("--threads", type=int, help="torch threads (env STUDIO_THREADS, 0 = all cores)")
+    g.add_argument("--dtype", choices=["auto", "bfloat16", "float32", "float16"], help="model dtype (env STUDIO_DTYPE)")
+    g.add_argument("--default-model", help="default model name (env STUDIO_DEFAULT_MODEL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio", description="Reasoning Studio: System 1 vs System 2, side by side.")
+    parser.add_argument("--version", action="version", version=f"studio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in GROUPS:
+        importlib.import_module(name).register(sub)
+    for p in sub.choices.values():
+        add_settings_flags(p)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace):  # -> Settings
+    from studio.settings import Settings
+
+    return Settings.load(
+        data_dir=getattr(args, "data_dir", None),
+        threads=getattr(args, "threads", None),
+        dtype=getattr(args, "dtype", None),
+        default_model=getattr(args, "default_model", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        settings = settings_from_args(args)
+        settings.apply_threads()
+        return int(args.func(args, settings) or 0)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,97 @@
+"""One settings dataclass. Precedence: CLI flags > ``STUDIO_*`` environment variables > defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.errors import InputError
+
+DTYPES = ("auto", "bfloat16", "float32", "float16")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path("./studio-data"), metadata={"env": "STUDIO_HOME"})
+    host: str = "127.0.0.1"
+    port: int = 7860
+    threads: int = 0  # torch intra-op threads; 0 means "number of cores"
+    default_model: str = "smollm2-135m"
+    dtype: str = "auto"
+    concurrency: int = 1  # generations at once per backend in the UI queue
+    request_timeout: float = 60.0  # seconds, for OpenAI-compatible endpoints
+    openai_base_url: str = ""  # used for models registered without one
+    openai_api_key: str = ""  # never written to the store or logs
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if not 0 < int(self.port) < 65536:
+            raise InputError(f"port must be between 1 and 65535, not {self.port}")
+        if self.threads < 0:
+            raise InputError(f"threads must be >= 0, not {self.threads}")
+
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``STUDIO_*`` from ``env`` (default ``os.environ``), then non-None ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            var = f.metadata.get("env", "STUDIO_" + f.name.upper())
+            raw = env.get(var)
+            if raw is None and f.name == "openai_api_key":
+                raw = env.get("OPENAI_API_KEY")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw, var)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "studio.duckdb"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def models_file(self) -> Path:
+        return self.data_dir / "models.toml"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.data_dir, self.models_dir, self.runs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def apply_threads(self) -> None:
+        """Set torch's thread count; oversubscribed cores can slow torch 20x, so this is a setting."""
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings without secrets, for logs and the UI."""
+        d = dataclasses.asdict(self)
+        d["data_dir"] = str(self.data_dir)
+        d["openai_api_key"] = "***" if self.openai_api_key else ""
+        return d
+
+
+def _coerce(name: str, typ: Any, raw: str, var: str) -> Any:
+    typ = str(typ)
+    try:
+        if typ == "int":
+            return int(raw)
+        if typ == "float":
+            return float(raw)
+    except ValueError:
+        raise InputError(f"{var}={raw!r} is not a valid {typ} for setting {name!r}") from None
+    return raw

@@ -1,0 +1,49 @@
+"""Shared fixtures. Tests use the real default model (SmolLM2-135M-Instruct), converted once into a cache
+that survives between runs (``.test-cache/``, or ``$STUDIO_TEST_CACHE``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("STUDIO_TEST_CACHE", ROOT / ".test-cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads() -> None:
+    """Honour STUDIO_THREADS in tests too: on 2 busy cores, oversubscription can slow torch 20x."""
+    n = int(os.environ.get("STUDIO_THREADS", "0") or 0)
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The converted default model dir (safetensors + tokenizer + chat template)."""
+    from studio.default_model import ensure_converted
+
+    return ensure_converted(CACHE / "models" / "smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def backend(default_model_dir: Path):
+    """One loaded transformers backend on the default model, shared by the whole session."""
+    from studio.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend(str(default_model_dir), model_name="smollm2-135m")
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, default_model_dir: Path):
+    """Settings on a fresh data dir whose model cache already holds the converted default model."""
+    from studio.settings import Settings
+
+    data = tmp_path / "data"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
+    return Settings.load(env={}, data_dir=data)
