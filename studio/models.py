@@ -6,13 +6,18 @@ cached: one instance per model per process, never two copies by accident.
 
 from __future__ import annotations
 
+import sys
 import threading
-import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from studio import default_model
 from studio.backends import BACKENDS, Backend
@@ -38,7 +43,9 @@ class ModelSpec:
     builtin: bool = False
 
     def to_toml(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if v not in ("", {}, False) and k not in ("name", "builtin")}
+        d = {
+            k: v for k, v in asdict(self).items() if v not in ("", {}, False) and k not in ("name", "builtin")
+        }
         d.setdefault("backend", self.backend)
         return d
 
@@ -124,11 +131,16 @@ class ModelRegistry:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         body = {"models": {n: s.to_toml() for n, s in specs.items()}}
         tmp = self.settings.models_file.with_suffix(".toml.tmp")
-        tmp.write_text("# Reasoning Studio model registry (API keys live in env vars, never here)\n" + tomli_w.dumps(body))
+        tmp.write_text(
+            "# Reasoning Studio model registry (API keys live in env vars, never here)\n"
+            + tomli_w.dumps(body)
+        )
         tmp.replace(self.settings.models_file)
 
     # -- loaded backends -------------------------------------------------------------------------------------
-    def backend(self, name: str | None = None, progress: Callable[[float, str], None] | None = None) -> Backend:
+    def backend(
+        self, name: str | None = None, progress: Callable[[float, str], None] | None = None
+    ) -> Backend:
         """The loaded backend for ``name`` (default: the settings' default model); loads it at most once."""
         spec = self.get(name or self.settings.default_model)
         key = (str(self.settings.data_dir.resolve()), spec.name)

@@ -78,11 +78,15 @@ class Backend(ABC):
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
         """Yield text chunks of one answer as they are generated."""
 
-    def choice_probs(self, conversations: Sequence[Conversation], choices: Sequence[str]) -> list[dict[str, float]]:
+    def choice_probs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[dict[str, float]]:
         """Next-token probabilities over single-token ``choices``, renormalised to sum to 1."""
         raise NotImplementedError(f"{type(self).__name__} cannot read next-token probabilities")
 
-    def sequence_logprob(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
+    def sequence_logprob(
+        self, conversations: Sequence[Conversation], completions: Sequence[str]
+    ) -> list[float]:
         """Sum of log-probabilities of each completion given its conversation."""
         raise NotImplementedError(f"{type(self).__name__} cannot score sequences")
 

@@ -51,7 +51,9 @@ class OpenAIBackend(Backend):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.context_length = 0  # unknown: the server enforces its own limit
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=max_retries)
+        self.client = openai.OpenAI(
+            base_url=self.base_url, api_key=key, timeout=timeout, max_retries=max_retries
+        )
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="openai")
 
     # -- helpers ---------------------------------------------------------------------------------------------
@@ -75,14 +77,20 @@ class OpenAIBackend(Backend):
         try:
             return fn(**kw)
         except openai.APITimeoutError:
-            raise BackendError(f"{self.base_url} did not answer within {self.timeout:g} s (timeout)") from None
+            raise BackendError(
+                f"{self.base_url} did not answer within {self.timeout:g} s (timeout)"
+            ) from None
         except openai.APIConnectionError as e:
             raise BackendError(f"cannot reach endpoint {self.base_url}: {_cause(e)}") from None
         except openai.APIStatusError as e:
             body = (e.response.text or "")[:200].strip() if e.response is not None else ""
-            raise BackendError(f"{self.base_url} answered HTTP {e.status_code}: {body or e.message}") from None
+            raise BackendError(
+                f"{self.base_url} answered HTTP {e.status_code}: {body or e.message}"
+            ) from None
         except openai.APIResponseValidationError as e:
-            raise BackendError(f"{self.base_url} sent a response that is not valid OpenAI JSON: {e.message}") from None
+            raise BackendError(
+                f"{self.base_url} sent a response that is not valid OpenAI JSON: {e.message}"
+            ) from None
         except (ValueError, KeyError, TypeError) as e:  # garbage bodies surface as JSON decode errors
             raise BackendError(f"{self.base_url} sent a response that could not be read: {e}") from None
 
@@ -136,7 +144,9 @@ class OpenAIBackend(Backend):
             if close:
                 close()
 
-    def choice_probs(self, conversations: Sequence[Conversation], choices: Sequence[str]) -> list[dict[str, float]]:
+    def choice_probs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[dict[str, float]]:
         """Read top logprobs of the first generated token, where the server returns them."""
 
         def one(conv: Conversation) -> dict[str, float]:
@@ -152,7 +162,9 @@ class OpenAIBackend(Backend):
             )
             lp = getattr(resp.choices[0], "logprobs", None) if resp.choices else None
             if not lp or not lp.content:
-                raise BackendError(f"{self.base_url} does not return logprobs; use a text-verdict judge instead")
+                raise BackendError(
+                    f"{self.base_url} does not return logprobs; use a text-verdict judge instead"
+                )
             top = {t.token.strip(): t.logprob for t in lp.content[0].top_logprobs or []}
             raw = {c: math.exp(top[c]) if c in top else 0.0 for c in choices}
             total = sum(raw.values())

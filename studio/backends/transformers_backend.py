@@ -193,7 +193,10 @@ class TransformersBackend(Backend):
                 return cancelled.is_set()
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kw = self._gen_kwargs(params) | {"streamer": streamer, "stopping_criteria": StoppingCriteriaList([_Cancel()])}
+        kw = self._gen_kwargs(params) | {
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_Cancel()]),
+        }
         errors: list[BaseException] = []
 
         def work() -> None:
@@ -233,21 +236,27 @@ class TransformersBackend(Backend):
             logits = self.model(**batch).logits[:, -1, :]
         return logits.float()
 
-    def choice_probs(self, conversations: Sequence[Conversation], choices: Sequence[str]) -> list[dict[str, float]]:
+    def choice_probs(
+        self, conversations: Sequence[Conversation], choices: Sequence[str]
+    ) -> list[dict[str, float]]:
         import torch
 
         token_ids = []
         for c in choices:
             ids = self.tokenizer.encode(c, add_special_tokens=False)
             if len(ids) != 1:
-                raise InputError(f"choice {c!r} is {len(ids)} tokens for {self.model_name}; choices must be single tokens")
+                raise InputError(
+                    f"choice {c!r} is {len(ids)} tokens for {self.model_name}; choices must be single tokens"
+                )
             token_ids.append(ids[0])
         if not conversations:
             return []
         probs = torch.softmax(self._last_logits(conversations)[:, token_ids], dim=-1)
         return [dict(zip(choices, row.tolist(), strict=True)) for row in probs]
 
-    def sequence_logprob(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
+    def sequence_logprob(
+        self, conversations: Sequence[Conversation], completions: Sequence[str]
+    ) -> list[float]:
         import torch
 
         rows, spans = [], []

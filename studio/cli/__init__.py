@@ -22,15 +22,24 @@ GROUPS = [
 
 def add_settings_flags(p: argparse.ArgumentParser) -> None:
     """Flags shared by every command; they override ``STUDIO_*`` environment variables."""
+    # SUPPRESS: a nested sub-command's unset flag must not overwrite one given to its parent command.
     g = p.add_argument_group("settings (override STUDIO_* environment variables)")
-    g.add_argument("--data-dir", help="data dir (env STUDIO_HOME, default ./studio-data)")
-    g.add_argument("--threads", type=int, help="torch threads (env STUDIO_THREADS, 0 = all cores)")
-    g.add_argument("--dtype", choices=["auto", "bfloat16", "float32", "float16"], help="model dtype (env STUDIO_DTYPE)")
-    g.add_argument("--default-model", help="default model name (env STUDIO_DEFAULT_MODEL)")
+    kw = {"default": argparse.SUPPRESS}
+    g.add_argument("--data-dir", help="data dir (env STUDIO_HOME, default ./studio-data)", **kw)
+    g.add_argument("--threads", type=int, help="torch threads (env STUDIO_THREADS, 0 = all cores)", **kw)
+    g.add_argument(
+        "--dtype",
+        choices=["auto", "bfloat16", "float32", "float16"],
+        help="model dtype (env STUDIO_DTYPE)",
+        **kw,
+    )
+    g.add_argument("--default-model", help="default model name (env STUDIO_DEFAULT_MODEL)", **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="studio", description="Reasoning Studio: System 1 vs System 2, side by side.")
+    parser = argparse.ArgumentParser(
+        prog="studio", description="Reasoning Studio: System 1 vs System 2, side by side."
+    )
     parser.add_argument("--version", action="version", version=f"studio {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in GROUPS:

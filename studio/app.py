@@ -1,0 +1,50 @@
+"""The app factory: the only place that wires storage, studio and components together."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from components import arena
+from studio.context import AppContext
+from studio.settings import Settings
+
+TITLE = "Reasoning Studio"
+CSS = """
+.answer-box textarea {font-size: 1.05rem;}
+footer {visibility: hidden}
+"""
+
+
+def create_app(settings: Settings) -> gr.Blocks:
+    settings.ensure_dirs()
+    ctx = AppContext(settings)
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}\nSystem 1 vs System 2 prompting, side by side.")
+        with gr.Tabs():
+            with gr.Tab("Arena"):
+                arena.build(ctx)
+    # One generation at a time per backend by default; every backend serialises on its own lock anyway,
+    # so the queue keeps the UI responsive instead of piling threads onto two cores.
+    demo.queue(default_concurrency_limit=settings.concurrency)
+    return demo
+
+
+def serve(settings: Settings, *, share: bool = False, preload: bool = True, block: bool = True) -> gr.Blocks:
+    if preload:  # load (and, on first run, convert) the default model before the first click
+        ctx = AppContext(settings)
+        ctx.registry.backend(None, progress=lambda f, m: print(f"[{f:4.0%}] {m}", flush=True))
+    demo = create_app(settings)
+    print(
+        f"Reasoning Studio on http://{settings.host}:{settings.port} (data dir: {settings.data_dir})",
+        flush=True,
+    )
+    demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=share,
+        prevent_thread_lock=not block,
+        theme=gr.themes.Soft(),
+        css=CSS,
+        footer_links=["api"],
+    )
+    return demo

@@ -1,0 +1,150 @@
+"""Core commands: serve, generate, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from studio.backends import GenParams
+from studio.cli import add_settings_flags
+from studio.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="launch the studio web app (binds 127.0.0.1 unless --host is given)")
+    p.add_argument("--host", help="interface to bind (env STUDIO_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (env STUDIO_PORT, default 7860)")
+    p.add_argument("--share", action="store_true", help="create a public Gradio share link (off by default)")
+    p.add_argument("--no-preload", action="store_true", help="do not load the default model before serving")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("generate", help="answer one prompt with a model, streamed to the terminal")
+    p.add_argument("prompt", help="the prompt text ('-' reads stdin)")
+    p.add_argument("--model", help="registered model name (default: the default model)")
+    p.add_argument("--system", help="optional system message")
+    add_gen_flags(p)
+    p.add_argument(
+        "--json", action="store_true", help="print the completion with token counts and latency as JSON"
+    )
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("models", help="list, add, remove or try registered models")
+    msub = p.add_subparsers(dest="models_cmd", metavar="ACTION")
+    p.set_defaults(func=cmd_models_list)
+    q = msub.add_parser("list", help="list registered models (default)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_models_list)
+    q = msub.add_parser(
+        "add", help="register a local dir, hub id, GGUF, adapter or OpenAI-compatible endpoint"
+    )
+    q.add_argument("name")
+    q.add_argument("--backend", default="transformers", help="transformers | openai")
+    q.add_argument("--path", default="", help="model dir or hub id; for openai, the server's model name")
+    q.add_argument("--gguf-file", default="", help="GGUF file name inside --path")
+    q.add_argument("--adapter", default="", help="PEFT LoRA adapter dir on top of --path")
+    q.add_argument("--base-url", default="", help="openai: e.g. http://127.0.0.1:8000/v1")
+    q.add_argument("--api-key-env", default="", help="openai: env var that holds the API key")
+    q.add_argument("--description", default="")
+    q.add_argument("--replace", action="store_true")
+    q.set_defaults(func=cmd_models_add)
+    q = msub.add_parser("remove", help="unregister a model")
+    q.add_argument("name")
+    q.set_defaults(func=cmd_models_remove)
+    for q in list(msub.choices.values()):
+        add_settings_flags(q)
+
+
+def add_gen_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--max-new-tokens", type=int, default=256)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+
+def gen_params(args: argparse.Namespace) -> GenParams:
+    return GenParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop=tuple(args.stop),
+    )
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from studio.app import serve
+
+    serve(settings, share=args.share, preload=not args.no_preload)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from studio.backends.base import validate_conversation
+    from studio.models import ModelRegistry
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    conv = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    validate_conversation(conv)  # fail fast, before loading a model
+    params = gen_params(args)
+    backend = ModelRegistry(settings).backend(args.model, progress=_stderr_progress)
+    if args.json:
+        print(json.dumps(backend.chat([conv], params)[0].to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    for chunk in backend.stream(conv, params):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _stderr_progress(frac: float, msg: str) -> None:
+    print(f"[{frac:4.0%}] {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    from studio.models import ModelRegistry
+
+    specs = ModelRegistry(settings).specs()
+    if getattr(args, "json", False):
+        rows = [{"name": n, **s.to_toml(), "builtin": s.builtin} for n, s in specs.items()]
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(n) for n in specs)
+    for name, spec in specs.items():
+        tag = " (built-in)" if spec.builtin else ""
+        default = " [default]" if name == settings.default_model else ""
+        print(f"{name:<{width}}  {spec.summary()}{tag}{default}")
+        if spec.parent:
+            print(f"{'':<{width}}  parent: {spec.parent}  run: {spec.training_run}")
+    return 0
+
+
+def cmd_models_add(args: argparse.Namespace, settings: Settings) -> int:
+    from studio.models import ModelRegistry, ModelSpec
+
+    spec = ModelSpec(
+        name=args.name,
+        backend=args.backend,
+        path=args.path,
+        gguf_file=args.gguf_file,
+        adapter=args.adapter,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        description=args.description,
+    )
+    ModelRegistry(settings).add(spec, replace=args.replace)
+    print(f"registered {spec.name}: {spec.summary()}")
+    return 0
+
+
+def cmd_models_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from studio.models import ModelRegistry
+
+    ModelRegistry(settings).remove(args.name)
+    print(f"removed {args.name}")
+    return 0

@@ -1,0 +1,114 @@
+"""The transformers backend on the real default model (SmolLM2-135M-Instruct), greedy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from studio.backends import GenParams
+from studio.errors import BackendError, InputError
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three primary colors.",
+    "What is 2+2?",
+    "Who wrote Hamlet?",
+]
+
+
+def conv(q: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": q}]
+
+
+def test_capital_of_france(backend) -> None:
+    [c] = backend.chat([conv(QUESTIONS[0])], GenParams(max_new_tokens=32))
+    assert "Paris" in c.text
+    assert c.prompt_tokens > 10 and 0 < c.completion_tokens <= 32
+    assert c.latency_s > 0 and c.model == "smollm2-135m"
+
+
+def test_batch_equals_one_by_one(backend) -> None:
+    """Left padding with a correct attention mask gives the same greedy text as running alone.
+
+    In bf16 a padded batch can in principle round differently from a single row; on this model and these
+    prompts the texts match exactly (see README, "Batching")."""
+    p = GenParams(max_new_tokens=24)
+    batched = backend.chat([conv(q) for q in QUESTIONS], p)
+    single = [backend.chat([conv(q)], p)[0] for q in QUESTIONS]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in single]
+
+
+def test_stream_equals_chat(backend) -> None:
+    p = GenParams(max_new_tokens=32)
+    chunks = list(backend.stream(conv(QUESTIONS[0]), p))
+    assert len(chunks) > 1
+    assert "".join(chunks).strip() == backend.chat([conv(QUESTIONS[0])], p)[0].text
+
+
+def test_stop_strings(backend) -> None:
+    p = GenParams(max_new_tokens=32, stop=("Paris",))
+    [c] = backend.chat([conv(QUESTIONS[0])], p)
+    assert "Paris" not in c.text and c.finish_reason == "stop"
+    assert "Paris" not in "".join(backend.stream(conv(QUESTIONS[0]), p))
+
+
+def test_choice_probs_sum_to_one(backend) -> None:
+    convs = [conv("Which is larger, A: 5 or B: 3? Reply with A or B only."), conv("Pick A or B.")]
+    probs = backend.choice_probs(convs, ["A", "B"])
+    assert len(probs) == 2
+    for p in probs:
+        assert set(p) == {"A", "B"}
+        assert math.isclose(sum(p.values()), 1.0, abs_tol=1e-5)
+        assert all(0 <= v <= 1 for v in p.values())
+
+
+def test_choice_must_be_single_token(backend) -> None:
+    with pytest.raises(InputError, match="single tokens"):
+        backend.choice_probs([conv("x")], ["Absolutely", "B"])
+
+
+def test_sequence_logprob_prefers_the_right_answer(backend) -> None:
+    q = conv(QUESTIONS[0])
+    good, bad = backend.sequence_logprob(
+        [q, q], ["The capital of France is Paris.", "The capital of France is Berlin."]
+    )
+    assert good < 0 and bad < 0 and good > bad
+
+
+def test_sampling_is_seeded(backend) -> None:
+    p = GenParams(max_new_tokens=16, temperature=0.9, top_p=0.9, seed=7)
+    a = backend.chat([conv("Tell me a word.")], p)[0].text
+    b = backend.chat([conv("Tell me a word.")], p)[0].text
+    assert a == b
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t ", "nul\x00byte"])
+def test_bad_prompts_are_clear_errors(backend, prompt: str) -> None:
+    with pytest.raises(InputError):
+        backend.chat([conv(prompt)], GenParams())
+    with pytest.raises(InputError):
+        list(backend.stream(conv(prompt), GenParams()))
+
+
+def test_prompt_beyond_context_is_rejected_with_a_message(backend) -> None:
+    long = "word " * 9000  # SmolLM2's context is 8192 tokens
+    with pytest.raises(InputError, match="accepts at most"):
+        backend.chat([conv(long)], GenParams(max_new_tokens=16))
+
+
+def test_unicode_round_trip(backend) -> None:
+    [c] = backend.chat(
+        [conv("Répète: مرحبا 👋 'quoted' \"DROP TABLE runs;--\"")], GenParams(max_new_tokens=8)
+    )
+    assert isinstance(c.text, str)
+
+
+def test_missing_model_dir_is_clear(tmp_path) -> None:
+    from studio.backends.transformers_backend import TransformersBackend
+
+    with pytest.raises(BackendError, match="does not exist"):
+        TransformersBackend(str(tmp_path / "nope"))
