@@ -1,0 +1,401 @@
+"""Strategy building blocks: run params, step requests, the trace, trace events and the ``Strategy`` base.
+
+A strategy is a generator. It yields a list of independent :class:`StepRequest` s, receives one
+:class:`~studio.backends.base.Completion` per request, and finally returns the answer text::
+
+    def run(self, question, ctx):
+        (baseline,) = yield [ctx.request("baseline", ctx.render("cove_baseline", question=question))]
+        ...
+        return final
+
+The driver (:mod:`studio.strategies.driver`) runs many such generators in lockstep and sends all the
+requests of one round that share a backend and decoding params to ``backend.chat`` as one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from studio.backends.base import Completion, Conversation, GenParams
+from studio.errors import InputError
+from studio.registry import Registry
+
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+
+#: Step names, in the papers' own terms.
+STEP_NAMES = (
+    "answer",  # System 1, CoT, S2A step 2
+    "baseline",  # CoVe stage 1
+    "plan_verifications",  # CoVe stage 2 (joint: planning and answering in one prompt)
+    "execute_verifications",  # CoVe stage 3, two_step: one prompt answers every question
+    "execute_verification",  # CoVe stage 3, factored: one prompt per question
+    "cross_check",  # CoVe stage 3, factor_revise: one per question
+    "final_verified",  # CoVe stage 4
+    "rewrite",  # S2A step 1
+    "branch",  # BSM
+    "solve",  # BSM, one per branch
+    "merge",  # BSM
+)
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    """Everything a run can be tuned with. ``max_new_tokens`` applies to each step, not to the run."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    max_questions: int = 5  # CoVe: verification questions kept after parsing
+    max_branches: int = 5  # BSM: branches kept after parsing
+    token_budget: int | None = None  # prompt + completion tokens per run; None = no limit
+
+    def __post_init__(self) -> None:
+        for name in ("max_questions", "max_branches"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.token_budget is not None and self.token_budget < 1:
+            raise InputError(f"token_budget must be >= 1 (or unset for no limit), not {self.token_budget}")
+        self.gen_params()  # validates max_new_tokens, temperature and top_p
+
+    def gen_params(self) -> GenParams:
+        return GenParams(self.max_new_tokens, self.temperature, self.top_p, self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StrategyParams:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(
+                f"unknown strategy params: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**d)
+
+
+@dataclass
+class StepRequest:
+    """One model call a strategy asks for. ``params=None`` means the run's params."""
+
+    id: str
+    name: str
+    messages: Conversation
+    parent: str | None = None
+    label: str = ""  # a short human label, e.g. the verification question this step answers
+    params: GenParams | None = None
+
+
+StepStatus = Literal["running", "done", "error"]
+
+
+@dataclass
+class Step:
+    """The record of one model call: what was sent, what came back, what it cost, what was parsed from it."""
+
+    id: str
+    name: str
+    parent: str | None
+    messages: Conversation
+    params: dict[str, Any]
+    label: str = ""
+    status: StepStatus = "running"
+    output: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0  # the backend's time for the call (for a batch: the whole batch's time)
+    finish_reason: str = ""
+    model: str = ""
+    round: int = 0  # the driver round this step ran in
+    batch_size: int = 1  # how many requests went to the backend in the same call
+    started_s: float = 0.0  # seconds since the run started
+    finished_s: float = 0.0
+    parsed: dict[str, Any] = field(default_factory=dict)  # e.g. {"questions": [...]}, {"reasoning", "final"}
+    notes: list[str] = field(default_factory=list)  # fallbacks taken while reading this step's output
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Step:
+        return cls(**d)
+
+    def snapshot(self) -> Step:
+        """A copy for an event, so later changes to the live step do not rewrite history."""
+        return Step.from_dict(json.loads(json.dumps(self.to_dict())))
+
+
+@dataclass
+class Totals:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0  # model calls (steps), whether or not they were batched
+    rounds: int = 0  # driver rounds this run took part in (its sequential depth)
+    latency_s: float = 0.0  # wall-clock time of the run, start to final answer
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Trace:
+    """Everything one run did, in order. Serialises to JSON and back without loss."""
+
+    strategy: str
+    variant: str | None
+    model: str
+    question: str
+    params: dict[str, Any]
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(
+        default_factory=list
+    )  # run-level notes: budget hit, fallbacks that change the answer
+    final_answer: str = ""
+    error: str | None = None
+    latency_s: float = 0.0
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(f"no step {step_id!r} in this trace")
+
+    def by_name(self, name: str) -> list[Step]:
+        return [s for s in self.steps if s.name == name]
+
+    def children(self, step_id: str) -> list[Step]:
+        return [s for s in self.steps if s.parent == step_id]
+
+    @property
+    def totals(self) -> Totals:
+        done = [s for s in self.steps if s.status != "running"]
+        return Totals(
+            prompt_tokens=sum(s.prompt_tokens for s in done),
+            completion_tokens=sum(s.completion_tokens for s in done),
+            calls=len(done),
+            rounds=len({s.round for s in done}),
+            latency_s=self.latency_s,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "steps"}
+        d["steps"] = [s.to_dict() for s in self.steps]
+        d["totals"] = self.totals.to_dict()
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trace:
+        body = {k: v for k, v in d.items() if k not in ("steps", "totals")}
+        return cls(**body, steps=[Step.from_dict(s) for s in d.get("steps", [])])
+
+    @classmethod
+    def from_json(cls, text: str) -> Trace:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass
+class RunResult:
+    """The outcome of one strategy run. ``error`` is set when the run failed; the trace shows how far it got."""
+
+    question: str
+    strategy: str
+    variant: str | None
+    model: str
+    params: StrategyParams
+    final_answer: str
+    trace: Trace
+    error: str | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)  # not serialised
+
+    @property
+    def totals(self) -> Totals:
+        return self.trace.totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "strategy": self.strategy,
+            "variant": self.variant,
+            "model": self.model,
+            "params": self.params.to_dict(),
+            "final_answer": self.final_answer,
+            "totals": self.totals.to_dict(),
+            "error": self.error,
+            "trace": self.trace.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        keys = ("question", "strategy", "variant", "model", "final_answer", "error")
+        return cls(
+            **{k: d.get(k) for k in keys},
+            params=StrategyParams.from_dict(d["params"]),
+            trace=Trace.from_dict(d["trace"]),
+        )
+
+
+EventKind = Literal["step_started", "step_finished", "note", "run_finished", "error"]
+
+
+@dataclass
+class TraceEvent:
+    """What the driver reports while runs progress. ``run`` is the column index (0 for a single run).
+
+    - ``step_started``: ``step`` holds the messages about to be sent (status ``running``).
+    - ``step_finished``: ``step`` holds output, tokens, latency, and what the strategy parsed from it.
+    - ``note``: ``text`` is a run-level note (token budget, a fallback); ``step_id`` names a step if it is about one.
+    - ``error``: ``text`` is the message; a ``run_finished`` for the same run follows.
+    - ``run_finished``: ``result`` is the run's :class:`RunResult`.
+    """
+
+    kind: EventKind
+    run: int = 0
+    step: Step | None = None
+    text: str = ""
+    step_id: str | None = None
+    result: RunResult | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "run": self.run,
+            "step": self.step.to_dict() if self.step else None,
+            "text": self.text,
+            "step_id": self.step_id,
+            "result": self.result.to_dict() if self.result else None,
+        }
+
+
+# -- prompts ------------------------------------------------------------------------------------------------------
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+@cache
+def load_prompt(name: str) -> str:
+    """A template from ``prompts/<name>.txt``, without its ``#`` header lines (which cite the source paper)."""
+    path = PROMPTS_DIR / f"{name}.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    return "\n".join(lines).strip("\n")
+
+
+def render(name: str, **values: str) -> str:
+    """Fill ``{placeholders}``. Values are inserted as-is, so braces in a user's question are harmless."""
+    template = load_prompt(name)
+    missing = {m for m in _PLACEHOLDER.findall(template) if m not in values}
+    if missing:
+        raise KeyError(f"prompt {name!r} needs {', '.join(sorted(missing))}")
+    text = _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()  # an empty section must not leave a hole
+
+
+# -- the run context and the strategy base ------------------------------------------------------------------------
+class RunContext:
+    """What a running strategy can touch: its params, its trace, notes, and the best answer so far."""
+
+    def __init__(self, question: str, params: StrategyParams, trace: Trace) -> None:
+        self.question = question
+        self.params = params
+        self.trace = trace
+        #: the answer returned if the run stops early (token budget); strategies update it as they go
+        self.best: str | None = None
+        self.best_from = ""
+        self._next_id = 1
+        self._pending_notes: list[tuple[str | None, str]] = []
+
+    def request(
+        self,
+        name: str,
+        prompt: str | Conversation,
+        *,
+        parent: str | None = None,
+        label: str = "",
+        **param_overrides: Any,
+    ) -> StepRequest:
+        """A new step request; a string prompt becomes one user message."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        params = self.params.gen_params().replace(**param_overrides) if param_overrides else None
+        req = StepRequest(f"s{self._next_id}", name, messages, parent=parent, label=label, params=params)
+        self._next_id += 1
+        return req
+
+    def note(self, text: str, step: str | None = None) -> None:
+        """Record a fallback or a decision. With ``step``, it is attached to that step."""
+        if step is None:
+            self.trace.notes.append(text)
+        else:
+            self.trace.step(step).notes.append(text)
+        self._pending_notes.append((step, text))
+
+    def parsed(self, step: str, **data: Any) -> None:
+        """Attach what was parsed from a step's output (questions, verdicts, sections...)."""
+        self.trace.step(step).parsed.update(data)
+
+    def set_best(self, answer: str, source: str) -> None:
+        self.best, self.best_from = answer, source
+
+    def take_notes(self) -> list[tuple[str | None, str]]:
+        notes, self._pending_notes = self._pending_notes, []
+        return notes
+
+    @property
+    def tokens_used(self) -> int:
+        return self.trace.totals.tokens
+
+
+StrategyGen = Generator[list[StepRequest], list[Completion], str]
+
+
+class Strategy:
+    """Base class. Subclasses set ``description`` and ``variants`` and implement :meth:`run` as a generator."""
+
+    registered_name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: allowed variants. Empty: the strategy has no variants.
+    variants: ClassVar[tuple[str, ...]] = ()
+    #: the variant used when none is given (default: the first of ``variants``)
+    default_variant: ClassVar[str | None] = None
+    #: the paper behind the strategy, for listings
+    source: ClassVar[str] = ""
+
+    def __init__(self, variant: str | None = None) -> None:
+        if variant is None or variant == "":
+            variant = self.default_variant or (self.variants[0] if self.variants else None)
+        elif variant not in self.variants:
+            allowed = ", ".join(self.variants) if self.variants else "none"
+            raise InputError(
+                f"strategy {self.registered_name!r} has no variant {variant!r}; variants: {allowed}"
+            )
+        self.variant = variant
+
+    @property
+    def name(self) -> str:
+        return self.registered_name
+
+    def run(self, question: str, ctx: RunContext) -> StrategyGen:
+        raise NotImplementedError
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", Strategy)
+
+
+def make_strategy(name: str, variant: str | None = None) -> Strategy:
+    """The strategy ``name`` with ``variant``; unknown names and variants are user errors."""
+    if name not in STRATEGIES:
+        raise InputError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES.names())}")
+    return STRATEGIES.get(name)(variant)
