@@ -1,0 +1,57 @@
+"""Branch-Solve-Merge (BSM), Saha et al. 2024, arXiv 2310.15123, for generation.
+
+``branch`` splits the question into up to ``max_branches`` independent sub-questions or aspects; one
+``solve`` per branch (batched: they are independent); ``merge`` integrates every solve output into one answer.
+"""
+
+from __future__ import annotations
+
+from studio.backends.base import Completion
+from studio.strategies.base import STRATEGIES, RunContext, Strategy, StrategyGen, render
+from studio.strategies.parsing import parse_list
+
+
+@STRATEGIES.register("bsm")
+class BranchSolveMerge(Strategy):
+    description = "Branch-Solve-Merge: split into sub-questions, solve each (batched), merge into one answer."
+    source = "Saha et al. 2024, arXiv 2310.15123"
+    variants = ("generation",)
+
+    def run(self, question: str, ctx: RunContext) -> StrategyGen:
+        k = ctx.params.max_branches
+        branch = ctx.request("branch", render("bsm_branch", question=question, max_branches=str(k)))
+        (out,) = yield [branch]
+        branches = parse_list(out.text, cap=k)
+        ctx.parsed(branch.id, branches=branches)
+        if not branches:
+            # Nothing to merge: solving the whole question as one branch is the honest degenerate case.
+            ctx.note(
+                "no sub-question could be parsed from the branch step; solved the question as one branch"
+            )
+            solve = ctx.request(
+                "solve", render("bsm_solve", question=question, branch=question), parent=branch.id
+            )
+            (only,) = yield [solve]
+            return only.text
+        solves = yield [
+            ctx.request("solve", render("bsm_solve", question=question, branch=b), parent=branch.id, label=b)
+            for b in branches
+        ]
+        ctx.set_best(
+            "\n\n".join(f"{b}\n{s.text}" for b, s in zip(branches, solves, strict=True)), "solve (unmerged)"
+        )
+        merge = ctx.request(
+            "merge", render("bsm_merge", question=question, solutions=_format(branches, solves))
+        )
+        (merged,) = yield [merge]
+        if not merged.text.strip():
+            ctx.note("the merge output was empty; the final answer is the unmerged solves", step=merge.id)
+            return ctx.best or ""
+        return merged.text
+
+
+def _format(branches: list[str], solves: list[Completion]) -> str:
+    return "\n\n".join(
+        f"Part {i}: {b}\nAnswer: {s.text.strip() or '(no answer)'}"
+        for i, (b, s) in enumerate(zip(branches, solves, strict=True), 1)
+    )

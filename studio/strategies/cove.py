@@ -1,0 +1,158 @@
+"""Chain-of-Verification (CoVe), Dhuliawala et al. 2023, arXiv 2309.11495.
+
+Baseline -> plan verifications -> execute verifications -> final verified response. The variants differ in
+how the verifications are executed:
+
+- ``joint``: the plan step also answers its questions, with the baseline in view.
+- ``two_step``: one prompt answers all the questions; it sees the questions, not the baseline.
+- ``factored``: one prompt per question, no baseline in context; the calls go out as one batch.
+- ``factor_revise``: ``factored`` plus one cross-check per question (CONSISTENT / INCONSISTENT /
+  PARTIALLY CONSISTENT), also batched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+
+from studio.backends.base import Completion
+from studio.strategies.base import STRATEGIES, RunContext, StepRequest, Strategy, StrategyGen, render
+from studio.strategies.parsing import parse_answers, parse_list, parse_qa_pairs, parse_verdict
+
+Sub = Generator[list[StepRequest], list[Completion], "list[Verification]"]
+
+
+@dataclass
+class Verification:
+    question: str
+    answer: str
+    cross_checked: bool = False  # factor_revise only
+    verdict: str | None = None  # None when the cross-check gave no verdict
+    detail: str = ""
+
+
+@STRATEGIES.register("cove")
+class ChainOfVerification(Strategy):
+    description = "Chain-of-Verification: draft, plan fact-checking questions, answer them, revise."
+    source = "Dhuliawala et al. 2023, arXiv 2309.11495"
+    variants = ("joint", "two_step", "factored", "factor_revise")
+    default_variant = "factored"
+
+    def run(self, question: str, ctx: RunContext) -> StrategyGen:
+        (base,) = yield [ctx.request("baseline", render("cove_baseline", question=question))]
+        baseline = base.text
+        ctx.set_best(baseline, "baseline")
+        if self.variant == "joint":
+            checks = yield from self._joint(question, baseline, ctx)
+        else:
+            checks = yield from self._plan_and_execute(question, baseline, ctx)
+        if not checks:
+            ctx.note(
+                "no verification question could be parsed from the plan; the final answer is the baseline"
+            )
+            return baseline
+        final_req = ctx.request(
+            "final_verified",
+            render(
+                "cove_final_verified", question=question, baseline=baseline, verifications=_format(checks)
+            ),
+        )
+        (final,) = yield [final_req]
+        if not final.text.strip():
+            ctx.note(
+                "the final verified response was empty; the final answer is the baseline", step=final_req.id
+            )
+            return baseline
+        return final.text
+
+    # -- stage 2 (+3 for joint) ----------------------------------------------------------------------------------
+    def _joint(self, question: str, baseline: str, ctx: RunContext) -> Sub:
+        req = ctx.request(
+            "plan_verifications",
+            render("cove_plan_verifications_joint", question=question, baseline=baseline),
+        )
+        (out,) = yield [req]
+        pairs = parse_qa_pairs(out.text, cap=ctx.params.max_questions)
+        ctx.parsed(req.id, questions=[q for q, _ in pairs], answers=[a for _, a in pairs])
+        if any(not a for _, a in pairs):
+            ctx.note("some planned questions came without an answer", step=req.id)
+        return [Verification(q, a) for q, a in pairs]
+
+    def _plan_and_execute(self, question: str, baseline: str, ctx: RunContext) -> Sub:
+        plan = ctx.request(
+            "plan_verifications", render("cove_plan_verifications", question=question, baseline=baseline)
+        )
+        (out,) = yield [plan]
+        questions = parse_list(out.text, cap=ctx.params.max_questions)
+        ctx.parsed(plan.id, questions=questions)
+        if not questions:
+            return []
+        if self.variant == "two_step":
+            return (yield from self._two_step(questions, plan.id, ctx))
+        checks, ids = yield from self._factored(questions, plan.id, ctx)
+        if self.variant == "factor_revise":
+            yield from self._cross_check(checks, ids, baseline, ctx)
+        return checks
+
+    # -- stage 3 -------------------------------------------------------------------------------------------------
+    def _two_step(self, questions: list[str], plan_id: str, ctx: RunContext) -> Sub:
+        numbered = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
+        req = ctx.request(
+            "execute_verifications",
+            render("cove_execute_verifications_two_step", questions=numbered),
+            parent=plan_id,
+        )
+        (out,) = yield [req]
+        answers, matched = parse_answers(out.text, len(questions))
+        ctx.parsed(req.id, answers=answers)
+        if not matched:
+            ctx.note(f"expected {len(questions)} numbered answers; paired them by position", step=req.id)
+        return [Verification(q, a) for q, a in zip(questions, answers, strict=True)]
+
+    def _factored(
+        self, questions: list[str], plan_id: str, ctx: RunContext
+    ) -> Generator[list[StepRequest], list[Completion], tuple[list[Verification], list[str]]]:
+        # The prompt holds the question only: not the baseline, whose errors the answer could copy.
+        reqs = [
+            ctx.request(
+                "execute_verification",
+                render("cove_execute_verification_factored", question=q),
+                parent=plan_id,
+                label=q,
+            )
+            for q in questions
+        ]
+        outs = yield reqs
+        return [Verification(q, o.text) for q, o in zip(questions, outs, strict=True)], [r.id for r in reqs]
+
+    def _cross_check(
+        self, checks: list[Verification], ids: list[str], baseline: str, ctx: RunContext
+    ) -> Generator[list[StepRequest], list[Completion], None]:
+        reqs = [
+            ctx.request(
+                "cross_check",
+                render("cove_cross_check", baseline=baseline, question=v.question, answer=v.answer),
+                parent=parent,
+                label=v.question,
+            )
+            for v, parent in zip(checks, ids, strict=True)
+        ]
+        outs = yield reqs
+        for v, req, out in zip(checks, reqs, outs, strict=True):
+            v.cross_checked = True
+            v.verdict, v.detail = parse_verdict(out.text)
+            ctx.parsed(req.id, verdict=v.verdict, detail=v.detail)
+            if v.verdict is None:
+                ctx.note("no CONSISTENT / INCONSISTENT / PARTIALLY CONSISTENT verdict found", step=req.id)
+
+
+def _format(checks: list[Verification]) -> str:
+    """The verification block of the final prompt: each Q/A pair, plus its cross-check in factor_revise."""
+    blocks = []
+    for i, v in enumerate(checks, 1):
+        lines = [f"{i}. Question: {v.question}", f"   Answer: {v.answer or '(no answer)'}"]
+        if v.cross_checked:
+            detail = f" ({v.detail})" if v.detail else ""
+            lines.append(f"   Cross-check: {v.verdict or 'NO VERDICT'}{detail}")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
