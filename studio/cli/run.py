@@ -1,0 +1,157 @@
+"""``studio run``: one reasoning strategy on one question, its trace printed as a tree as steps finish.
+``studio strategies``: the strategies, their variants and what each does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TextIO
+
+from studio.errors import StudioError
+from studio.settings import Settings
+from studio.strategies import RunResult, Step, StrategyParams, TraceEvent
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a reasoning strategy (system1, cot, cove, s2a, bsm) and print its step trace",
+        description="Run one strategy on a question. Steps print as they finish, as a tree; then the final answer.",
+    )
+    p.add_argument("question", help="the question ('-' reads stdin)")
+    p.add_argument("--strategy", "-s", default="system1", help="strategy name (see `studio strategies`)")
+    p.add_argument("--variant", "-v", help="strategy variant (default: the strategy's default)")
+    p.add_argument("--model", "-m", help="registered model name (default: the default model)")
+    g = p.add_argument_group("params")
+    g.add_argument("--max-new-tokens", type=int, default=256, help="per step (default 256)")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int)
+    g.add_argument(
+        "--max-questions", type=int, default=5, help="CoVe: verification questions kept (default 5)"
+    )
+    g.add_argument("--max-branches", type=int, default=5, help="BSM: branches kept (default 5)")
+    g.add_argument("--token-budget", type=int, help="prompt + completion tokens per run (default: no limit)")
+    p.add_argument(
+        "--no-batch", action="store_true", help="send independent steps one by one (for comparison)"
+    )
+    p.add_argument("--json", action="store_true", help="print the whole trace as JSON instead of the tree")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("strategies", help="list the reasoning strategies and their variants")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_strategies)
+
+
+def params_from_args(args: argparse.Namespace) -> StrategyParams:
+    return StrategyParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        max_questions=args.max_questions,
+        max_branches=args.max_branches,
+        token_budget=args.token_budget,
+    )
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    from studio.api import stream_strategy
+    from studio.models import ModelRegistry
+
+    out = out or sys.stdout
+    question = sys.stdin.read() if args.question == "-" else args.question
+    params = params_from_args(args)
+    backend = ModelRegistry(settings).backend(args.model)
+    events = stream_strategy(
+        question, args.strategy, args.variant, backend, params, batching=not args.no_batch
+    )
+    printer = TreePrinter(out)
+    result: RunResult | None = None
+    for ev in events:
+        if ev.kind == "run_finished":
+            result = ev.result
+        elif not args.json:
+            printer.event(ev)
+    assert result is not None
+    if args.json:
+        print(result.trace.to_json(), file=out)
+    else:
+        printer.finish(result)
+    if result.exception is not None:
+        if isinstance(result.exception, StudioError):
+            raise result.exception
+        raise StudioError(f"the run failed: {result.error}")
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    from studio.api import list_strategies
+
+    out = out or sys.stdout
+    infos = list_strategies()
+    if args.json:
+        rows = [{**i.__dict__, "variants": list(i.variants)} for i in infos]
+        print(json.dumps(rows, indent=2), file=out)
+        return 0
+    for i in infos:
+        variants = ", ".join(f"{v}*" if v == i.default_variant else v for v in i.variants) or "-"
+        print(f"{i.name:<8} {i.description}", file=out)
+        print(f"{'':<8} variants: {variants}   source: {i.source}", file=out)
+    print("(* = default variant)", file=out)
+    return 0
+
+
+class TreePrinter:
+    """Prints each finished step as a tree node: children (a plan's verifications) indent under their parent."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.depth: dict[str, int] = {}
+
+    def event(self, ev: TraceEvent) -> None:
+        if ev.kind == "step_finished" and ev.step:
+            self._step(ev.step)
+        elif ev.kind == "note":
+            self._line(0, f"! {ev.text}")
+        elif ev.kind == "error":
+            self._line(0, f"✗ {ev.text}")
+        self.out.flush()
+
+    def _step(self, s: Step) -> None:
+        d = self.depth[s.id] = self.depth.get(s.parent or "", -1) + 1
+        label = f"  “{s.label}”" if s.label else ""
+        batch = f" · batch of {s.batch_size}" if s.batch_size > 1 else ""
+        cost = f"{s.prompt_tokens}→{s.completion_tokens} tok · {s.latency_s:.2f} s{batch}"
+        self._line(d, f"● {s.name}{label}  [{s.id} · {cost}]")
+        for line in (s.output or "(empty output)").splitlines():
+            self._line(d + 1, line)
+        for key, value in s.parsed.items():
+            self._line(d + 1, f"→ {key}: {_short(value)}")
+        for note in s.notes:
+            self._line(d + 1, f"! {note}")
+
+    def _line(self, depth: int, text: str) -> None:
+        print("  " * depth + text, file=self.out)
+
+    def finish(self, r: RunResult) -> None:
+        t = r.totals
+        variant = f"/{r.variant}" if r.variant else ""
+        print("─" * 40, file=self.out)
+        print(f"Final answer ({r.strategy}{variant} on {r.model}):", file=self.out)
+        print(r.final_answer or "(empty)", file=self.out)
+        print(
+            f"({t.calls} calls in {t.rounds} rounds · {t.prompt_tokens} tokens in, {t.completion_tokens} out"
+            f" · {t.latency_s:.1f} s)",
+            file=self.out,
+        )
+
+
+def _short(value: object, limit: int = 160) -> str:
+    if isinstance(value, list):
+        text = f"{len(value)}: " + " | ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
