@@ -17,6 +17,7 @@ from studio.errors import StudioError
 # and sets ``func=`` on its parsers; ``func(args, settings)`` returns an exit code.
 GROUPS = [
     "studio.cli.core",
+    "studio.cli.store",
     "studio.cli.run",
 ]
 

@@ -1,0 +1,124 @@
+"""``studio export``, ``studio import`` and ``studio stats``: the preference store from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.errors import InputError, StudioError
+
+if TYPE_CHECKING:  # storage (and duckdb) load only when a store command runs
+    from storage import Filters, Store
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export preference data for TRL (DPO, KTO or reward-model pairs)")
+    p.add_argument("--format", dest="kind", choices=["dpo", "kto", "rm"], required=True, help="item kind")
+    p.add_argument("--conversational", action="store_true", help="chat messages instead of plain strings")
+    p.add_argument(
+        "--to", dest="fmt", choices=["parquet", "jsonl", "hf", "hub"], required=True,
+        help="parquet or jsonl file, hf = datasets.save_to_disk dir, hub = push_to_hub (PATH is the repo id)",
+    )  # fmt: skip
+    p.add_argument("path", metavar="PATH", help="output file or dir (or user/name for --to hub)")
+    add_filter_flags(p)
+    p.add_argument("--good-rating", type=float, help="KTO: single-verdict ratings >= this are desirable")
+    p.set_defaults(func=lambda args, settings: cmd_export(args, settings))
+
+    p = sub.add_parser("import", help="import a TRL preference set (JSONL, Parquet or an HF dataset dir)")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--prompt-set", help="prompt set for the imported prompts (default import:<file stem>)")
+    p.add_argument("--annotator", help="annotator id for the imported votes (default import:<file name>)")
+    p.set_defaults(func=lambda args, settings: cmd_import(args, settings))
+
+    p = sub.add_parser("stats", help="what the preference store holds")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=lambda args, settings: cmd_stats(args, settings))
+
+
+def add_filter_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters")
+    g.add_argument("--annotator", action="append", help="annotator id or judge name (repeatable)")
+    g.add_argument("--source", choices=["human", "judge"], help="only human votes, or only judge verdicts")
+    g.add_argument("--model", action="append", help="pairs with a run by this model (repeatable)")
+    g.add_argument("--strategy", action="append", help="pairs with a run by this strategy (repeatable)")
+    g.add_argument("--prompt-set", action="append", help="prompt set (repeatable)")
+    g.add_argument("--since", type=_date, help="votes/verdicts at or after this date or ISO time (UTC)")
+    g.add_argument(
+        "--until", type=_date, help="votes/verdicts before this ISO time, or up to this date inclusive"
+    )
+    g.add_argument("--agree-only", action="store_true", help="only pairs where a human and a judge agree")
+
+
+def filters_from_args(args: argparse.Namespace) -> Filters:
+    from storage import Filters
+
+    return Filters(
+        annotator=args.annotator, source=args.source, model=args.model, strategy=args.strategy,
+        prompt_set=args.prompt_set, since=args.since, until=args.until, agree_only=args.agree_only,
+    )  # fmt: skip
+
+
+def _date(text: str) -> date | datetime:
+    try:
+        return datetime.fromisoformat(text) if "T" in text or " " in text else date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date (2025-01-31) or time") from None
+
+
+@contextmanager
+def open_store(settings: Any) -> Iterator[Store]:
+    """The store in the data dir; storage errors become one-line ``StudioError``s."""
+    from storage import Store, StoreError
+
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with Store(settings.db_path, data_dir=settings.data_dir) as store:
+            yield store
+    except StoreError as e:
+        raise StudioError(str(e)) from None
+
+
+def cmd_export(args: argparse.Namespace, settings: Any) -> int:
+    if args.fmt != "hub":
+        args.path = str(Path(args.path).expanduser().resolve())
+    with open_store(settings) as store:
+        result = store.export(
+            args.kind, args.fmt, args.path, filters_from_args(args), conversational=args.conversational,
+            good_rating=args.good_rating, allow_outside=True,  # the user named this path
+        )  # fmt: skip
+    print(f"wrote {result.rows} {args.kind} rows to {result.path}")
+    if not result.rows:
+        print("note: no rows matched; `studio stats` shows what the store holds")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Any) -> int:
+    path = Path(args.path).expanduser()
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    with open_store(settings) as store:
+        result = store.import_preferences(path, prompt_set=args.prompt_set, annotator=args.annotator)
+    print(
+        f"imported {result.rows} pairs into prompt set {result.prompt_set!r} (annotator {result.annotator!r})"
+    )
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Any, out: Callable[[str], None] = print) -> int:
+    with open_store(settings) as store:
+        stats = store.stats()
+    if args.json:
+        out(json.dumps(stats, indent=2, default=str))
+        return 0
+    out(f"store: {settings.db_path} (schema version {stats.pop('schema_version')})")
+    choices = stats.pop("choices")
+    for key, value in stats.items():
+        out(f"  {key.replace('_', ' ')}: {value}")
+    if choices:
+        out("  pairwise choices: " + ", ".join(f"{k} {v}" for k, v in choices.items()))
+    return 0
