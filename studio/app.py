@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from components import arena
+from components import arena, models
+from studio.auth import authenticator
 from studio.context import AppContext
 from studio.settings import Settings
 
@@ -23,6 +26,8 @@ def create_app(settings: Settings) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Arena"):
                 arena.build(ctx)
+            with gr.Tab("Models"):
+                models.build(ctx)
     # One generation at a time per backend by default; every backend serialises on its own lock anyway,
     # so the queue keeps the UI responsive instead of piling threads onto two cores.
     demo.queue(default_concurrency_limit=settings.concurrency)
@@ -30,6 +35,7 @@ def create_app(settings: Settings) -> gr.Blocks:
 
 
 def serve(settings: Settings, *, share: bool = False, preload: bool = True, block: bool = True) -> gr.Blocks:
+    auth = authenticator(Path(settings.auth_file)) if settings.auth_file else None  # fail before loading
     if preload:  # load (and, on first run, convert) the default model before the first click
         ctx = AppContext(settings)
         ctx.registry.backend(None, progress=lambda f, m: print(f"[{f:4.0%}] {m}", flush=True))
@@ -42,6 +48,10 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
         server_name=settings.host,
         server_port=settings.port,
         share=share,
+        auth=auth,
+        auth_message="Reasoning Studio: log in to label (your labels carry your user name)."
+        if auth
+        else None,
         prevent_thread_lock=not block,
         theme=gr.themes.Soft(),
         css=CSS,

@@ -25,6 +25,7 @@ class Settings:
     request_timeout: float = 60.0  # seconds, for OpenAI-compatible endpoints
     openai_base_url: str = ""  # used for models registered without one
     openai_api_key: str = ""  # never written to the store or logs
+    auth_file: str = ""  # users.toml for annotator logins; empty = no login, a name field per session
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())

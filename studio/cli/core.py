@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -17,7 +18,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="port (env STUDIO_PORT, default 7860)")
     p.add_argument("--share", action="store_true", help="create a public Gradio share link (off by default)")
     p.add_argument("--no-preload", action="store_true", help="do not load the default model before serving")
+    p.add_argument(
+        "--auth", metavar="USERS_TOML", help="require login; users file made by `studio users add`"
+    )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("users", help="manage annotator logins for `studio serve --auth`")
+    usub = p.add_subparsers(dest="users_cmd", metavar="ACTION", required=True)
+    q = usub.add_parser("add", help="add or update a user (asks for the password)")
+    q.add_argument("name")
+    q.add_argument("--file", default="users.toml", help="users file (default ./users.toml)")
+    q.add_argument("--password-stdin", action="store_true", help="read the password from stdin (for scripts)")
+    q.set_defaults(func=cmd_users_add)
+    q = usub.add_parser("list", help="list users")
+    q.add_argument("--file", default="users.toml")
+    q.set_defaults(func=cmd_users_list)
+    for q in list(usub.choices.values()):
+        add_settings_flags(q)
 
     p = sub.add_parser("generate", help="answer one prompt with a model, streamed to the terminal")
     p.add_argument("prompt", help="the prompt text ('-' reads stdin)")
@@ -77,7 +94,37 @@ def gen_params(args: argparse.Namespace) -> GenParams:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from studio.app import serve
 
+    if args.auth:
+        settings = dataclasses.replace(settings, auth_file=args.auth)
     serve(settings, share=args.share, preload=not args.no_preload)
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+    from pathlib import Path
+
+    from studio.auth import add_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    add_user(Path(args.file), args.name, password)
+    print(f"saved {args.name} to {args.file} (hashed)")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from studio.auth import load_users
+
+    for name in load_users(Path(args.file)):
+        print(name)
     return 0
 
 
