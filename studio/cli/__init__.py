@@ -19,6 +19,7 @@ GROUPS = [
     "studio.cli.core",
     "studio.cli.store",
     "studio.cli.run",
+    "studio.cli.judge",
 ]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from studio.backends.base import Backend, Completion, Conversation, GenParams
-from studio.errors import InputError, StudioError
+from studio.errors import InputError
 from studio.registry import Registry
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -166,22 +166,25 @@ def user(text: str, system: str | None = None) -> Conversation:
 def safe_chat(backend: Backend, convs: Sequence[Conversation], params: GenParams) -> list[Completion | str]:
     """``backend.chat`` on the whole batch; if the batch is refused (one prompt too long), each call alone.
 
-    A call that fails alone gives its error message (a ``str``) in its slot instead of a Completion.
+    A call refused alone (``InputError``) gives its error message (a ``str``) in its slot instead of a Completion.
     """
     if not convs:
         return []
     try:
         return list(backend.chat(convs, params))
-    except StudioError:
+    except InputError:
         if len(convs) == 1:
-            raise
-    out: list[Completion | str] = []
-    for conv in convs:
-        try:
-            out.append(backend.chat([conv], params)[0])
-        except StudioError as e:
-            out.append(str(e))
-    return out
+            return [_refused(convs[0], backend, params)]
+    return [_refused(conv, backend, params) for conv in convs]
+
+
+def _refused(conv: Conversation, backend: Backend, params: GenParams) -> Completion | str:
+    """One call alone; a refused prompt becomes its error text. A backend failure (server down) propagates:
+    it says nothing about the item, so it must not become a failed verdict that a resumed job would skip."""
+    try:
+        return backend.chat([conv], params)[0]
+    except InputError as e:
+        return str(e)
 
 
 def safe_choice_probs(
@@ -193,8 +196,7 @@ def safe_choice_probs(
     try:
         return list(backend.choice_probs(convs, choices))
     except InputError:
-        if len(convs) == 1:
-            raise
+        pass
     out: list[dict[str, float] | str] = []
     for conv in convs:
         try:
