@@ -19,6 +19,7 @@ from studio.strategies.base import (
     TraceEvent,
     make_strategy,
     render,
+    render_messages,
 )
 from studio.strategies.driver import Job, drive, run_jobs
 
@@ -39,5 +40,6 @@ __all__ = [
     "drive",
     "make_strategy",
     "render",
+    "render_messages",
     "run_jobs",
 ]

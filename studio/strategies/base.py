@@ -282,6 +282,9 @@ class TraceEvent:
 
 # -- prompts ------------------------------------------------------------------------------------------------------
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+# A line "<<user>>", "<<assistant>>" or "<<system>>" starts a message: few-shot examples are chat turns, which a
+# small chat model copies far less than examples inlined in one message.
+_ROLE_LINE = re.compile(r"^<<(system|user|assistant)>>\s*$")
 
 
 @cache
@@ -294,14 +297,37 @@ def load_prompt(name: str) -> str:
     return "\n".join(lines).strip("\n")
 
 
-def render(name: str, **values: str) -> str:
-    """Fill ``{placeholders}``. Values are inserted as-is, so braces in a user's question are harmless."""
+def render_messages(name: str, **values: str) -> Conversation:
+    """Fill a template's ``{placeholders}`` and split it into messages at ``<<role>>`` lines (default: user).
+
+    Values are inserted as-is, so braces in a user's question are harmless.
+    """
     template = load_prompt(name)
     missing = {m for m in _PLACEHOLDER.findall(template) if m not in values}
     if missing:
         raise KeyError(f"prompt {name!r} needs {', '.join(sorted(missing))}")
-    text = _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()  # an empty section must not leave a hole
+    chunks: list[tuple[str, list[str]]] = [("user", [])]
+    for line in template.splitlines():
+        m = _ROLE_LINE.match(line)
+        if m:
+            chunks.append((m.group(1), []))
+        else:
+            chunks[-1][1].append(line)
+    messages = []
+    for role, lines in chunks:
+        text = _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), "\n".join(lines))
+        text = re.sub(r"\n{3,}", "\n\n", text).strip()  # an empty section must not leave a hole
+        if text:
+            messages.append({"role": role, "content": text})
+    return messages
+
+
+def render(name: str, **values: str) -> str:
+    """A one-message template, filled: the text of the single user message."""
+    messages = render_messages(name, **values)
+    if len(messages) != 1 or messages[0]["role"] != "user":
+        raise ValueError(f"prompt {name!r} has several messages; use render_messages")
+    return messages[0]["content"]
 
 
 # -- the run context and the strategy base ------------------------------------------------------------------------

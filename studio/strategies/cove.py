@@ -16,8 +16,22 @@ from collections.abc import Generator
 from dataclasses import dataclass
 
 from studio.backends.base import Completion
-from studio.strategies.base import STRATEGIES, RunContext, StepRequest, Strategy, StrategyGen, render
-from studio.strategies.parsing import parse_answers, parse_list, parse_qa_pairs, parse_verdict
+from studio.strategies.base import (
+    STRATEGIES,
+    RunContext,
+    StepRequest,
+    Strategy,
+    StrategyGen,
+    render,
+    render_messages,
+)
+from studio.strategies.parsing import (
+    looks_like_question,
+    parse_answers,
+    parse_list,
+    parse_qa_pairs,
+    parse_verdict,
+)
 
 Sub = Generator[list[StepRequest], list[Completion], "list[Verification]"]
 
@@ -69,7 +83,7 @@ class ChainOfVerification(Strategy):
     def _joint(self, question: str, baseline: str, ctx: RunContext) -> Sub:
         req = ctx.request(
             "plan_verifications",
-            render("cove_plan_verifications_joint", question=question, baseline=baseline),
+            render_messages("cove_plan_verifications_joint", question=question, baseline=baseline),
         )
         (out,) = yield [req]
         pairs = parse_qa_pairs(out.text, cap=ctx.params.max_questions)
@@ -80,10 +94,16 @@ class ChainOfVerification(Strategy):
 
     def _plan_and_execute(self, question: str, baseline: str, ctx: RunContext) -> Sub:
         plan = ctx.request(
-            "plan_verifications", render("cove_plan_verifications", question=question, baseline=baseline)
+            "plan_verifications",
+            render_messages("cove_plan_verifications", question=question, baseline=baseline),
         )
         (out,) = yield [plan]
-        questions = parse_list(out.text, cap=ctx.params.max_questions)
+        items = parse_list(out.text)
+        # statements are not verification questions (small models restate the response instead)
+        kept = [q for q in items if looks_like_question(q)]
+        if len(kept) < len(items):
+            ctx.note(f"dropped {len(items) - len(kept)} planned line(s) that are not questions", step=plan.id)
+        questions = kept[: ctx.params.max_questions]
         ctx.parsed(plan.id, questions=questions)
         if not questions:
             return []

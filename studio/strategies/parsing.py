@@ -104,6 +104,18 @@ def parse_list(
     return items[:cap] if cap is not None else items
 
 
+_QUESTION_START = re.compile(
+    r"^(?:who|whom|whose|what|when|where|which|why|how|is|are|was|were|do|does|did|can|could|has|have|had|"
+    r"will|would|should|name|list|in|on|at|for|from|by|of|to|during)\b",
+    re.IGNORECASE,
+)
+
+
+def looks_like_question(text: str) -> bool:
+    """A verification question has a "?" or opens like one ("In which year...", "How tall...")."""
+    return "?" in text or bool(_QUESTION_START.match(text.strip()))
+
+
 # -- CoVe ---------------------------------------------------------------------------------------------------------
 # "Q:", "Q1)", "Question -"; not "A-list" or "A.I.", which start answers
 _Q_LABEL = re.compile(r"^(?:q|question|verification question)\s*\d*\s*(?::|\)|\s-\s)\s*", re.IGNORECASE)

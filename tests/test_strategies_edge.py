@@ -1,0 +1,318 @@
+"""Edge cases of the pipelines and the driver, with a scripted backend that returns hand-written model output.
+
+Real generation is tested in test_strategies.py; here the point is output a model *might* write (no plan,
+missing labels, empty text) and failures (a backend error, a bug), which must never crash a pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+
+from studio.api import run_many, run_strategy, stream_many
+from studio.backends.base import Backend, Completion, Conversation, GenParams
+from studio.errors import BackendError, InputError
+from studio.strategies import (
+    Job,
+    RunContext,
+    Strategy,
+    StrategyGen,
+    StrategyParams,
+    drive,
+    render,
+    render_messages,
+)
+from studio.strategies.parsing import looks_like_question
+
+Rule = tuple[str, str]  # (substring of the last user message, the output to return)
+
+
+class ScriptedBackend(Backend):
+    """Answers by the first rule whose key occurs in the prompt; records batch sizes. Raises on ``fail_on``."""
+
+    def __init__(self, rules: Sequence[Rule], default: str = "ok", fail_on: str | None = None) -> None:
+        self.rules, self.default, self.fail_on = list(rules), default, fail_on
+        self.model_name = "scripted"
+        self.sizes: list[int] = []
+
+    def _answer(self, conv: Conversation) -> Completion:
+        prompt = conv[-1]["content"]
+        if self.fail_on and self.fail_on in prompt:
+            raise BackendError("scripted failure")
+        text = next((out for key, out in self.rules if key in prompt), self.default)
+        return Completion(text, max(1, len(prompt) // 4), max(1, len(text) // 4), 0.01, model=self.model_name)
+
+    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:
+        self.sizes.append(len(conversations))
+        return [self._answer(c) for c in conversations]
+
+    def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
+        yield self._answer(conversation).text
+
+
+def names(result) -> list[str]:
+    return [s.name for s in result.trace.steps]
+
+
+Q = "What is the capital of Australia?"
+PLAN = "Response: "  # occurs in the plan prompt only
+
+
+# -- CoVe ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["two_step", "factored", "factor_revise"])
+@pytest.mark.parametrize("plan", ["", "   ", "I am not sure.", "Sydney is the capital."])
+def test_cove_empty_plan_returns_the_baseline_with_a_note(variant: str, plan: str) -> None:
+    b = ScriptedBackend([(PLAN, plan), (Q, "Canberra.")])
+    r = run_strategy(Q, "cove", variant, b)
+    assert names(r) == ["baseline", "plan_verifications"]
+    assert r.final_answer == "Canberra."
+    assert any("no verification question" in n for n in r.trace.notes)
+
+
+def test_cove_joint_without_pairs_returns_the_baseline() -> None:
+    b = ScriptedBackend([(PLAN, "Nothing to check here."), (Q, "Canberra.")])
+    r = run_strategy(Q, "cove", "joint", b)
+    assert names(r) == ["baseline", "plan_verifications"] and r.final_answer == "Canberra."
+    assert r.trace.notes
+
+
+def test_cove_caps_questions_and_drops_statements() -> None:
+    plan = "Verification questions:\n" + "\n".join(f"{i}. Which city is number {i}?" for i in range(1, 9))
+    plan += "\n9. Canberra is the capital."
+    b = ScriptedBackend([(PLAN, plan), ("Verifications:", "Canberra, verified."), (Q, "Canberra.")])
+    r = run_strategy(Q, "cove", "factored", b, params={"max_questions": 3})
+    assert names(r) == ["baseline", "plan_verifications", *["execute_verification"] * 3, "final_verified"]
+    assert b.sizes == [1, 1, 3, 1]
+    assert r.final_answer == "Canberra, verified."
+    assert any("not questions" in n for n in r.trace.steps[1].notes)
+
+
+def test_cove_two_step_pads_missing_answers_with_a_note() -> None:
+    plan = "1. Which city is the capital?\n2. When was it founded?"
+    b = ScriptedBackend(
+        [(PLAN, plan), ("Answers:", "1. Canberra."), ("Verifications:", "Canberra."), (Q, "x")]
+    )
+    r = run_strategy(Q, "cove", "two_step", b)
+    step = r.trace.by_name("execute_verifications")[0]
+    assert step.parsed["answers"] == ["Canberra.", ""] and step.notes
+    assert "(no answer)" in r.trace.by_name("final_verified")[0].messages[-1]["content"]
+
+
+def test_cove_factor_revise_unreadable_verdict_is_kept_and_noted() -> None:
+    plan = "1. Which city is the capital?\n2. When was it founded?"
+    rules = [
+        (PLAN, plan),
+        ("Verification answer: 1913", "INCONSISTENT: the response gives no year"),
+        ("Verification question:", "Hmm, hard to say."),
+        ("Verifications:", "Canberra."),
+        ("When was it founded?", "1913"),
+        ("Which city", "Canberra"),
+        (Q, "Canberra."),
+    ]
+    r = run_strategy(Q, "cove", "factor_revise", ScriptedBackend(rules))
+    verdicts = [c.parsed["verdict"] for c in r.trace.by_name("cross_check")]
+    assert verdicts == [None, "INCONSISTENT"]
+    assert r.trace.by_name("cross_check")[0].notes
+    final = r.trace.by_name("final_verified")[0].messages[-1]["content"]
+    assert (
+        "Cross-check: NO VERDICT" in final
+        and "Cross-check: INCONSISTENT (the response gives no year)" in final
+    )
+
+
+def test_cove_empty_final_falls_back_to_the_baseline() -> None:
+    b = ScriptedBackend([(PLAN, "1. Which city?"), ("Verifications:", ""), (Q, "Canberra.")])
+    r = run_strategy(Q, "cove", "factored", b)
+    assert r.final_answer == "Canberra." and r.trace.by_name("final_verified")[0].notes
+
+
+def test_few_shot_examples_are_chat_turns_ending_with_the_query() -> None:
+    msgs = render_messages("cove_plan_verifications", question="Q?", baseline="B.")
+    assert [m["role"] for m in msgs] == ["user", "assistant"] * 3 + ["user"]
+    assert msgs[-1]["content"] == "Query: Q?\nResponse: B."
+
+
+# -- S2A ---------------------------------------------------------------------------------------------------------------
+REWRITE = "Text by User:"
+
+
+def test_s2a_parses_the_labelled_sections() -> None:
+    rewrite = "Unbiased text context (includes all content except user's bias): none\nQuestion/Query (does not include user bias/preference): What is the capital of Australia?"
+    b = ScriptedBackend([(REWRITE, rewrite)], default="Canberra.")
+    r = run_strategy("I love Sydney. " + Q, "s2a", "default", b)
+    assert r.trace.steps[1].messages[-1]["content"] == f"none\n\n{Q}\n\nAnswer in an unbiased way."
+    assert r.final_answer == "Canberra." and not r.trace.steps[0].notes
+
+
+def test_s2a_missing_labels_fall_back_to_the_whole_rewrite() -> None:
+    b = ScriptedBackend([(REWRITE, "The user asks for the capital of Australia.")], default="Canberra.")
+    r = run_strategy("I love Sydney. " + Q, "s2a", "default", b)
+    answer = r.trace.steps[1].messages[-1]["content"]
+    assert answer == "The user asks for the capital of Australia.\n\nAnswer in an unbiased way."
+    assert any("whole rewrite" in n for n in r.trace.steps[0].notes)
+
+
+def test_s2a_empty_rewrite_falls_back_to_the_original_with_a_note() -> None:
+    b = ScriptedBackend([(REWRITE, "")], default="Canberra.")
+    r = run_strategy(Q, "s2a", "relevance", b)
+    assert Q in r.trace.steps[1].messages[-1]["content"]
+    assert any("empty" in n for n in r.trace.steps[0].notes)
+
+
+def test_s2a_keep_original_shows_the_original_beside_the_sections() -> None:
+    rewrite = "Unbiased text context: none\nQuestion/Query: What is the capital?"
+    b = ScriptedBackend([(REWRITE, rewrite)], default="Canberra.")
+    r = run_strategy("I love Sydney. " + Q, "s2a", "keep_original", b)
+    answer = r.trace.steps[1].messages[-1]["content"]
+    assert "I love Sydney. " + Q in answer and "What is the capital?" in answer
+
+
+# -- BSM ------------------------------------------------------------------------------------------------------------------
+BRANCH = "Sub-questions:"
+
+
+def test_bsm_without_branches_solves_the_question_once() -> None:
+    b = ScriptedBackend([(BRANCH, "")], default="Canberra.")
+    r = run_strategy(Q, "bsm", None, b)
+    assert names(r) == ["branch", "solve"] and r.final_answer == "Canberra."
+    assert any("no sub-question" in n for n in r.trace.notes)
+
+
+def test_bsm_caps_branches_and_batches_solves() -> None:
+    b = ScriptedBackend(
+        [(BRANCH, "history, geography, politics, economy"), ("Merge these", "merged")], default="part"
+    )
+    r = run_strategy(Q, "bsm", "generation", b, params={"max_branches": 3})
+    assert names(r) == ["branch", "solve", "solve", "solve", "merge"] and b.sizes == [1, 3, 1]
+    assert r.final_answer == "merged"
+
+
+def test_bsm_empty_merge_returns_the_unmerged_solves() -> None:
+    b = ScriptedBackend([(BRANCH, "1. a\n2. b"), ("Merge these", ""), ("only this part", "solved")])
+    r = run_strategy(Q, "bsm", None, b)
+    assert r.final_answer == "a\nsolved\n\nb\nsolved"
+
+
+# -- budget ----------------------------------------------------------------------------------------------------------------
+def test_budget_before_any_answer_gives_an_empty_answer_and_says_so() -> None:
+    r = run_strategy(Q, "s2a", None, ScriptedBackend([]), params={"token_budget": 1})
+    assert names(r) == ["rewrite"] and r.final_answer == ""
+    assert any("token budget of 1 reached" in n and "no answer was produced yet" in n for n in r.trace.notes)
+
+
+def test_budget_note_is_streamed_as_an_event() -> None:
+    events = list(
+        stream_many(
+            Q, [("bsm", None, ScriptedBackend([(BRANCH, "1. a\n2. b")], default="x"))], {"token_budget": 1}
+        )
+    )
+    notes = [e for e in events if e.kind == "note"]
+    assert len(notes) == 1 and "skipped solve" in notes[0].text and events[-1].kind == "run_finished"
+
+
+def test_budget_mid_run_returns_the_best_so_far() -> None:
+    b = ScriptedBackend([(BRANCH, "1. a\n2. b")], default="x" * 400)
+    r = run_strategy(Q, "bsm", None, b, params={"token_budget": 150})
+    assert names(r)[-1] == "solve" and r.final_answer.startswith("a\nx")
+    assert "solve (unmerged)" in r.trace.notes[-1]
+
+
+# -- failures never crash the other runs -----------------------------------------------------------------------------------
+def test_backend_failure_fails_one_column_only() -> None:
+    good, bad = ScriptedBackend([], default="fine"), ScriptedBackend([], fail_on=Q)
+    events = list(stream_many(Q, [("system1", None, good), ("cot", None, bad), ("cove", "factored", good)]))
+    errors = [e for e in events if e.kind == "error"]
+    assert [e.run for e in errors] == [1] and "scripted failure" in errors[0].text
+    finished = {e.run: e.result for e in events if e.kind == "run_finished"}
+    assert finished[0].final_answer == "fine" and finished[2].error is None
+    assert finished[1].error == "scripted failure" and finished[1].trace.steps[0].status == "error"
+
+
+def test_a_failing_request_in_a_batch_is_retried_alone() -> None:
+    b = ScriptedBackend([], default="fine", fail_on="think step by step")  # only CoT's prompt fails
+    results = run_many(Q, [("system1", None, b), ("cot", None, b), ("s2a", None, b)])
+    assert [r.error for r in results] == [None, "scripted failure", None]
+    assert results[0].final_answer == "fine" and results[2].final_answer == "fine"
+    assert b.sizes == [3, 1, 1, 1, 1]  # the batch, each request on its own, then S2A's answer step
+
+
+def test_run_strategy_raises_the_backend_error() -> None:
+    with pytest.raises(BackendError, match="scripted failure"):
+        run_strategy(Q, "system1", None, ScriptedBackend([], fail_on=Q))
+    r = run_strategy(Q, "system1", None, ScriptedBackend([], fail_on=Q), raise_errors=False)
+    assert r.error == "scripted failure" and r.final_answer == ""
+
+
+class Buggy(Strategy):
+    def run(self, question: str, ctx: RunContext) -> StrategyGen:
+        yield [ctx.request("answer", question)]
+        raise RuntimeError("a bug")
+
+
+def test_a_strategy_bug_ends_its_run_with_an_error_event() -> None:
+    events = list(drive([Job(Buggy(), Q, ScriptedBackend([]))]))
+    assert [e.kind for e in events] == ["step_started", "step_finished", "error", "run_finished"]
+    result = events[-1].result
+    assert result.error == "RuntimeError: a bug" and isinstance(result.exception, RuntimeError)
+    assert result.trace.steps[0].output == "ok"  # the trace so far is kept
+
+
+def test_sequential_mode_sends_one_request_per_call() -> None:
+    b = ScriptedBackend([(BRANCH, "1. a\n2. b\n3. c")], default="x")
+    drive_results = list(drive([Job(make("bsm"), Q, b, StrategyParams())], batching=False))
+    assert drive_results[-1].kind == "run_finished" and b.sizes == [1, 1, 1, 1, 1]
+
+
+def make(name: str, variant: str | None = None) -> Strategy:
+    from studio.strategies import make_strategy
+
+    return make_strategy(name, variant)
+
+
+# -- arguments ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda b: run_strategy(Q, "nope", None, b), "unknown strategy 'nope'"),
+        (lambda b: run_strategy(Q, "cove", "nope", b), "no variant 'nope'"),
+        (lambda b: run_strategy(Q, "system1", "x", b), "no variant 'x'"),
+        (lambda b: run_strategy("   ", "system1", None, b), "empty"),
+        (lambda b: run_strategy("a\x00b", "system1", None, b), "NUL"),
+        (lambda b: run_strategy(Q, "cove", None, b, params={"max_questions": 0}), "max_questions"),
+        (lambda b: run_strategy(Q, "cove", None, b, params={"max_new_tokens": 0}), "max_new_tokens"),
+        (lambda b: run_strategy(Q, "cove", None, b, params={"token_budget": 0}), "token_budget"),
+        (lambda b: run_strategy(Q, "cove", None, b, params={"bogus": 1}), "unknown strategy params"),
+        (lambda b: run_many(Q, [], None), "at least one"),
+    ],
+)
+def test_bad_arguments_are_input_errors_before_any_call(call: Callable, message: str) -> None:
+    b = ScriptedBackend([])
+    with pytest.raises(InputError, match=message):
+        call(b)
+    assert b.sizes == []
+
+
+def test_braces_in_a_question_are_harmless() -> None:
+    q = "What does {question} or {} mean in Python?"
+    assert render("cove_baseline", question=q) == q
+    r = run_strategy(q, "cove", "factored", ScriptedBackend([(PLAN, "1. What is {x}?")], default="ok"))
+    assert r.error is None and r.trace.by_name("execute_verification")[0].label == "What is {x}?"
+
+
+def test_default_variants() -> None:
+    assert make("cove").variant == "factored" and make("s2a").variant == "default"
+    assert make("bsm").variant == "generation" and make("system1").variant is None
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("Who wrote Hamlet?", True),
+        ("In which year was it written", True),
+        ("Hamlet is a play.", False),
+        ("", False),
+    ],
+)
+def test_looks_like_question(text: str, ok: bool) -> None:
+    assert looks_like_question(text) is ok
