@@ -290,10 +290,8 @@ def _insert(
                unnest($chosen) AS chosen, unnest($rejected) AS rejected""",
         columns,
     ).fetchall()
-    try:
-        _insert_rows(store, cur, len(columns["text"]), prompt_set, annotator, source)
-    finally:
-        cur.execute("DROP TABLE IF EXISTS _import").fetchall()
+    _insert_rows(store, cur, len(columns["text"]), prompt_set, annotator, source)
+    cur.execute("DROP TABLE _import; DROP TABLE _import_prompt").fetchall()  # on error, rollback drops them
 
 
 def _insert_rows(
@@ -320,7 +318,6 @@ def _insert_rows(
     ids = {"runs": runs, "cmps": cmps, "votes": votes, "src": source, "who": annotator}
     for sql in _IMPORT_INSERTS:
         cur.execute(sql, {k: v for k, v in ids.items() if f"${k}" in sql}).fetchall()
-    cur.execute("DROP TABLE IF EXISTS _import_prompt").fetchall()
 
 
 # Row i's chosen run is runs + 2(i-1) at position 0, its rejected run the next id at position 1.
@@ -334,5 +331,5 @@ _IMPORT_INSERTS = (
     """INSERT INTO comparison_runs
     SELECT $cmps + i - 1, k, $runs + 2 * (i - 1) + k FROM _import_prompt CROSS JOIN range(2) r(k)""",
     """INSERT INTO votes (id, comparison_id, kind, choice, ranks, annotator)
-    SELECT $votes + i - 1, $cmps + i - 1, 'pairwise', 'A', [1, 2], $who FROM _import_prompt""",
+    SELECT $votes + i - 1, $cmps + i - 1, 'pairwise', 'A', NULL, $who FROM _import_prompt""",
 )

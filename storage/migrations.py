@@ -66,18 +66,20 @@ CREATE TABLE comparison_runs (
     run_id BIGINT NOT NULL
 );
 
--- Pairwise votes and k-way rankings share one shape: ``ranks[position + 1]`` is the rank of the run at that
--- position (1 = best, equal ranks = tie). A pairwise vote also keeps its ``choice``; 'both_bad' is a tie whose
--- runs are both undesirable.
+-- A pairwise vote keeps its ``choice`` ('A' = position 0 wins; 'both_bad' is a tie whose runs are both
+-- undesirable). A k-way ranking keeps ``ranks``: ranks[position + 1] is the rank of the run at that position
+-- (1 = best, equal ranks = tie).
 CREATE TABLE votes (
     id BIGINT NOT NULL DEFAULT nextval('votes_id_seq'),
     comparison_id BIGINT NOT NULL,
-    kind VARCHAR NOT NULL CHECK (kind IN ('pairwise', 'ranking')),
-    choice VARCHAR CHECK (choice IN ('A', 'B', 'tie', 'both_bad')),
-    ranks INTEGER[] NOT NULL,
+    kind VARCHAR NOT NULL,
+    choice VARCHAR,
+    ranks INTEGER[],
     annotator VARCHAR NOT NULL,
     comment VARCHAR,
-    created_at TIMESTAMP NOT NULL DEFAULT {_NOW}
+    created_at TIMESTAMP NOT NULL DEFAULT {_NOW},
+    CHECK ((kind = 'pairwise' AND choice IN ('A', 'B', 'tie', 'both_bad') AND ranks IS NULL)
+           OR (kind = 'ranking' AND choice IS NULL AND ranks IS NOT NULL))
 );
 
 -- A judge's verdict on one run (single) or two runs (pairwise; run_ids[1] is A, run_ids[2] is B).

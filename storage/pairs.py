@@ -1,9 +1,9 @@
 """Preference items from votes and verdicts, as SQL: DPO pairs, KTO labels, reward-model pairs, win counts.
 
-**Pairs.** A vote stores one rank per screen position (1 = best, equal = tie), so a pairwise A/B vote and a
-k-way ranking are the same thing: every two positions with different ranks give one (winner, loser) pair, which is
-C(K,2) pairs for a strict ranking of K (InstructGPT) and fewer with ties. Tied positions give no pair, and neither
-does 'both_bad'. A pairwise judge verdict that is ``ok`` with winner A or B gives one pair of source ``judge``; a
+**Pairs.** A ranking gives one rank per screen position (1 = best, equal = tie), and a pairwise vote is the
+ranking of two (A = [1, 2], B = [2, 1], tie and both_bad = [1, 1]): every two positions with different ranks give
+one (winner, loser) pair, which is C(K,2) pairs for a strict ranking of K (InstructGPT) and fewer with ties.
+Tied positions give no pair, and neither does 'both_bad'. A pairwise judge verdict that is ``ok`` with winner A or B gives one pair of source ``judge``; a
 judge's 'tie' or 'inconsistent' (position-swap disagreement) gives none. Pairs are deduplicated on the exact
 (prompt, chosen, rejected) text, and a pair whose two answers are identical is dropped.
 
@@ -41,15 +41,22 @@ Text = str | Sequence[str] | None
 
 SOURCES = ("human", "judge")
 
-# Every (winner run, loser run) that a vote or a verdict asserts, before any filter.
+# Every (winner run, loser run) that a vote or a verdict asserts, before any filter. A pairwise vote stores only
+# its choice (A = position 0 wins); a ranking stores ranks, and every two positions with different ranks are a pair.
 PAIR_EVENTS = """
 pair_events AS (
     SELECT 'human' AS source, v.id AS event_id, v.annotator AS annotator, v.created_at AS event_at,
-           a.run_id AS chosen_id, b.run_id AS rejected_id
+           w.run_id AS chosen_id, l.run_id AS rejected_id
+    FROM votes v
+    JOIN comparison_runs w ON w.comparison_id = v.comparison_id AND w.position = (v.choice = 'B')::INTEGER
+    JOIN comparison_runs l ON l.comparison_id = v.comparison_id AND l.position = (v.choice = 'A')::INTEGER
+    WHERE v.choice IN ('A', 'B')
+    UNION ALL
+    SELECT 'human', v.id, v.annotator, v.created_at, a.run_id, b.run_id
     FROM votes v
     JOIN comparison_runs a ON a.comparison_id = v.comparison_id
     JOIN comparison_runs b ON b.comparison_id = v.comparison_id
-    WHERE v.ranks[a.position + 1] < v.ranks[b.position + 1]
+    WHERE v.kind = 'ranking' AND v.ranks[a.position + 1] < v.ranks[b.position + 1]
     UNION ALL
     SELECT 'judge', d.id, d.judge, d.created_at,
            d.run_ids[CASE d.winner WHEN 'A' THEN 1 ELSE 2 END],
@@ -63,7 +70,7 @@ TIE_LABELS = """
     SELECT 'human' AS source, v.id AS event_id, v.annotator AS annotator, v.created_at AS event_at,
            cr.run_id AS run_id, CASE WHEN v.choice = 'both_bad' THEN -1 ELSE 1 END AS w
     FROM votes v JOIN comparison_runs cr ON cr.comparison_id = v.comparison_id
-    WHERE len(list_distinct(v.ranks)) = 1"""
+    WHERE v.choice IN ('tie', 'both_bad') OR (v.kind = 'ranking' AND len(list_distinct(v.ranks)) = 1)"""
 RATING_LABELS = """
     SELECT 'judge' AS source, d.id AS event_id, d.judge AS annotator, d.created_at AS event_at,
            d.run_ids[1] AS run_id, CASE WHEN d.rating >= $good_rating THEN 1 ELSE -1 END AS w
@@ -140,19 +147,64 @@ def run_where(runs: Sequence[str], prompt: str, f: Filters, params: Params) -> s
 
 
 def _selected_pairs(f: Filters, params: Params) -> str:
-    """CTEs ``pair_events`` and ``selected``: filtered pair events with their prompt and answer texts."""
+    """CTEs ``pair_events`` and ``selected``: the filtered pair events, as ids (texts are joined later, once
+    per distinct pair of runs, which keeps long strings out of the big joins)."""
     agree = _agreed("e") if f.agree_only else ""
+    prompts = "JOIN prompts p ON p.id = c.prompt_id" if _texts(f.prompt_set) is not None else ""
     return f"""WITH {PAIR_EVENTS},
 selected AS (
-    SELECT e.*, p.text AS prompt_text, p.messages AS prompt_messages,
-           c.answer AS chosen_text, r.answer AS rejected_text
+    SELECT e.*, c.prompt_id
     FROM pair_events e
     JOIN runs c ON c.id = e.chosen_id
-    JOIN runs r ON r.id = e.rejected_id
-    JOIN prompts p ON p.id = c.prompt_id
-    WHERE c.prompt_id = r.prompt_id AND c.answer <> r.answer
+    JOIN runs r ON r.id = e.rejected_id {prompts}
+    WHERE c.prompt_id = r.prompt_id
       AND {event_where("e", f, params)} AND {run_where(("c", "r"), "p", f, params)} {agree}
 )"""
+
+
+def _pair_texts(f: Filters, params: Params, *, margin: bool = False, provenance: bool = False) -> str:
+    """CTEs up to ``grouped``: one row per distinct (prompt, chosen, rejected) text, identical answers dropped.
+    ``provenance`` adds the event count, sources and annotators (list aggregates: slow on millions of votes)."""
+    ratings = margin_col = ratings_join = ""
+    events = grouped_events = ""
+    if provenance:
+        events = (
+            ", count(*) AS n_events, list(DISTINCT source) AS sources, list(DISTINCT annotator) AS annotators"
+        )
+        grouped_events = """, sum(n_events) AS n_events, list_sort(list_distinct(flatten(list(sources)))) AS sources,
+           list_sort(list_distinct(flatten(list(annotators)))) AS annotators"""
+    if margin:
+        ratings = """
+ratings AS (
+    SELECT run_ids[1] AS run_id, avg(rating) AS rating FROM verdicts
+    WHERE mode = 'single' AND ok AND rating IS NOT NULL GROUP BY 1
+),"""
+        ratings_join = "LEFT JOIN ratings rc ON rc.run_id = t.chosen_id LEFT JOIN ratings rr ON rr.run_id = t.rejected_id"
+        margin_col = ", avg(rc.rating - rr.rating) AS margin"
+    return f"""{_selected_pairs(f, params)},{ratings}
+run_pairs AS (
+    SELECT prompt_id, chosen_id, rejected_id, min(event_at) AS first_at, min(event_id) AS first_event{events}
+    FROM selected GROUP BY prompt_id, chosen_id, rejected_id
+),
+texts AS (
+    SELECT rp.*, p.text AS prompt_text, p.messages AS prompt_messages,
+           c.answer AS chosen_text, r.answer AS rejected_text
+    FROM run_pairs rp
+    JOIN prompts p ON p.id = rp.prompt_id
+    JOIN runs c ON c.id = rp.chosen_id
+    JOIN runs r ON r.id = rp.rejected_id
+    WHERE c.answer <> r.answer
+),
+grouped AS (
+    SELECT prompt_text, prompt_messages, chosen_text, rejected_text, min(first_at) AS first_at,
+           min(first_event) AS first_event, min(chosen_id) AS chosen_run_id,
+           min(rejected_id) AS rejected_run_id{grouped_events}{margin_col}
+    FROM texts t {ratings_join}
+    GROUP BY prompt_text, prompt_messages, chosen_text, rejected_text
+)"""
+
+
+ORDER = "ORDER BY first_at, first_event, prompt_text, chosen_text, rejected_text"
 
 
 def _agreed(alias: str) -> str:
@@ -177,43 +229,21 @@ def _answer_expr(conversational: bool, text: str) -> str:
 def pairs_sql(f: Filters, *, conversational: bool = False, margin: bool = False) -> tuple[str, Params]:
     """Deduplicated preference pairs: ``prompt, chosen, rejected`` (+ ``margin`` for reward-model pairs)."""
     params: Params = {}
-    margin_cte = margin_col = ""
-    if margin:
-        margin_cte = """, ratings AS (
-    SELECT run_ids[1] AS run_id, avg(rating) AS rating FROM verdicts
-    WHERE mode = 'single' AND ok AND rating IS NOT NULL GROUP BY 1
-)"""
-        margin_col = ", avg(rc.rating - rr.rating) AS margin"
-    joins = (
-        "LEFT JOIN ratings rc ON rc.run_id = s.chosen_id LEFT JOIN ratings rr ON rr.run_id = s.rejected_id"
-        if margin
-        else ""
-    )
-    grouped = f"""{_selected_pairs(f, params)}{margin_cte},
-grouped AS (
-    SELECT prompt_text, prompt_messages, chosen_text, rejected_text, min(s.event_at) AS first_at{margin_col}
-    FROM selected s {joins}
-    GROUP BY prompt_text, prompt_messages, chosen_text, rejected_text
-)"""
     cols = [
         f"{_prompt_expr(conversational, 'prompt_text', 'prompt_messages')} AS prompt",
         f"{_answer_expr(conversational, 'chosen_text')} AS chosen",
         f"{_answer_expr(conversational, 'rejected_text')} AS rejected",
     ] + (["margin"] if margin else [])
-    order = "ORDER BY first_at, prompt_text, chosen_text, rejected_text"
-    return f"{grouped}\nSELECT {', '.join(cols)} FROM grouped {order}", params
+    return f"{_pair_texts(f, params, margin=margin)}\nSELECT {', '.join(cols)} FROM grouped {ORDER}", params
 
 
 def pair_details_sql(f: Filters) -> tuple[str, Params]:
     """Pairs with provenance, for readers: run ids, sources, annotators and the number of events."""
     params: Params = {}
-    sql = f"""{_selected_pairs(f, params)}
-SELECT prompt_text AS prompt, chosen_text AS chosen, rejected_text AS rejected,
-       min(chosen_id) AS chosen_run_id, min(rejected_id) AS rejected_run_id,
-       list_sort(list_distinct(list(source))) AS sources, list_sort(list_distinct(list(annotator))) AS annotators,
-       count(*) AS n_events, min(event_at) AS first_at
-FROM selected GROUP BY prompt_text, prompt_messages, chosen_text, rejected_text
-ORDER BY first_at, prompt_text, chosen_text, rejected_text"""
+    sql = f"""{_pair_texts(f, params, provenance=True)}
+SELECT prompt_text AS prompt, chosen_text AS chosen, rejected_text AS rejected, chosen_run_id, rejected_run_id,
+       sources, annotators, n_events, first_at
+FROM grouped {ORDER}"""
     return sql, params
 
 

@@ -30,7 +30,8 @@ from storage.migrations import MIGRATIONS, Migration, migrate
 from storage.pairs import Filters, kto_sql, pair_details_sql, pairs_sql, win_counts_sql
 
 CHOICES = ("A", "B", "tie", "both_bad")
-CHOICE_RANKS = {"A": [1, 2], "B": [2, 1], "tie": [1, 1], "both_bad": [1, 1]}
+# Readers show a pairwise vote's ranks too, derived from its choice.
+VOTE_RANKS = "coalesce(ranks, CASE choice WHEN 'A' THEN [1, 2] WHEN 'B' THEN [2, 1] ELSE [1, 1] END)"
 WINNERS = ("A", "B", "tie", "inconsistent")
 TRAINING_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 KINDS = ("dpo", "kto", "rm")
@@ -398,10 +399,9 @@ class Store:
                 SELECT generate_subscripts($l, 1) AS i, unnest($l) AS run_ids""",
                 {"l": lists},
             ).fetchall()
-            try:
-                return self._insert_comparisons(cur, "_new_cmp", blind)
-            finally:
-                cur.execute("DROP TABLE IF EXISTS _new_cmp").fetchall()
+            ids = self._insert_comparisons(cur, "_new_cmp", blind)
+            cur.execute("DROP TABLE _new_cmp").fetchall()  # on error, the rollback drops it
+        return ids
 
     def _insert_comparisons(self, cur: duckdb.DuckDBPyConnection, table: str, blind: bool) -> list[int]:
         """Insert comparisons from ``table(i, run_ids)``; ``i`` is the 1-based input row."""
@@ -477,7 +477,7 @@ class Store:
             return self._insert(
                 cur,
                 "votes",
-                self._vote(comparison_id, "pairwise", choice, CHOICE_RANKS[choice], annotator, comment, at),
+                self._vote(comparison_id, "pairwise", choice, None, annotator, comment, at),
             )
 
     def add_ranking(
@@ -508,7 +508,7 @@ class Store:
         cid: int,
         kind: str,
         choice: str | None,
-        ranks: list[int],
+        ranks: list[int] | None,
         annotator: str,
         comment: str | None,
         at: datetime | None,
@@ -537,41 +537,35 @@ class Store:
             return self._insert_votes(cur, src, cols)
 
     def _insert_votes(self, cur: duckdb.DuckDBPyConnection, src: str, cols: list[str]) -> list[int]:
-        choice = "s.choice" if "choice" in cols else "NULL::VARCHAR"
-        ranks = "s.ranks" if "ranks" in cols else "NULL::INTEGER[]"
-        derived = f"""SELECT row_number() OVER () AS i, s.comparison_id, s.annotator,
-               {choice} AS choice,
-               coalesce({ranks}, CASE {choice} WHEN 'A' THEN [1, 2] WHEN 'B' THEN [2, 1]
-                                 WHEN 'tie' THEN [1, 1] WHEN 'both_bad' THEN [1, 1] END) AS ranks,
-               {"s.comment" if "comment" in cols else "NULL::VARCHAR"} AS comment,
-               {"s.created_at" if "created_at" in cols else "(now() AT TIME ZONE 'UTC')::TIMESTAMP"} AS created_at
-        FROM {src} s"""
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE _new_votes AS {derived}").fetchall()
-        try:
-            bad = cur.execute(
-                """SELECT v.i FROM _new_votes v
-                LEFT JOIN (SELECT comparison_id, count(*) AS k FROM comparison_runs GROUP BY 1) c
-                       ON c.comparison_id = v.comparison_id
-                WHERE c.k IS NULL OR v.ranks IS NULL OR len(v.ranks) <> c.k OR list_min(v.ranks) < 1
-                   OR v.annotator IS NULL OR v.annotator = ''
-                   OR (v.choice IS NOT NULL AND v.choice NOT IN ('A', 'B', 'tie', 'both_bad'))
-                ORDER BY v.i LIMIT 1"""
-            ).fetchall()
-            if bad:
-                raise StoreError(
-                    f"vote row {bad[0][0]}: unknown comparison, bad choice or ranks, or no annotator"
-                )
-            n = int(self._scalar("SELECT count(*) FROM _new_votes", cur=cur))
-            first = self._reserve(cur, "votes", n)
-            cur.execute(
-                """INSERT INTO votes (id, comparison_id, kind, choice, ranks, annotator, comment, created_at)
-                SELECT ? + i - 1, comparison_id, CASE WHEN choice IS NULL THEN 'ranking' ELSE 'pairwise' END,
-                       choice, ranks, annotator, comment, created_at FROM _new_votes""",
-                [first],
-            ).fetchall()
-            return list(range(first, first + n))
-        finally:
-            cur.execute("DROP TABLE IF EXISTS _new_votes").fetchall()
+        """Check every row against its comparison's size, then append with consecutive ids."""
+        choice = "choice" if "choice" in cols else "NULL::VARCHAR AS choice"
+        ranks = "ranks" if "ranks" in cols else "NULL::INTEGER[] AS ranks"
+        extra = [c for c in ("comment", "created_at") if c in cols]
+        rows = f"SELECT {', '.join(['comparison_id', 'annotator', choice, ranks, *extra])} FROM {src}"
+        ok = """coalesce(c.k IS NOT NULL AND s.annotator <> '' AND (
+                   (s.choice IN ('A', 'B', 'tie', 'both_bad') AND s.ranks IS NULL AND c.k = 2)
+                OR (s.choice IS NULL AND len(s.ranks) = c.k AND list_min(s.ranks) >= 1)), FALSE)"""
+        sizes = "(SELECT comparison_id, count(*) AS k FROM comparison_runs GROUP BY 1) c"
+
+        def bad(rel: str, what: str) -> Any:
+            sql = f"SELECT {what} FROM ({rel}) s LEFT JOIN {sizes} ON c.comparison_id = s.comparison_id WHERE NOT {ok}"
+            return self._scalar(sql, cur=cur)
+
+        if bad(rows, "count(*)"):  # only then number the rows, to name the first bad one
+            first_bad = bad(f"SELECT row_number() OVER () AS i, * FROM ({rows})", "min(s.i)")
+            raise StoreError(
+                f"vote row {first_bad}: unknown comparison, bad choice or ranks, or no annotator"
+            )
+        n = int(self._scalar(f"SELECT count(*) FROM {src}", cur=cur))
+        first = self._reserve(cur, "votes", n)
+        listed = ", ".join(["comparison_id", "annotator", "choice", "ranks", *extra])
+        cur.execute(
+            f"""INSERT INTO votes (id, kind, {listed})
+            SELECT ids.id, CASE WHEN s.choice IS NULL THEN 'ranking' ELSE 'pairwise' END, {listed}
+            FROM ({rows}) s POSITIONAL JOIN (SELECT $first + range AS id FROM range($n)) ids""",
+            {"first": first, "n": n},
+        ).fetchall()
+        return list(range(first, first + n))
 
     def delete_vote(self, vote_id: int) -> None:
         with self._write() as cur:
@@ -582,7 +576,8 @@ class Store:
         self, *, comparison_id: int | None = None, annotator: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         return self._rows(
-            """SELECT * FROM votes WHERE ($c IS NULL OR comparison_id = $c) AND ($a IS NULL OR annotator = $a)
+            f"""SELECT * REPLACE ({VOTE_RANKS} AS ranks) FROM votes
+            WHERE ($c IS NULL OR comparison_id = $c) AND ($a IS NULL OR annotator = $a)
             ORDER BY id DESC LIMIT $limit""",
             {"c": comparison_id, "a": annotator, "limit": limit},
         )
