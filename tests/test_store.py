@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from datetime import datetime, timedelta, timezone
@@ -341,3 +342,21 @@ def test_second_process_gets_a_clear_lock_message(tmp_path: Path) -> None:
     assert "IOException" not in out.stdout and "IO Error" not in out.stdout
     with Store(path) as again:  # released on close
         assert again.stats()["prompts"] == 1
+
+
+def test_storage_is_the_leaf_layer() -> None:
+    """Opening a store pulls in no studio, UI or ML module (datasets loads only inside exports)."""
+    script = (
+        "import sys, storage; s = storage.Store(sys.argv[1]); s.close(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'studio', 'components', 'gradio', 'torch', 'transformers', 'datasets', 'trl'}))"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        out = subprocess.run(
+            [sys.executable, "-c", script, f"{d}/s.duckdb"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
