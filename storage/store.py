@@ -8,6 +8,7 @@
   holder's PID.
 - **Text** is always bound as a parameter, so any string round-trips exactly (quotes, NUL, emoji, RTL, megabytes).
 - **Times** are naive UTC datetimes; an ``at=`` argument may be naive UTC or timezone-aware.
+- **Readers** (``list_*``) return the newest rows first (prompts: oldest first); ``limit=None`` returns all.
 """
 
 from __future__ import annotations
@@ -259,7 +260,9 @@ class Store:
         rows = self._rows("SELECT * FROM prompts WHERE id = ?", [prompt_id])
         return rows[0] if rows else None
 
-    def list_prompts(self, prompt_set: str | None = None, *, limit: int = 100, offset: int = 0) -> list[dict]:
+    def list_prompts(
+        self, prompt_set: str | None = None, *, limit: int | None = 100, offset: int = 0
+    ) -> list[dict]:
         return self._rows(
             "SELECT * FROM prompts WHERE ? IS NULL OR prompt_set = ? ORDER BY id LIMIT ? OFFSET ?",
             [prompt_set, prompt_set, limit, offset],
@@ -352,7 +355,7 @@ class Store:
         prompt_id: int | None = None,
         model: str | None = None,
         strategy: str | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Runs without their traces (use ``get_run`` for one run's trace), newest first."""
@@ -440,7 +443,9 @@ class Store:
         )
         return rows[0] if rows else None
 
-    def list_comparisons(self, *, prompt_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_comparisons(
+        self, *, prompt_id: int | None = None, limit: int | None = 100
+    ) -> list[dict[str, Any]]:
         return self._rows(
             """SELECT c.*, (SELECT list(run_id ORDER BY position) FROM comparison_runs
                             WHERE comparison_id = c.id) AS run_ids
@@ -573,7 +578,7 @@ class Store:
             cur.execute("DELETE FROM votes WHERE id = ?", [vote_id]).fetchall()
 
     def list_votes(
-        self, *, comparison_id: int | None = None, annotator: str | None = None, limit: int = 100
+        self, *, comparison_id: int | None = None, annotator: str | None = None, limit: int | None = 100
     ) -> list[dict[str, Any]]:
         return self._rows(
             f"""SELECT * REPLACE ({VOTE_RANKS} AS ranks) FROM votes
@@ -651,7 +656,7 @@ class Store:
         run_id: int | None = None,
         comparison_id: int | None = None,
         judge: str | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
     ) -> list[dict[str, Any]]:
         return self._rows(
             """SELECT * FROM verdicts
@@ -825,7 +830,9 @@ class Store:
         rows = self._rows("SELECT * FROM training_runs WHERE id = ?", [training_run_id])
         return rows[0] if rows else None
 
-    def list_training_runs(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_training_runs(
+        self, *, status: str | None = None, limit: int | None = 100
+    ) -> list[dict[str, Any]]:
         return self._rows(
             "SELECT * FROM training_runs WHERE ? IS NULL OR status = ? ORDER BY id DESC LIMIT ?",
             [status, status, limit],

@@ -133,6 +133,9 @@ def test_run_round_trip(store: Store) -> None:
     assert store.prompt_sets() == ["math"]
     assert [r["id"] for r in store.list_runs(model="smollm2-135m")] == [rid]
     assert "trace" not in store.list_runs()[0]
+    for i in range(3):
+        store.add_run(pid, "m", "s", str(i))
+    assert len(store.list_runs(limit=None)) == 4 and len(store.list_runs(limit=2)) == 2
 
 
 def test_prompts_are_get_or_create(store: Store) -> None:
