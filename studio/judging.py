@@ -403,8 +403,34 @@ def agreement(
             entry["confusion"] = metrics.confusion([r["x"] for r in rows], [r["y"] for r in rows]).tolist()
             entry["failed_verdicts"] = out.failed.get(y, 0)
             entry["verdicts"] = out.total.get(y, 0)
+            tau, n = ranking_tau(snap, out.votes.get(y, {}))
+            entry["ranking_tau"] = {"tau": tau, "n": n}
         results.append(entry)
     return results
+
+
+def ranking_tau(snap: Snapshot, judge: dict[tuple[int, int], list[str | None]]) -> tuple[float, int]:
+    """Mean Kendall τ between each human k-way ranking (k >= 3) and the judge's ranking of the same runs.
+
+    The judge's ranking is each run's score over the comparison's pairs (a win 1, a tie 1/2), from its
+    majority outcome per pair; a comparison with a pair the judge has no outcome for is left out."""
+    pairs = []
+    for v in snap.votes:
+        ids = snap.comparisons[v["comparison_id"]]["run_ids"]
+        if len(ids) < 3:
+            continue
+        score = dict.fromkeys(ids, 0.0)
+        for a, b in itertools.combinations(ids, 2):
+            pair, flipped = ((a, b), False) if a < b else ((b, a), True)
+            said = _majority(judge.get(pair, []))
+            if said is None:
+                break
+            said = metrics.flip(said) if flipped else said
+            score[a] += {"A": 1.0, "B": 0.0, "tie": 0.5}[said]
+            score[b] += {"A": 0.0, "B": 1.0, "tie": 0.5}[said]
+        else:
+            pairs.append(([-r for r in v["ranks"]], [score[r] for r in ids]))
+    return metrics.mean_kendall_tau(pairs)
 
 
 def biases(

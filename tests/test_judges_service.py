@@ -179,6 +179,8 @@ def test_agreement_biases_disagreements_and_leaderboard_by_hand(store):
     assert hj["pairs"] == 6 and hj["s1"][0]["value"] == pytest.approx(0.5)
     assert hj["s2"][0]["value"] == pytest.approx(0.5)
     assert hj["confusion"] == [[0, 3, 0], [0, 3, 0], [0, 0, 0]]
+    # C4: alice ranks (r5, r6, r7) as 2, 1, 3; the judge's wins give r7 2, r6 1, r5 0: tau = -1/3
+    assert hj["ranking_tau"] == {"tau": pytest.approx(-1 / 3), "n": 1}
     groups = {e["group"]: e for e in hj["s1"]}
     assert set(groups) == {"all", "m1", "m2"}
 

@@ -146,7 +146,9 @@ def cmd_agreement(args: argparse.Namespace, settings: Any) -> int:
     print("agreement (vote pairs; S1 with ties, S2 without; 95% bootstrap CIs)")
     for a in agree:
         failed = f"  failed verdicts {a['failed_verdicts']}/{a['verdicts']}" if "verdicts" in a else ""
-        print(f"  {a['x']} vs {a['y']}: {a['pairs']} pairs{failed}")
+        rt = a.get("ranking_tau") or {}
+        tau = f"  ranking tau {rt['tau']:.2f} over {rt['n']} rankings" if rt.get("n") else ""
+        print(f"  {a['x']} vs {a['y']}: {a['pairs']} pairs{failed}{tau}")
         for i, overall in enumerate(a["s1"]):
             label = "all" if i == 0 else overall["group"]
             print(
