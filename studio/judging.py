@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from storage import Store
 
 Progress = Callable[[int, int, str], None]
-ALL = 10**12  # "no limit" for the store's list_* readers
+ALL = None  # the store's list_* readers: every row
 HUMAN = "human"
 
 
