@@ -81,5 +81,12 @@ def build(ctx: AppContext) -> Handles:
     add.click(
         add_model, [name, backend, path, base_url, key_env, adapter], [table, try_model], api_name="add_model"
     )
-    try_btn.click(try_it, [try_model, try_prompt], try_output, api_name="try_model")
+    try_btn.click(
+        try_it,
+        [try_model, try_prompt],
+        try_output,
+        api_name="try_model",
+        concurrency_id="generate",
+        concurrency_limit=ctx.settings.concurrency,
+    )
     return Handles(table, try_model, try_prompt, try_output)

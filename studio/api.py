@@ -28,7 +28,8 @@ settings' default model. ``params`` is a :class:`~studio.strategies.StrategyPara
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,13 +149,20 @@ def stream_many(
     settings: Settings | None = None,
     *,
     batching: bool = True,
+    on_delta: Callable[[int, str, str], None] | None = None,
 ) -> Iterator[TraceEvent]:
     """Run several strategies on one question in lockstep, yielding events tagged with the column index
     (``event.run``, the index in ``specs``). Each spec is a :class:`RunSpec` or a tuple
     ``(strategy, variant, model[, params])``. The first steps of all columns on the same model and params
     (System 1, CoT, the CoVe baseline, the S2A rewrite, the BSM branch) go to the model as one batch.
+
+    ``on_delta(column, step_id, text_so_far)`` is called from the generating thread with each step's live
+    text (token by token on local models), for UIs that show answers as they are written.
     """
     jobs = _jobs(question, specs, params, settings)  # validated eagerly, before the generator starts
+    if on_delta is not None:
+        for i, job in enumerate(jobs):
+            job.on_delta = functools.partial(on_delta, i)
     return drive(jobs, batching=batching)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,6 +13,8 @@ from studio.registry import Registry
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 Conversation = list[Message]
+#: ``on_delta(index, text_so_far)``: live text of one row of a batch while it is generated
+OnDelta = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,12 @@ class Backend(ABC):
     supports_sequence_logprob: bool = False
 
     @abstractmethod
-    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:
-        """Answer a batch of independent conversations; one Completion each, in order."""
+    def chat(
+        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+    ) -> list[Completion]:
+        """Answer a batch of independent conversations; one Completion each, in order.
+
+        With ``on_delta``, each row's text so far is reported while it is generated (for live UIs)."""
 
     @abstractmethod
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:

@@ -14,6 +14,7 @@ from studio.backends.base import (
     Completion,
     Conversation,
     GenParams,
+    OnDelta,
     Stopwatch,
     apply_stop,
     validate_conversation,
@@ -113,11 +114,36 @@ class OpenAIBackend(Backend):
         )
 
     # -- Backend API -------------------------------------------------------------------------------------------
-    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:
-        """A batch is a set of bounded concurrent requests (``concurrency`` at a time)."""
+    def chat(
+        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+    ) -> list[Completion]:
+        """A batch is a set of bounded concurrent requests (``concurrency`` at a time). With ``on_delta``, each
+        request streams and reports its text so far."""
         for c in conversations:
             validate_conversation(c)
-        return list(self._pool.map(lambda c: self._one(c, params), conversations))
+        if on_delta is None:
+            return list(self._pool.map(lambda c: self._one(c, params), conversations))
+        return list(
+            self._pool.map(
+                lambda ic: self._one_streamed(ic[1], params, ic[0], on_delta), enumerate(conversations)
+            )
+        )
+
+    def _one_streamed(
+        self, conversation: Conversation, params: GenParams, index: int, on_delta: OnDelta
+    ) -> Completion:
+        watch = Stopwatch()
+        text = ""
+        for chunk in self.stream(conversation, params):
+            text += chunk
+            on_delta(index, text)
+        return Completion(
+            text=text.strip(),
+            prompt_tokens=_estimate(conversation),
+            completion_tokens=self.count_tokens(text),
+            latency_s=watch.elapsed,
+            model=self.model_name,
+        )
 
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
         validate_conversation(conversation)

@@ -13,6 +13,7 @@ from studio.backends.base import (
     Completion,
     Conversation,
     GenParams,
+    OnDelta,
     Stopwatch,
     apply_stop,
     validate_conversation,
@@ -147,21 +148,26 @@ class TransformersBackend(Backend):
         return kw
 
     # -- Backend API -----------------------------------------------------------------------------------------
-    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:
+    def chat(
+        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+    ) -> list[Completion]:
         import torch
 
         if not conversations:
             return []
         id_lists = [self._prompt_ids(c, params.max_new_tokens) for c in conversations]
         batch = self._batch(id_lists)
+        kw = self._gen_kwargs(params)
+        if on_delta is not None:
+            kw["streamer"] = _BatchStreamer(self.tokenizer, len(id_lists), on_delta, self._eos_ids())
         with self._lock:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             watch = Stopwatch()
-            out = self.model.generate(**batch, **self._gen_kwargs(params))
+            out = self.model.generate(**batch, **kw)
             latency = watch.elapsed
         new = out[:, batch["input_ids"].shape[1] :]
-        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        eos = self._eos_ids()
         results = []
         for ids_in, row in zip(id_lists, new.tolist(), strict=True):
             n = next((i for i, t in enumerate(row) if t in eos), None)
@@ -179,6 +185,9 @@ class TransformersBackend(Backend):
                 )
             )
         return results
+
+    def _eos_ids(self) -> set[int]:
+        return set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
         import torch
@@ -233,7 +242,7 @@ class TransformersBackend(Backend):
         id_lists = [self._prompt_ids(c, 1) for c in conversations]
         batch = self._batch(id_lists)
         with self._lock:
-            logits = self.model(**batch).logits[:, -1, :]
+            logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :]
         return logits.float()
 
     def choice_probs(
@@ -277,6 +286,35 @@ class TransformersBackend(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+class _BatchStreamer:
+    """A ``generate`` streamer for a whole batch: reports each row's decoded text as it grows.
+
+    (transformers' TextStreamer handles one row only.) The first ``put`` carries the prompt and is skipped."""
+
+    def __init__(self, tokenizer: Any, n: int, on_delta: OnDelta, eos: set[int]) -> None:
+        self.tokenizer, self.on_delta, self.eos = tokenizer, on_delta, eos
+        self.rows: list[list[int]] = [[] for _ in range(n)]
+        self.finished = [False] * n
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        tokens = value.reshape(len(self.rows), -1)[:, -1].tolist()
+        for i, tok in enumerate(tokens):
+            if self.finished[i]:
+                continue
+            if tok in self.eos:
+                self.finished[i] = True
+                continue
+            self.rows[i].append(tok)
+            self.on_delta(i, self.tokenizer.decode(self.rows[i], skip_special_tokens=True))
+
+    def end(self) -> None:
+        pass
 
 
 def _as_list(x: Any) -> list[int]:

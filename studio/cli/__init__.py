@@ -10,6 +10,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from storage import StoreError
 from studio import __version__
 from studio.errors import StudioError
 
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         settings.apply_threads()
         return int(args.func(args, settings) or 0)
-    except StudioError as e:
+    except (StudioError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ arrive in ``run_finished`` events. ``run_jobs(jobs)`` is the blocking form.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -38,6 +38,8 @@ class Job:
     question: str
     backend: Backend
     params: StrategyParams = field(default_factory=StrategyParams)
+    #: ``on_delta(step_id, text_so_far)``: live text of this run's steps while the backend generates them
+    on_delta: Callable[[str, str], None] | None = None
 
 
 @dataclass(eq=False)  # identity semantics: runs are dict keys
@@ -265,7 +267,7 @@ def _call(group: list[_Item]) -> list[_Outcome]:
     run0, req0 = group[0]
     backend, params = run0.job.backend, _params(run0, req0)
     try:
-        comps = backend.chat([req.messages for _, req in group], params)
+        comps = backend.chat([req.messages for _, req in group], params, on_delta=_deltas(group))
         if len(comps) != len(group):
             raise StudioError(f"{backend.model_name} returned {len(comps)} answers for {len(group)} prompts")
         return list(comps)
@@ -279,6 +281,19 @@ def _call(group: list[_Item]) -> list[_Outcome]:
         except Exception as e:
             outcomes.append(e)
     return outcomes
+
+
+def _deltas(group: list[_Item]) -> Callable[[int, str], None] | None:
+    """Route a batch row's live text to the run that asked for it (None when no run listens)."""
+    if not any(run.job.on_delta for run, _ in group):
+        return None
+
+    def on_delta(i: int, text: str) -> None:
+        run, req = group[i]
+        if run.job.on_delta is not None:
+            run.job.on_delta(req.id, text)
+
+    return on_delta
 
 
 def _execute(
