@@ -1,0 +1,229 @@
+"""What the UI tabs share: user errors as readable messages, table formatting, downloads, and a run's trace
+as HTML. No domain logic here: these only shape what studio and storage return for the screen."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import html
+import inspect
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from storage import StoreError
+from studio.errors import InputError, StudioError
+
+F = TypeVar("F", bound=Callable[..., Any])
+USER_ERRORS = (StudioError, StoreError)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a studio or store error as a ``gr.Error`` toast with its message, never as a traceback."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        raise gr.Error(str(e)) from None
+
+
+def friendly(fn: F) -> F:
+    """Decorate a handler (plain or generator) with :func:`user_errors`. The wrapper keeps the signature, so
+    gradio still finds a ``gr.Progress()`` default, and stays a generator function, so gradio still streams."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen(*args: Any, **kwargs: Any) -> Any:
+            with user_errors():
+                yield from fn(*args, **kwargs)
+
+        return gen  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        with user_errors():
+            return fn(*args, **kwargs)
+
+    return plain  # type: ignore[return-value]
+
+
+# -- inputs ---------------------------------------------------------------------------------------------------
+def optional(value: Any) -> str | None:
+    """A text or dropdown value, with '' (or whitespace, or None) meaning 'any'."""
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def row_id(value: Any, what: str) -> int:
+    """An id typed or picked in the UI, as an int; a clear error when there is none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError(f"enter a {what} id (pick a row in the table, or type the number)")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"a {what} id is a whole number, not {value!r}") from None
+    if not number.is_integer() or number < 0:
+        raise InputError(f"a {what} id is a whole number, not {value!r}")
+    return int(number)
+
+
+def limit_of(value: Any, default: int = 100) -> int | None:
+    """A row limit from a number box: 0 or empty means every row."""
+    if value in (None, ""):
+        return default
+    n = int(value)
+    return None if n <= 0 else n
+
+
+# -- tables ---------------------------------------------------------------------------------------------------
+def cell(value: Any, width: int = 160) -> Any:
+    """One table cell: numbers and booleans as they are, times to the second, everything else as short text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return round(value, 3) if isinstance(value, float) else value
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, list | tuple | dict):
+        value = json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(str(value).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], width: int = 160) -> list[list[Any]]:
+    """Rows (dicts) as a list of lists in ``columns`` order, for a ``gr.Dataframe``."""
+    return [[cell(r.get(c), width) for c in columns] for r in rows]
+
+
+def downloadable(path: str | Path) -> str:
+    """A path gradio will hand to the browser: it serves files from the working dir and the temp dir only,
+    so a file elsewhere (a data dir in $HOME) is copied into a fresh temp dir first."""
+    p = Path(path).resolve()
+    if p.is_relative_to(Path.cwd().resolve()) or p.is_relative_to(Path(tempfile.gettempdir()).resolve()):
+        return str(p)
+    copy = Path(tempfile.mkdtemp(prefix="studio-download-")) / p.name
+    shutil.copyfile(p, copy)
+    return str(copy)
+
+
+# -- traces ---------------------------------------------------------------------------------------------------
+_BOX = "border:1px solid var(--border-color-primary);border-radius:8px;padding:8px 10px;margin:6px 0;"
+_PRE = "white-space:pre-wrap;word-break:break-word;margin:4px 0;font-family:var(--font-mono);font-size:0.9em;"
+_DIM = "color:var(--body-text-color-subdued);font-size:0.9em;"
+_BADGE = "display:inline-block;border-radius:6px;padding:0 6px;margin-left:6px;font-size:0.85em;"
+_LABEL_COLORS = {"wrong": "#fde2e1;color:#9b1c1c", "good": "#def7ec;color:#03543f"}
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _badge(text: str, colors: str = "#e5e7eb;color:#111827") -> str:
+    return f'<span style="{_BADGE}background:{colors}">{_e(text)}</span>'
+
+
+def _messages_html(messages: Sequence[Mapping[str, Any]]) -> str:
+    if not messages:
+        return ""
+    parts = [
+        f'<div style="margin:4px 0"><b>{_e(m.get("role", "?"))}</b>'
+        f'<pre style="{_PRE}">{_e(m.get("content", ""))}</pre></div>'
+        for m in messages
+    ]
+    n = len(messages)
+    return (
+        f'<details><summary style="cursor:pointer;{_DIM}">Prompt ({n} message{"s" if n != 1 else ""})'
+        f"</summary>{''.join(parts)}</details>"
+    )
+
+
+def _step_html(
+    step: Mapping[str, Any],
+    children: Mapping[str | None, list[Mapping[str, Any]]],
+    live: Mapping[str, str],
+    labels: Mapping[str, Sequence[str]],
+    depth: int,
+    seen: set[str],
+) -> str:
+    sid = str(step.get("id", ""))
+    seen.add(sid)
+    status = step.get("status", "done")
+    output = live.get(sid, step.get("output", ""))
+    head = f"<b>{_e(step.get('name', 'step'))}</b>"
+    if step.get("label"):
+        head += f" <i>{_e(step['label'])}</i>"
+    if status not in ("done", "", None):
+        head += _badge(status, "#fef3c7;color:#92400e")
+    for lab in labels.get(sid, ()):
+        head += _badge(lab, _LABEL_COLORS.get(lab.split(" ")[0], "#e5e7eb;color:#111827"))
+    stats = (
+        f"{_e(sid)} · {step.get('prompt_tokens', 0)} → {step.get('completion_tokens', 0)} tokens · "
+        f"{float(step.get('latency_s') or 0):.2f} s"
+    )
+    notes = "".join(f'<div style="{_DIM}">⚠ {_e(n)}</div>' for n in step.get("notes") or [])
+    kids = "".join(
+        _step_html(c, children, live, labels, depth + 1, seen)
+        for c in children.get(sid, [])
+        if str(c.get("id")) not in seen
+    )
+    indent = "margin-left:22px;border-left:3px solid var(--color-accent);" if depth else ""
+    return (
+        f'<div class="trace-step" data-step="{_e(sid)}" style="{_BOX}{indent}">'
+        f'<div>{head} <span style="{_DIM}">{stats}</span></div>'
+        f'<pre style="{_PRE}">{_e(output)}</pre>{_messages_html(step.get("messages") or [])}{notes}{kids}</div>'
+    )
+
+
+def render_trace_html(
+    trace_dict: Mapping[str, Any] | None,
+    live_outputs: Mapping[str, str] | None = None,
+    *,
+    labels: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """A run's trace (``Trace.to_dict()``, as stored) as HTML: the final answer, then every step with its name,
+    label, tokens in/out, latency, output, an expandable prompt and its notes; child steps indented under their
+    parents. ``live_outputs`` (step id -> text so far) overrides the outputs of steps still streaming;
+    ``labels`` (step id -> ["wrong (ann)", ...]) shows people's step labels as badges. All text is escaped."""
+    if not trace_dict:
+        return f'<div style="{_DIM}">No trace.</div>'
+    t = trace_dict
+    live = live_outputs or {}
+    steps = list(t.get("steps") or [])
+    ids = {str(s.get("id")) for s in steps}
+    children: dict[str | None, list[Mapping[str, Any]]] = {}
+    for s in steps:
+        parent = s.get("parent")
+        children.setdefault(str(parent) if parent is not None and str(parent) in ids else None, []).append(s)
+    seen: set[str] = set()
+    body = "".join(_step_html(s, children, live, labels or {}, 0, seen) for s in children.get(None, []))
+    # a step whose parent chain loops never hangs under a root: show it at the top level rather than lose it
+    body += "".join(
+        _step_html(s, children, live, labels or {}, 0, seen) for s in steps if str(s.get("id")) not in seen
+    )
+    method = t.get("strategy", "?") + (f":{t['variant']}" if t.get("variant") else "")
+    totals = t.get("totals") or {}
+    summary = (
+        f"{_e(method)} @ {_e(t.get('model', '?'))} · {len(steps)} step(s)"
+        + (
+            f" · {totals.get('prompt_tokens', 0)} → {totals.get('completion_tokens', 0)} tokens"
+            if totals
+            else ""
+        )
+        + (f" · {float(t.get('latency_s') or 0):.2f} s" if t.get("latency_s") else "")
+    )
+    notes = "".join(f'<div style="{_DIM}">⚠ {_e(n)}</div>' for n in t.get("notes") or [])
+    error = f'<div style="color:#b91c1c"><b>Error:</b> {_e(t["error"])}</div>' if t.get("error") else ""
+    question = f'<div style="{_DIM}">Question</div><pre style="{_PRE}">{_e(t.get("question", ""))}</pre>'
+    answer = (
+        f'<div style="{_DIM}">Final answer</div>'
+        f'<pre style="{_PRE}font-size:1.05em;font-weight:600">{_e(t.get("final_answer", ""))}</pre>'
+    )
+    return (
+        f'<div class="trace"><div style="{_DIM}">{summary}</div>{question}{answer}{error}{notes}{body}</div>'
+    )
