@@ -1,0 +1,394 @@
+"""Judge tab: run judges over a scope of the store with progress, and a dashboard of what the store holds --
+agreement bars with CIs, a human-vs-judge confusion matrix, Bradley-Terry leaderboards with CIs, win-rate
+heatmaps, and the items where a judge and the humans disagree (open one to read both runs' traces)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from components.common import friendly, optional, table
+from components.data import run_html
+from studio.context import AppContext
+from studio.errors import InputError
+from studio.judges import JUDGES, make_judge
+from studio.judging import (
+    HUMAN,
+    JobResult,
+    Scope,
+    agreement,
+    disagreements,
+    judge_scope,
+    leaderboards,
+    snapshot,
+)
+
+N_BOOT = 300  # bootstrap resamples for the dashboard's CIs: enough for a 95% interval, quick on two cores
+EMPTY = "No votes or verdicts yet: vote in the Arena, or run a judge above."
+LABELLED = {"all": None, "labelled": True, "unlabelled": False}
+OUTCOMES = ("A", "B", "tie")
+STATS = (
+    ("s1", "S1 (with ties)", "#4c78a8"),
+    ("s2", "S2 (without ties)", "#72b7b2"),
+    ("kappa", "Cohen's κ", "#f58518"),
+)
+
+BOARD_COLUMNS = ["board", "rank", "contestant", "elo", "elo 95% CI", "matches", "wins", "win_rate"]
+DISAGREEMENT_COLUMNS = [
+    "comparison_ids",
+    "run_a",
+    "run_b",
+    "prompt_set",
+    "a",
+    "b",
+    "human",
+    "judge",
+    "prompt",
+]
+
+
+@dataclass
+class Handles:
+    judges: gr.CheckboxGroup
+    judge_model: gr.Dropdown
+    source: gr.Radio
+    labelled: gr.Radio
+    prompt_set: gr.Dropdown
+    limit: gr.Number
+    run: gr.Button
+    summary: gr.Markdown
+    rater: gr.Dropdown
+    combined: gr.Checkbox
+    refresh: gr.Button
+    status: gr.Markdown
+    agreement_plot: gr.Plot
+    confusion_plot: gr.Plot
+    leaderboard_plot: gr.Plot
+    heatmap_plot: gr.Plot
+    leaderboard: gr.Dataframe
+    disagreements: gr.Dataframe
+    items: gr.HTML
+
+
+# -- running judges -----------------------------------------------------------------------------------------------
+def judge_settings(text: str, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-judge settings from JSON such as ``{"additive": {"n": 1}}``; empty means every judge's defaults."""
+    if not (text or "").strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f'judge settings are JSON, e.g. {{"additive": {{"n": 1}}}} ({e.msg})') from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise InputError('judge settings map a judge name to its settings, e.g. {"additive": {"n": 1}}')
+    unknown = sorted(set(value) - set(JUDGES.names()))
+    if unknown:
+        raise InputError(f"no judge named {', '.join(unknown)}; judges: {', '.join(JUDGES.names())}")
+    return {k: v for k, v in value.items() if k in names}
+
+
+def summary_line(r: JobResult) -> str:
+    line = (
+        f"**{r.judge}** on `{r.judge_model}` (config `{r.config_hash}`): {r.total} items in scope, "
+        f"{r.skipped} already judged, {r.judged} judged — {r.ok} ok, {r.failed} failed, in {r.elapsed_s:.1f} s"
+    )
+    if r.self_judged:
+        line += f" ⚠ {r.self_judged} self-judged (the judge model judged its own answers)"
+    return line
+
+
+# -- figures ------------------------------------------------------------------------------------------------------
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def note_figure(text: str) -> Figure:
+    fig = _figure(7, 1.6)
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11, color="#555")
+    return fig
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def agreement_figure(entries: Sequence[dict[str, Any]]) -> Figure:
+    """S1, S2 and κ per rater pair (overall), as horizontal bars with their 95% bootstrap CIs."""
+    shown = [e for e in entries if e["pairs"]]
+    if not shown:
+        return note_figure("No agreement yet: it needs two raters on the same items.")
+    fig = _figure(9, 1.2 + 0.9 * len(shown))
+    ax = fig.subplots()
+    y = np.arange(len(shown))
+    height = 0.26
+    for k, (key, name, color) in enumerate(STATS):
+        est = [e[key][0] for e in shown]
+        vals = np.array([_num(s["value"]) for s in est])
+        lo = np.array([_num(s["lo"]) for s in est])
+        hi = np.array([_num(s["hi"]) for s in est])
+        err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)]).clip(min=0)
+        pos = y + (k - 1) * height
+        ax.barh(pos, np.nan_to_num(vals), height, xerr=err, color=color, label=name, capsize=3)
+        for p, v in zip(pos, vals, strict=True):
+            ax.text(0.01 if math.isnan(v) else max(v, 0) + 0.02, p, "n/a" if math.isnan(v) else f"{v:.2f}",
+                    va="center", fontsize=8)  # fmt: skip
+    ax.set_yticks(y, [f"{_kind(e)}\n{e['x']} vs {e['y']}  (n={e['pairs']})" for e in shown], fontsize=8)
+    ax.invert_yaxis()
+    kappas = [v for e in shown if not math.isnan(v := _num(e["kappa"][0]["value"]))]
+    ax.set_xlim(min([-0.1, *kappas]) - 0.05, 1.12)
+    ax.axvline(0, color="#999", lw=0.8)
+    ax.set_xlabel("agreement (95% bootstrap CI)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("Agreement: human–human, judge–human, judge–judge", fontsize=11)
+    return fig
+
+
+def _kind(e: dict[str, Any]) -> str:
+    if e["x"] == HUMAN and e["y"] == HUMAN:
+        return "human–human"
+    return "judge–human" if HUMAN in (e["x"], e["y"]) else "judge–judge"
+
+
+def confusion_figure(entry: dict[str, Any] | None) -> Figure:
+    """Human majority-free vote pairs: rows are the human's outcome, columns the judge's."""
+    if not entry or not entry.get("pairs"):
+        return note_figure(
+            "No confusion matrix yet: it needs human votes and judge verdicts on the same items."
+        )
+    m = np.array(entry["confusion"], dtype=float)
+    fig = _figure(4.6, 3.8)
+    ax = fig.subplots()
+    ax.imshow(m, cmap="Blues")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
+                    color="white" if m[i, j] > m.max() / 2 else "black")  # fmt: skip
+    ax.set_xticks(range(len(OUTCOMES)), OUTCOMES)
+    ax.set_yticks(range(len(OUTCOMES)), OUTCOMES)
+    ax.set_xlabel(f"judge: {entry['y']}", fontsize=8)
+    ax.set_ylabel("human")
+    fig.suptitle(f"Human vs judge ({entry['pairs']} vote pairs)", fontsize=11)
+    return fig
+
+
+def leaderboard_figure(boards: dict[str, list[dict[str, Any]]]) -> Figure:
+    """Each board's Elo-scale Bradley-Terry strengths with 95% bootstrap CIs, best on top."""
+    if not boards:
+        return note_figure(EMPTY)
+    rows = max(len(b) for b in boards.values())
+    fig = _figure(4.2 * len(boards) + 1.5, 1.2 + 0.45 * rows)
+    axes = np.atleast_1d(fig.subplots(1, len(boards)))
+    for ax, (name, board) in zip(axes, boards.items(), strict=True):
+        elo = np.array([r["elo"] for r in board])
+        lo = np.array([_num(r["elo_lo"]) for r in board])
+        hi = np.array([_num(r["elo_hi"]) for r in board])
+        err = np.vstack([np.nan_to_num(elo - lo), np.nan_to_num(hi - elo)]).clip(min=0)
+        y = np.arange(len(board))
+        ax.errorbar(elo, y, xerr=err, fmt="o", capsize=4, color="#4c78a8")
+        ax.set_yticks(y, [r["contestant"] for r in board], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{name} board", fontsize=10)
+        ax.set_xlabel("Elo-scale strength (95% CI)", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Leaderboard (Bradley–Terry)", fontsize=11)
+    return fig
+
+
+def heatmap_figure(win_rates: dict[str, dict[str, Any]]) -> Figure:
+    """Row vs column win rate (ties half) per board; blank where the two never met."""
+    if not win_rates:
+        return note_figure(EMPTY)
+    n = max(len(m["labels"]) for m in win_rates.values())
+    fig = _figure(max(5.0, 1.2 + 1.1 * n) * len(win_rates), 1.8 + 0.9 * n)
+    axes = np.atleast_1d(fig.subplots(1, len(win_rates)))
+    for ax, (name, m) in zip(axes, win_rates.items(), strict=True):
+        values = np.array([[_num(v) for v in row] for row in m["values"]], dtype=float).reshape(
+            len(m["labels"]), -1
+        )
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", vmin=0, vmax=1)
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                if not math.isnan(values[i, j]):
+                    ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8)
+        labels = [str(x) for x in m["labels"]]
+        ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_title(f"{name}: row's win rate vs column", fontsize=10)
+    fig.colorbar(image, ax=list(axes), shrink=0.8)
+    fig.suptitle("Win rates", fontsize=11)
+    return fig
+
+
+# -- dashboard rows -------------------------------------------------------------------------------------------------
+def board_frame(boards: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
+    rows = [
+        {**r, "board": name, "elo": round(r["elo"]),
+         "elo 95% CI": "" if math.isnan(_num(r["elo_lo"])) else f"[{r['elo_lo']:.0f}, {r['elo_hi']:.0f}]"}
+        for name, board in boards.items()
+        for r in board
+    ]  # fmt: skip
+    return pd.DataFrame(table(rows, BOARD_COLUMNS), columns=BOARD_COLUMNS)
+
+
+def disagreement_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    shaped = [
+        {**r, "a": f"{r['model_a']} / {r['strategy_a']}", "b": f"{r['model_b']} / {r['strategy_b']}"}
+        for r in rows
+    ]
+    return pd.DataFrame(table(shaped, DISAGREEMENT_COLUMNS, width=200), columns=DISAGREEMENT_COLUMNS)
+
+
+# -- the tab ------------------------------------------------------------------------------------------------------
+def build(ctx: AppContext) -> Handles:
+    names = JUDGES.names()
+    gr.Markdown(
+        "Judge stored answers with any registered model, then compare the judges with the people. "
+        "Judging resumes: items already judged with the same judge settings are skipped."
+    )
+    with gr.Row():
+        with gr.Column(scale=3):
+            judges = gr.CheckboxGroup(
+                names, value=["logprob"] if "logprob" in names else names[:1], label="Judges",
+                info=" · ".join(f"{n}: {make_judge(n).description}" for n in names),
+            )  # fmt: skip
+            with gr.Row():
+                judge_model = gr.Dropdown(
+                    ctx.model_names(), value=ctx.settings.default_model, label="Judge model"
+                )
+                source = gr.Radio(["comparisons", "runs"], value="comparisons", label="Judge",
+                                  info="pairs shown to people, or every pair of runs per prompt")  # fmt: skip
+                labelled = gr.Radio(list(LABELLED), value="all", label="Items")
+            with gr.Row():
+                prompt_set = gr.Dropdown([("any", "")], value="", label="Prompt set", allow_custom_value=True)
+                limit = gr.Number(0, label="At most (0 = all)", precision=0, minimum=0)
+                batch_size = gr.Number(8, label="Batch size", precision=0, minimum=1)
+            with gr.Accordion("Judge settings", open=False):
+                settings = gr.Code(
+                    "", language="json", label='Per judge, e.g. {"additive": {"n": 1, "max_new_tokens": 128}}'
+                )
+        with gr.Column(scale=2):
+            run = gr.Button("Run judges", variant="primary")
+            summary = gr.Markdown()
+
+    gr.Markdown("### Dashboard")
+    with gr.Row(equal_height=True):
+        rater = gr.Dropdown([], label="Judge config (confusion matrix, disagreements)", allow_custom_value=True,
+                            scale=3)  # fmt: skip
+        combined = gr.Checkbox(label="Also a combined human + judge board", scale=1)
+        refresh = gr.Button("↻ Refresh dashboard", scale=1)
+    status = gr.Markdown()
+    with gr.Row():
+        # the figures carry their own titles: gradio's label badge would sit on top of the tick labels
+        agreement_plot = gr.Plot(label="Agreement", show_label=False, scale=3)
+        confusion_plot = gr.Plot(label="Human vs judge", show_label=False, scale=2)
+    leaderboard_plot = gr.Plot(label="Leaderboard", show_label=False)
+    heatmap_plot = gr.Plot(label="Win rates", show_label=False)
+    leaderboard = gr.Dataframe(headers=BOARD_COLUMNS, interactive=False, label="Leaderboard")
+    disagreements_table = gr.Dataframe(
+        headers=DISAGREEMENT_COLUMNS, interactive=False, wrap=True, max_height=360,
+        label="Disagreements (human majority vs judge): click a row to read both runs",
+    )  # fmt: skip
+    items = gr.HTML()
+
+    @friendly
+    def judge_run(
+        chosen: list[str], model: str, src: str, lab: str, ps: Any, lim: Any, batch: Any, conf: str,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio reads the tracker from the default
+    ) -> str:  # fmt: skip
+        if not chosen:
+            raise InputError("choose at least one judge")
+        per_judge = judge_settings(conf, chosen)
+        made = [make_judge(n, per_judge.get(n)) for n in chosen]  # bad settings fail before the model loads
+        scope = Scope(src, LABELLED.get(lab), optional(ps), limit=int(lim) if lim else None)
+        backend = ctx.registry.backend(optional(model), progress=lambda f, m: progress(f, desc=m))
+        lines = []
+        for i, judge in enumerate(made, 1):
+
+            def report(done: int, total: int, msg: str, name: str = judge.name, i: int = i) -> None:
+                progress((done, total) if total else 0.0, desc=f"[{i}/{len(made)}] {name}: {msg}")
+
+            result = judge_scope(
+                ctx.store, backend, judge, scope, batch_size=int(batch or 8), progress=report
+            )
+            lines.append("- " + summary_line(result))
+        return "\n".join(lines)
+
+    @friendly
+    def judge_dashboard(chosen_rater: Any, with_combined: bool) -> tuple[Any, ...]:
+        snap = snapshot(ctx.store)
+        if not snap.votes and not snap.verdicts:
+            note = note_figure(EMPTY)
+            empty = (pd.DataFrame(columns=BOARD_COLUMNS), pd.DataFrame(columns=DISAGREEMENT_COLUMNS))
+            return EMPTY, gr.Dropdown(choices=[], value=None), note, note, note, note, *empty
+        agree = agreement(snap, n_boot=N_BOOT)
+        raters = [e["y"] for e in agree if e["x"] == HUMAN and e["y"] != HUMAN]
+        pick = optional(chosen_rater)
+        pick = pick if pick in raters else (raters[0] if raters else None)
+        boards = leaderboards(snap, combined=bool(with_combined), n_boot=N_BOOT)
+        entry = next((e for e in agree if e["x"] == HUMAN and e["y"] == pick), None)
+        found = disagreements(snap, pick) if pick else []
+        tau = boards["kendall_tau"]
+        status_md = (
+            f"{len(snap.votes)} human votes · {len(snap.verdicts)} verdicts by {len(raters)} judge config(s) · "
+            f"{len(found)} disagreement(s) for `{pick or '-'}`"
+            + (f" · Kendall τ between the human and judge boards {tau['tau']:.2f} over {tau['n']} contestants"
+               if tau.get("tau") is not None else "")
+        )  # fmt: skip
+        return (
+            status_md,
+            gr.Dropdown(choices=raters, value=pick),
+            agreement_figure(agree),
+            confusion_figure(entry),
+            leaderboard_figure(boards["boards"]),
+            heatmap_figure(boards["win_rates"]),
+            board_frame(boards["boards"]),
+            disagreement_frame(found),
+        )
+
+    @friendly
+    def prompt_sets() -> gr.Dropdown:
+        return gr.Dropdown(choices=[("any", ""), *ctx.store.prompt_sets()])
+
+    @friendly
+    def open_pair(evt: gr.SelectData) -> str:
+        row = dict(zip(DISAGREEMENT_COLUMNS, evt.row_value or [], strict=False))
+        if not str(row.get("run_a", "")).isdigit():
+            return gr.skip()
+        a, b = int(row["run_a"]), int(row["run_b"])
+        head = (
+            f"<p>Human said <b>{row['human']}</b>, the judge said <b>{row['judge']}</b> (A = run {a}, B = run {b}; "
+            f"open either by id in the Data tab's run viewer).</p>"
+        )
+        cols = "".join(f'<div style="flex:1;min-width:320px">{run_html(ctx.store, r)}</div>' for r in (a, b))
+        return f'{head}<div style="display:flex;gap:12px;flex-wrap:wrap">{cols}</div>'
+
+    outputs = [status, rater, agreement_plot, confusion_plot, leaderboard_plot, heatmap_plot, leaderboard,
+               disagreements_table]  # fmt: skip
+    gr.on(None, prompt_sets, None, prompt_set, api_visibility="private")
+    # on page load; the rater and combined fields answer user input only, not the dashboard's own updates
+    gr.on(None, lambda: judge_dashboard(None, False), None, outputs, api_visibility="private")
+    refresh.click(judge_dashboard, [rater, combined], outputs, api_name="judge_dashboard")
+    rater.input(judge_dashboard, [rater, combined], outputs, api_visibility="private")
+    combined.input(judge_dashboard, [rater, combined], outputs, api_visibility="private")
+    run.click(
+        judge_run,
+        [judges, judge_model, source, labelled, prompt_set, limit, batch_size, settings],
+        summary,
+        api_name="judge_run",
+        concurrency_id="generate",  # shares the model with the Arena's generations
+        concurrency_limit=ctx.settings.concurrency,
+    ).success(judge_dashboard, [rater, combined], outputs, api_visibility="private")
+    disagreements_table.select(open_pair, None, items, api_visibility="private")
+    return Handles(judges, judge_model, source, labelled, prompt_set, limit, run, summary, rater, combined,
+                   refresh, status, agreement_plot, confusion_plot, leaderboard_plot, heatmap_plot, leaderboard,
+                   disagreements_table, items)  # fmt: skip
