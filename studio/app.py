@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from components import arena, models
+from components import arena, data, judge, models
 from studio.auth import authenticator
 from studio.context import AppContext
 from studio.settings import Settings
@@ -26,6 +26,10 @@ def create_app(settings: Settings) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Arena"):
                 arena.build(ctx)
+            with gr.Tab("Data"):
+                data.build(ctx)
+            with gr.Tab("Judge"):
+                judge.build(ctx)
             with gr.Tab("Models"):
                 models.build(ctx)
     # One generation at a time per backend by default; every backend serialises on its own lock anyway,

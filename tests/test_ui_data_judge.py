@@ -1,0 +1,251 @@
+"""The Data and Judge tabs through ``gradio_client``, against the app launched in-process on a real DuckDB store
+(seeded with Store verbs) and, for judging, the real default model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pytest
+
+from storage import Store
+from studio.strategies.base import Step, Trace
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+NO_FILTERS = ("", "", "", "", "", 100)  # prompt set, model, strategy, annotator, search, rows
+MODEL = "smollm2-135m"
+QUESTIONS = {"What is 2+2?": ("4", "5"), "What is the capital of France?": ("Paris", ">5</pre>"),
+             "Which planet is the largest?": ("Jupiter", "Mars")}  # fmt: skip
+
+
+@dataclass
+class Seeded:
+    runs: list[tuple[int, int]]  # (system1 run, bsm run) per prompt
+    comparisons: list[int]
+    votes: list[int]
+    verdict: int
+    step_label: int
+
+
+def trace(question: str, strategy: str, answer: str) -> dict:
+    """A BSM-shaped trace: a branch step with a child solve step, then a merge."""
+    steps = [
+        Step("b0", "branch", None, [{"role": "user", "content": f"<b>{question}</b>"}], {},
+             output="criteria: <accuracy>", prompt_tokens=12, completion_tokens=5, latency_s=0.12, status="done"),
+        Step("s1", "solve", "b0", [{"role": "user", "content": "judge accuracy"}], {}, label="accuracy",
+             output="solved it", prompt_tokens=8, completion_tokens=3, latency_s=0.05, status="done",
+             notes=["no score line; took the last number"]),
+        Step("m0", "merge", None, [{"role": "user", "content": "merge"}], {}, output=answer,
+             prompt_tokens=20, completion_tokens=4, latency_s=0.2, status="done"),
+    ]  # fmt: skip
+    return Trace(strategy, None, MODEL, question, {}, steps, final_answer=answer, latency_s=0.4).to_dict()
+
+
+def seed(settings) -> Seeded:
+    with Store(settings.db_path, data_dir=settings.data_dir) as store:
+        prompts = store.add_prompts(list(QUESTIONS), "seed")
+        runs, comparisons, votes = [], [], []
+        for pid, (question, (good, bad)) in zip(prompts, QUESTIONS.items(), strict=True):
+            a = store.add_run(
+                pid, MODEL, "system1", good, trace=trace(question, "system1", good), tokens_out=4
+            )
+            b = store.add_run(pid, MODEL, "bsm", bad, trace=trace(question, "bsm", bad), tokens_out=9)
+            cid = store.add_comparison([a, b])
+            runs.append((a, b))
+            comparisons.append(cid)
+            votes.append(store.add_vote(cid, "A", "alice"))
+            votes.append(store.add_vote(cid, "B" if good == "Jupiter" else "A", "bob", comment="bob's view"))
+        verdict = store.add_verdict("pairwise", "pairwise", comparison_id=comparisons[0], winner="B",
+                                    judge_model=MODEL, orders=["AB", "BA"])  # fmt: skip
+        label = store.add_step_label(runs[0][1], "s1", "wrong", "alice", note="misread")
+    return Seeded(runs, comparisons, votes, verdict, label)
+
+
+@pytest.fixture()
+def launch(settings) -> Iterator:
+    """``launch()`` starts the app on the settings' data dir and returns a gradio_client Client."""
+    from gradio_client import Client
+
+    from studio.app import create_app
+
+    demos = []
+
+    def start() -> Client:
+        demo = create_app(settings)
+        port = free_port()
+        demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
+        demos.append(demo)
+        return Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+    yield start
+    for demo in demos:
+        demo.close()
+
+
+def rows(table: dict) -> list[dict]:
+    return [dict(zip(table["headers"], r, strict=True)) for r in table["data"]]
+
+
+def stored(settings) -> Store:
+    """A second connection to the app's DuckDB file (same process, so DuckDB shares the open database)."""
+    return Store(settings.db_path, data_dir=settings.data_dir)
+
+
+# -- Data tab -----------------------------------------------------------------------------------------------------
+def test_tables_show_the_seeded_rows_and_filter(settings, launch) -> None:
+    s = seed(settings)
+    client = launch()
+    stats, sets = client.predict(api_name="/data_stats")
+    assert "**3** prompts · **6** runs" in stats and ["seed", "seed"] in sets["choices"]
+
+    assert {r["text"] for r in rows(client.predict(*NO_FILTERS, api_name="/data_prompts"))} == set(QUESTIONS)
+    runs = rows(client.predict(*NO_FILTERS, api_name="/data_runs"))
+    assert sorted(r["id"] for r in runs) == sorted(i for pair in s.runs for i in pair)
+    assert {r["answer"] for r in runs} == {a for pair in QUESTIONS.values() for a in pair}
+    assert {r["prompt_set"] for r in runs} == {"seed"}
+    votes = rows(client.predict(*NO_FILTERS, api_name="/data_votes"))
+    assert sorted(v["id"] for v in votes) == sorted(s.votes)
+    verdicts = rows(client.predict(*NO_FILTERS, api_name="/data_verdicts"))
+    assert [(v["id"], v["judge"], v["winner"]) for v in verdicts] == [(s.verdict, "pairwise", "B")]
+    labels = rows(client.predict(*NO_FILTERS, api_name="/data_step_labels"))
+    assert [(x["id"], x["label"], x["note"]) for x in labels] == [(s.step_label, "wrong", "misread")]
+
+    # filters: the store's (model, strategy, annotator) and the tab's own (prompt set, text search)
+    bsm = rows(client.predict("", "", "bsm", "", "", 100, api_name="/data_runs"))
+    assert {r["strategy"] for r in bsm} == {"bsm"} and len(bsm) == 3
+    found = rows(client.predict("seed", "", "", "", "jupiter", 100, api_name="/data_runs"))
+    assert [r["answer"] for r in found] == ["Jupiter"]
+    bob = rows(client.predict("", "", "", "bob", "", 100, api_name="/data_votes"))
+    assert len(bob) == 3 and {v["comment"] for v in bob} == {"bob's view"}
+    assert rows(client.predict("", "", "", "bob", "paris", 100, api_name="/data_votes"))[0]["choice"] == "A"
+    assert rows(client.predict("nope", "", "", "", "", 100, api_name="/data_runs")) == []
+    assert len(rows(client.predict("", "", "", "", "", 2, api_name="/data_runs"))) == 2
+
+
+def test_run_trace_shows_every_step_escaped_and_nested(settings, launch) -> None:
+    s = seed(settings)
+    client = launch()
+    html = client.predict(s.runs[0][1], api_name="/data_run_trace")
+    for text in ("branch", "solve", "merge", "solved it", "12 → 5 tokens", "0.12 s", "accuracy", "Prompt (1 message)",
+                 "no score line; took the last number", "wrong (alice: misread)", "Final answer", ">5</pre>"):  # fmt: skip
+        assert text in html, text
+    assert "&lt;b&gt;What is 2+2?&lt;/b&gt;" in html and "<b>What is 2+2?</b>" not in html
+    assert "criteria: &lt;accuracy&gt;" in html
+    # the child step's box sits inside its parent's, before the next top-level step
+    branch, solve, merge = (html.index(f'data-step="{k}"') for k in ("b0", "s1", "m0"))
+    assert branch < solve < merge
+    assert html[branch:merge].count('class="trace-step"') == 2 and "margin-left:22px" in html[solve:merge]
+    with pytest.raises(Exception, match="no run with id 999") as err:
+        client.predict(999, api_name="/data_run_trace")
+    assert "Traceback" not in str(err.value)
+
+
+def test_export_gives_a_file_that_datasets_loads(settings, launch) -> None:
+    seed(settings)
+    client = launch()
+    path, message = client.predict("dpo", "parquet", "any", False, False, "seed", "", "", "",
+                                   api_name="/data_export")  # fmt: skip
+    ds = datasets.load_dataset("parquet", data_files=path, split="train")
+    with stored(settings) as store:
+        expected = store.to_dataset("dpo")
+    assert len(ds) == len(expected) > 0 and {"prompt", "chosen", "rejected"} <= set(ds.column_names)
+    assert sorted(ds["chosen"]) == sorted(expected["chosen"])
+    assert f"Exported **{len(ds)}** dpo rows" in message
+    assert list((settings.data_dir / "exports").glob("dpo-*.parquet")), "the export is kept in the data dir"
+
+    path, _ = client.predict(
+        "kto", "jsonl", "human", False, False, "", "", "", "bob", api_name="/data_export"
+    )
+    lines = [json.loads(x) for x in Path(path).read_text().splitlines()]
+    assert lines and all({"prompt", "completion", "label"} <= set(x) for x in lines)
+
+
+def test_import_of_a_malformed_file_says_which_row_and_stores_nothing(settings, launch, tmp_path) -> None:
+    from gradio_client import handle_file
+
+    seed(settings)
+    client = launch()
+    before, _ = client.predict(api_name="/data_stats")
+    bad = tmp_path / "prefs.jsonl"
+    good_row = {"prompt": "Q?", "chosen": "yes", "rejected": "no"}
+    bad.write_text(json.dumps(good_row) + "\n" + json.dumps({"prompt": "Q2?", "chosen": "x"}) + "\n")
+    with pytest.raises(
+        Exception, match=r"prefs.jsonl: 1 invalid row\(s\): row 2: 'rejected' is missing"
+    ) as err:
+        client.predict(handle_file(str(bad)), "", "", api_name="/data_import")
+    assert "Traceback" not in str(err.value)
+    after, _ = client.predict(api_name="/data_stats")
+    assert after == before
+
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(good_row) + "\n")
+    message = client.predict(handle_file(str(good)), "imported", "", api_name="/data_import")
+    assert "Imported **1** preference pairs into prompt set `imported`" in message
+    prompts = rows(client.predict("imported", "", "", "", "", 100, api_name="/data_prompts"))
+    assert [p["text"] for p in prompts] == ["Q?"]
+
+
+def test_delete_vote_and_edit_step_labels(settings, launch) -> None:
+    s = seed(settings)
+    client = launch()
+    assert client.predict(s.votes[0], api_name="/data_delete_vote") == f"Deleted vote {s.votes[0]}."
+    with stored(settings) as store:
+        assert s.votes[0] not in {v["id"] for v in store.list_votes(limit=None)}
+        assert len(store.list_votes(limit=None)) == len(s.votes) - 1
+    with pytest.raises(Exception, match=f"no vote with id {s.votes[0]}"):
+        client.predict(s.votes[0], api_name="/data_delete_vote")
+
+    client.predict(s.step_label, "good", "fine after all", api_name="/data_update_step_label")
+    with stored(settings) as store:
+        [label] = store.list_step_labels()
+        assert (label["label"], label["note"]) == ("good", "fine after all")
+    client.predict(s.step_label, api_name="/data_delete_step_label")
+    with stored(settings) as store:
+        assert store.list_step_labels() == []
+
+
+# -- Judge tab ----------------------------------------------------------------------------------------------------
+def test_dashboard_on_an_empty_store_says_so(settings, launch) -> None:
+    client = launch()
+    status, rater, *_, board, disagreements = client.predict("", False, api_name="/judge_dashboard")
+    assert status.startswith("No votes or verdicts yet")
+    assert board["data"] == [] and disagreements["data"] == []
+    assert rows(client.predict(*NO_FILTERS, api_name="/data_runs")) == []
+
+
+def test_judge_run_stores_verdicts_and_the_dashboard_shows_them(settings, launch) -> None:
+    s = seed(settings)
+    client = launch()
+    status, rater, *plots, board, disagreements = client.predict("", True, api_name="/judge_dashboard")
+    assert "6 human votes · 1 verdicts" in status and rater["value"] == f"pairwise@{MODEL}"
+    assert len(plots) == 4 and all(p for p in plots)
+    assert {r["board"] for r in rows(board)} == {"human", "judge", "combined"}
+    [row] = rows(disagreements)  # the seeded pairwise verdict says B where both people said A
+    assert (row["run_a"], row["run_b"], row["human"], row["judge"]) == (*s.runs[0], "A", "B")
+
+    args = (["logprob"], MODEL, "comparisons", "all", "seed", 0, 8, "")
+    summary = client.predict(*args, api_name="/judge_run")
+    assert (
+        "**logprob** on `smollm2-135m`" in summary
+        and "3 items in scope, 0 already judged, 3 judged" in summary
+    )
+    with stored(settings) as store:
+        verdicts = store.list_verdicts(judge="logprob", limit=None)
+    assert sorted(v["comparison_id"] for v in verdicts) == sorted(s.comparisons)
+    assert all(v["ok"] and v["winner"] in ("A", "B", "tie") and v["judge_model"] == MODEL for v in verdicts)
+    assert "3 already judged, 0 judged" in client.predict(*args, api_name="/judge_run")  # resumes
+
+    status, rater, *_ = client.predict("", False, api_name="/judge_dashboard")
+    assert "4 verdicts by 2 judge config(s)" in status
+    assert any(c[1].startswith(f"logprob@{MODEL}") for c in rater["choices"])
+
+    with pytest.raises(Exception, match="judge settings are JSON"):
+        client.predict(["additive"], MODEL, "comparisons", "all", "", 0, 8, "{n: 1", api_name="/judge_run")
+    with pytest.raises(Exception, match="has no setting bogus"):
+        client.predict(["logprob"], MODEL, "comparisons", "all", "", 0, 8, '{"logprob": {"bogus": 1}}',
+                       api_name="/judge_run")  # fmt: skip
