@@ -13,8 +13,11 @@ from studio.settings import Settings
 
 TITLE = "Reasoning Studio"
 CSS = """
-.answer-box textarea {font-size: 1.05rem;}
-footer {visibility: hidden}
+.arena-answer {font-size: 1.08rem; font-weight: 600; white-space: pre-wrap; padding: 10px 12px;
+  border-radius: 8px; background: var(--background-fill-secondary); min-height: 3.5em;}
+.arena-live {white-space: pre-wrap; padding: 10px 12px; color: var(--body-text-color-subdued); min-height: 3.5em;}
+.arena-wait {font-style: italic;}
+.arena-error {color: #b91c1c; padding: 10px 12px; white-space: pre-wrap;}
 """
 
 
@@ -32,9 +35,9 @@ def create_app(settings: Settings) -> gr.Blocks:
                 judge.build(ctx)
             with gr.Tab("Models"):
                 models.build(ctx)
-    # One generation at a time per backend by default; every backend serialises on its own lock anyway,
-    # so the queue keeps the UI responsive instead of piling threads onto two cores.
-    demo.queue(default_concurrency_limit=settings.concurrency)
+    # Quick actions (votes, labels, browsing) run 16 at a time, so they never wait behind a generation;
+    # events that generate share concurrency_id="generate", limited to settings.concurrency.
+    demo.queue(default_concurrency_limit=16)
     return demo
 
 

@@ -21,7 +21,7 @@ from studio.models import ModelRegistry
 from studio.strategies import StrategyParams, TraceEvent
 
 MAX_COLUMNS = 6
-DEFAULT_COLUMNS = ("system1", "cove:factored", "s2a:default", "bsm")
+DEFAULT_COLUMNS = ("system1", "cove:factored", "s2a:default", "bsm:generation")
 ARENA_SET = "arena"  # the prompt set of prompts typed into the arena
 
 

@@ -21,7 +21,8 @@ class Settings:
     threads: int = 0  # torch intra-op threads; 0 means "number of cores"
     default_model: str = "smollm2-135m"
     dtype: str = "auto"
-    concurrency: int = 1  # generations at once per backend in the UI queue
+    concurrency: int = 1  # generations at once in the UI queue (votes and browsing never wait for them)
+    max_new_tokens: int = 256  # the Arena's default per-step budget
     request_timeout: float = 60.0  # seconds, for OpenAI-compatible endpoints
     openai_base_url: str = ""  # used for models registered without one
     openai_api_key: str = ""  # never written to the store or logs
