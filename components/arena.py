@@ -175,7 +175,7 @@ def build(ctx: AppContext) -> Handles:
             if not columns:
                 raise InputError("pick at least one column")
             updates = svc.stream_arena(ctx.store, ctx.registry, prompt, columns, params, blind=bool(blind))
-            yield from _render_stream(updates, len(columns), bool(blind))
+            yield from _render_stream(updates, len(columns), bool(blind), prompt)
 
     run_inputs = [prompt, columns, blind, max_new_tokens, temperature, top_p, seed]
     run_inputs += [max_questions, max_branches, token_budget]
@@ -250,9 +250,13 @@ def build(ctx: AppContext) -> Handles:
                    step, state)  # fmt: skip
 
 
-def _render_stream(updates: Iterator[svc.ArenaUpdate], n: int, blind: bool) -> Iterator[list[Any]]:
+def _render_stream(
+    updates: Iterator[svc.ArenaUpdate], n: int, blind: bool, question: str
+) -> Iterator[list[Any]]:
     """Fold arena updates into screen states; yield at most every REFRESH_S seconds (and at the end)."""
-    traces: list[dict[str, Any]] = [{"steps": [], "notes": []} for _ in range(n)]
+    traces: list[dict[str, Any]] = [{"steps": [], "notes": [], "question": question} for _ in range(n)]
+    for t in traces:  # the trace header names the method, so blind mode hides it until the vote
+        t["strategy"], t["model"] = ("hidden", "until the vote") if blind else ("", "")
     live: list[dict[str, str]] = [{} for _ in range(n)]
     answers: list[str | None] = [None] * n
     errors: list[str | None] = [None] * n
@@ -267,6 +271,9 @@ def _render_stream(updates: Iterator[svc.ArenaUpdate], n: int, blind: bool) -> I
         if u.state is not None:
             state = u.state
             labels = state.columns
+            if not blind:
+                for t, label in zip(traces, labels, strict=True):
+                    t["strategy"], _, t["model"] = label.partition(" @ ")
         now = time.monotonic()
         if u.kind in ("stored", "done") or now - last >= REFRESH_S:
             last = now
