@@ -1,0 +1,1 @@
+"""``accelerate launch`` config files (data only): ddp, zero3, fsdp, multinode. See ``studio.training.launch``."""

@@ -1,0 +1,205 @@
+"""The run directory: everything a job reads and writes, so that the job never opens the store.
+
+``<data dir>/runs/<id>/``:
+
+| file | written by | what |
+|---|---|---|
+| ``config.yaml`` | runner | method, studio config, settings the job needs |
+| ``train.parquet`` / ``prompts.parquet`` / ``seed_prompts.jsonl`` / ``human_pairs.jsonl`` | runner | data snapshot |
+| ``status.json`` | scheduler, job, runner | state, pid, times, step, error (atomic replace, under a lock) |
+| ``train.log`` | job (stdout + stderr) | the log |
+| ``metrics.jsonl`` | job | one line per log event: ``{"step": N, "time": t, name: value...}`` |
+| ``checkpoints/`` | job | TRL checkpoints, for resume |
+| ``adapter/`` or ``model/`` | job | the trained LoRA adapter, or full weights |
+| ``result.json`` | job | final figures and the models made |
+| ``models.jsonl`` | job | each finished model, as soon as it is saved; the runner registers it |
+| ``iter_<t>/`` | job (Self-Rewarding) | generated prompts, answers, verdicts, pairs, M_{t+1}'s adapter |
+| ``sync.json`` | runner | what has been copied into the store already |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Job states, as the run dir records them.
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL = ("succeeded", "failed", "cancelled")
+#: The one place where job states meet the store's training statuses.
+STORE_STATUS = {
+    "queued": "pending",
+    "running": "running",
+    "succeeded": "done",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, json.dumps(value, ensure_ascii=False, indent=1, default=str))
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class RunDir:
+    """Paths and file verbs of one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def id(self) -> int:
+        return int(self.path.name)
+
+    config = property(lambda self: self.path / "config.yaml")
+    status_file = property(lambda self: self.path / "status.json")
+    log = property(lambda self: self.path / "train.log")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    adapter = property(lambda self: self.path / "adapter")
+    model = property(lambda self: self.path / "model")
+    result_file = property(lambda self: self.path / "result.json")
+    sync_file = property(lambda self: self.path / "sync.json")
+
+    def iteration(self, t: int) -> Path:
+        return self.path / f"iter_{t}"
+
+    # -- config ------------------------------------------------------------------------------------------------
+    def write_config(self, doc: dict[str, Any]) -> None:
+        write_atomic(self.config, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+    def read_config(self) -> dict[str, Any]:
+        return yaml.safe_load(self.config.read_text(encoding="utf-8"))
+
+    # -- status ------------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path / ".status.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def status(self) -> dict[str, Any]:
+        return read_json(self.status_file, {}) or {}
+
+    def update_status(
+        self, *, force: bool = False, only_if: tuple[str, ...] | None = None, **changes: Any
+    ) -> dict[str, Any]:
+        """Merge ``changes`` into status.json, unless ``only_if`` names states and the current one is not among
+        them (compare-and-set). A cancelled run stays cancelled unless ``force``: a job that was killed while
+        it wrote cannot undo its cancellation."""
+        with self._locked():
+            current = self.status()
+            state = current.get("state", "queued")
+            if only_if is not None and state not in only_if:
+                return current
+            if state == "cancelled" and not force and "state" in changes:
+                return current
+            current.update(changes)
+            write_json(self.status_file, current)
+            return current
+
+    @property
+    def state(self) -> str:
+        return str(self.status().get("state", "queued"))
+
+    # -- metrics -----------------------------------------------------------------------------------------------
+    def append_metrics(self, step: int, values: dict[str, float]) -> None:
+        line = json.dumps({"step": int(step), "time": round(time.time(), 3), **values}, allow_nan=True)
+        with open(self.metrics_file, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def read_metrics(self, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Complete lines from byte ``offset`` on, and the offset after them (a line being written is left)."""
+        if not self.metrics_file.exists():
+            return [], offset
+        with open(self.metrics_file, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        rows = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+        return rows, offset + end
+
+    def metric_series(self) -> dict[str, list[tuple[int, float]]]:
+        """name -> [(step, value)], one value per step (a resumed run's replayed steps: the latest wins)."""
+        series: dict[str, dict[int, float]] = {}
+        for row in self.read_metrics()[0]:
+            for name, value in row.items():
+                if name not in ("step", "time") and isinstance(value, int | float):
+                    series.setdefault(name, {})[int(row["step"])] = float(value)
+        return {name: sorted(points.items()) for name, points in series.items()}
+
+    # -- log ---------------------------------------------------------------------------------------------------
+    def tail(self, lines: int = 200) -> str:
+        """The last ``lines`` lines of the log (carriage-return redraws collapsed)."""
+        if not self.log.exists():
+            return ""
+        with open(self.log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 256 * 1024))
+            text = fh.read().decode("utf-8", errors="replace")
+        rows = [row.rsplit("\r", 1)[-1] for row in text.splitlines()]
+        return "\n".join(rows[-lines:])
+
+    # -- result ------------------------------------------------------------------------------------------------
+    def result(self) -> dict[str, Any]:
+        return read_json(self.result_file, {}) or {}
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        write_json(self.result_file, result)
+
+    def announce_model(self, entry: dict[str, Any]) -> None:
+        """A finished model for the runner to register (``models.jsonl``); a name is announced once."""
+        path = self.path / "models.jsonl"
+        if any(m["name"] == entry["name"] for m in read_jsonl(path)):
+            return
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+    def last_checkpoint(self, where: Path | None = None) -> str | None:
+        """The newest ``checkpoint-N`` dir under ``where`` (default ``checkpoints/``) that has trainer state."""
+        base = where or self.checkpoints
+        found = [
+            (int(p.name.split("-")[-1]), p)
+            for p in base.glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+        ]
+        return str(max(found)[1]) if found else None

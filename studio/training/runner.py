@@ -1,0 +1,448 @@
+"""The job runner: start, list, cancel and resume training jobs; sync their files into the store.
+
+It lives in the process that owns the store (the UI server, or a CLI command). A job is a separate process
+(``python -m studio.training <run dir>/config.yaml``, or ``accelerate launch``), started without a shell in its
+own session, so a closed browser or a restarted server does not touch it: its state is in its run dir.
+
+- :meth:`Runner.start` validates the config and the data *before* anything is launched, records the run in the
+  store (``pending``), writes the run dir (config, data snapshot), queues it and lets the scheduler start it.
+- :meth:`Runner.sync` / :meth:`Runner.refresh` copy status, new metric lines, generated data and the trained
+  models (registered with their lineage) from the run dir into the store. Call them when polling.
+- Without a store (``store=None``: another process holds it) the runner still lists, reads, cancels and
+  resumes jobs from their files; the store catches up at the next sync by its owner.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.errors import InputError
+from studio.training.base import TRAINERS, Trainer
+from studio.training.config import FieldInfo, TrainConfig
+from studio.training.data import DataPreview, filters_to_dict
+from studio.training.launch import launch_command
+from studio.training.rundir import (
+    STORE_STATUS,
+    TERMINAL,
+    RunDir,
+    now_iso,
+    read_json,
+    read_jsonl,
+    write_json,
+)
+from studio.training.scheduler import alive, mark_lost, run_dirs, schedule, set_jobs_per_device
+
+if TYPE_CHECKING:
+    from storage import Filters, Store
+    from studio.settings import Settings
+
+
+@dataclass
+class Job:
+    """A training job as its run dir describes it. ``state``: queued, running, succeeded, failed, cancelled."""
+
+    id: int
+    method: str
+    state: str
+    run_dir: str
+    base_model: str = ""
+    output_name: str = ""
+    device: str = ""
+    step: int = 0
+    max_steps: int = 0
+    pid: int | None = None
+    error: str | None = None
+    queued_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    resumed: bool = False
+    models: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def store_status(self) -> str:
+        return STORE_STATUS[self.state]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "done": self.done, "store_status": self.store_status}
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A training method for the Train tab's picker: what it does, its settings and the curves to plot."""
+
+    name: str
+    description: str
+    paper: str
+    produces: str
+    curves: tuple[str, ...]
+    resumable: bool
+    fields: list[FieldInfo]
+
+
+def methods() -> list[MethodInfo]:
+    return [describe(name) for name in TRAINERS.names()]
+
+
+def describe(method: str) -> MethodInfo:
+    cls = trainer_class(method)
+    return MethodInfo(
+        method, cls.description, cls.paper, cls.produces, cls.curves, cls.resumable, cls.Config.fields_info()
+    )
+
+
+def trainer_class(method: str) -> type[Trainer]:
+    if method not in TRAINERS:
+        raise InputError(f"unknown training method {method!r}; methods: {', '.join(TRAINERS.names())}")
+    return TRAINERS.get(method)
+
+
+class Runner:
+    """Training jobs under ``<data dir>/runs/``; ``store`` is the process's open store, or None."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        jobs_per_device: int = 1,
+        autostart: bool = True,
+    ) -> None:
+        """``autostart=False`` queues jobs without starting them (tests, or preparing runs to launch elsewhere:
+        ``python -m studio.training <run dir>/config.yaml`` runs one in the foreground)."""
+        self.settings = settings
+        self.store = store
+        self.autostart = autostart
+        self.runs_dir = settings.runs_dir
+        set_jobs_per_device(self.runs_dir, jobs_per_device)
+
+    # -- configs and data ---------------------------------------------------------------------------------------
+    def config(
+        self, method: str, values: dict[str, Any] | None = None, *, filters: Filters | None = None
+    ) -> TrainConfig:
+        """The method's config from form / ``--set`` values (unknown names: TRL fields or an error)."""
+        values = dict(values or {})
+        if filters is not None:
+            values["filters"] = filters_to_dict(filters)
+        return trainer_class(method).make_config(values)
+
+    def preview(
+        self,
+        method: str,
+        values: dict[str, Any] | None = None,
+        *,
+        filters: Filters | None = None,
+        limit: int = 5,
+    ) -> DataPreview:
+        """Counts and a few rows of what ``method`` would train on, and what would stop it."""
+        cfg = self.config(method, values, filters=filters)
+        return trainer_class(method).preview(self._need_store(), cfg, limit)
+
+    # -- start ------------------------------------------------------------------------------------------------
+    def start(
+        self, method: str, values: dict[str, Any] | None = None, *, filters: Filters | None = None
+    ) -> Job:
+        """Validate, snapshot the data, queue the job; it starts now if its device is free. Bad input raises
+        ``InputError`` before anything is recorded or launched."""
+        store, cls = self._need_store(), trainer_class(method)
+        cfg = cls.resolve(
+            store, self._resolve_model(self.config(method, values, filters=filters)), self.settings
+        )
+        preview = cls.preview(store, cfg, 1)
+        if preview.problems:
+            raise InputError(f"{method}: " + "; ".join(preview.problems))
+        run_id = store.add_training_run(method, cfg.to_dict(), base_model=cfg.base_model, status="pending")
+        run = self._new_run_dir(run_id)
+        try:
+            cfg = cfg.replace(
+                run_id=run_id, output_name=cfg.output_name or self._unique_name(f"{method}-{run_id}")
+            )
+            cls.snapshot(store, cfg, run)
+            self._queue(run, method, cfg)
+        except Exception as e:
+            run.update_status(state="failed", error=str(e), finished_at=now_iso())
+            store.update_training_run(run_id, status="failed", error=str(e), output_path=str(run.path))
+            raise
+        if self.autostart:
+            schedule(self.runs_dir)
+        return self.sync(run_id)
+
+    def _queue(self, run: RunDir, method: str, cfg: TrainConfig) -> None:
+        settings = {
+            "data_dir": str(self.settings.data_dir), "threads": self.settings.threads,
+            "dtype": self.settings.dtype, "default_model": self.settings.default_model,
+        }  # fmt: skip
+        run.write_config(
+            {"method": method, "created_at": now_iso(), "config": cfg.to_dict(), "settings": settings}
+        )
+        run.update_status(
+            state="queued", method=method, queued_at=now_iso(), device=self._device(cfg),
+            command=launch_command(run.config, cfg), threads=cfg.threads or self.settings.threads,
+            base_model=cfg.base_model, output_name=cfg.output_name,
+        )  # fmt: skip
+        if self.store is not None:
+            self.store.update_training_run(run.id, output_path=str(run.path), log_path=str(run.log))
+
+    def _new_run_dir(self, run_id: int) -> RunDir:
+        path = self.runs_dir / str(run_id)
+        if path.exists():  # left by an older store in this data dir: keep it, out of the way
+            path.rename(path.with_name(f"{run_id}.orphan-{int(time.time())}"))
+        path.mkdir(parents=True)
+        return RunDir(path)
+
+    def _resolve_model(self, cfg: TrainConfig) -> TrainConfig:
+        """The base model's weights dir (and adapter) from the model registry."""
+        from studio import default_model
+        from studio.models import ModelRegistry
+
+        registry = ModelRegistry(self.settings)
+        spec = registry.get(cfg.base_model or self.settings.default_model)
+        if spec.backend != "transformers" or spec.gguf_file:
+            raise InputError(
+                f"model {spec.name!r} is served by {spec.backend}{' from a GGUF' if spec.gguf_file else ''}; "
+                "training needs a local transformers model (a dir or hub id)"
+            )
+        if spec.builtin:
+            default_model.ensure_converted(Path(spec.path))
+        return cfg.replace(base_model=spec.name, model_path=spec.path, adapter_path=spec.adapter)
+
+    def _unique_name(self, name: str) -> str:
+        from studio.models import ModelRegistry
+
+        taken = set(ModelRegistry(self.settings).names())
+        if self.store is not None:
+            taken |= {m["name"] for m in self.store.list_models()}
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}-{n}"
+        return candidate
+
+    def _device(self, cfg: TrainConfig) -> str:
+        if cfg.device != "auto":
+            return cfg.device
+        import torch
+
+        return "cuda" if cfg.launcher != "local" or torch.cuda.is_available() else "cpu"
+
+    def _need_store(self) -> Store:
+        if self.store is None:
+            raise InputError(
+                "starting a job needs the store, which another studio process holds; "
+                "start it from that process (the Train tab), or stop it first"
+            )
+        return self.store
+
+    # -- read -------------------------------------------------------------------------------------------------
+    def get(self, job_id: int) -> Job:
+        run = self.rundir(job_id)
+        st = run.status()
+        synced = read_json(run.sync_file, {}) or {}
+        return Job(
+            id=run.id, method=st.get("method", ""), state=st.get("state", "queued"), run_dir=str(run.path),
+            base_model=st.get("base_model", ""), output_name=st.get("output_name", ""),
+            device=st.get("device", ""), step=int(st.get("step") or 0), max_steps=int(st.get("max_steps") or 0),
+            pid=st.get("pid"), error=st.get("error"), queued_at=st.get("queued_at"),
+            started_at=st.get("started_at"), finished_at=st.get("finished_at"), resumed=bool(st.get("resume")),
+            models=list(synced.get("registered", [])),
+        )  # fmt: skip
+
+    def list(self) -> list[Job]:
+        """Every job, newest first."""
+        return [self.get(run.id) for run in reversed(run_dirs(self.runs_dir)) if run.status_file.exists()]
+
+    def metrics(self, job_id: int) -> dict[str, list[tuple[int, float]]]:
+        """Metric series ``name -> [(step, value)]`` from the run dir (live, whoever holds the store)."""
+        return self.rundir(job_id).metric_series()
+
+    def curves(self, job_id: int) -> dict[str, list[tuple[int, float]]]:
+        """The series the Train tab plots for this job's method (loss, rewards/..., reward, kl, accuracy)."""
+        job = self.get(job_id)
+        wanted = trainer_class(job.method).curves if job.method in TRAINERS else ("loss",)
+        series = self.metrics(job_id)
+        return {name: series[name] for name in wanted if name in series}
+
+    def logs(self, job_id: int, lines: int = 200) -> str:
+        return self.rundir(job_id).tail(lines)
+
+    def command(self, job_id: int, *, machine_rank: int | None = None) -> list[str]:
+        """The job's command line; for multinode, the one to run on machine ``machine_rank``."""
+        run = self.rundir(job_id)
+        doc = run.read_config()
+        cfg = trainer_class(doc["method"]).Config.from_dict(doc["config"])
+        return launch_command(run.config, cfg, machine_rank=machine_rank)
+
+    def rundir(self, job_id: int) -> RunDir:
+        """The job's run dir (files: config, status, log, metrics, checkpoints, adapter)."""
+        run = RunDir(self.runs_dir / str(int(job_id)))
+        if not run.status_file.exists():
+            raise InputError(f"no training job {job_id} in {self.runs_dir}")
+        return run
+
+    # -- control ----------------------------------------------------------------------------------------------
+    def cancel(self, job_id: int, *, grace: float = 10.0) -> Job:
+        """Cancel a queued job, or kill a running one's whole process group (SIGTERM, then SIGKILL)."""
+        run = self.rundir(job_id)
+        st = run.status()
+        if st.get("state") not in ("queued", "running"):
+            raise InputError(
+                f"job {job_id} is {st.get('state')}; only queued or running jobs can be cancelled"
+            )
+        if st.get("state") == "running":
+            kill_group(st, grace)
+        run.update_status(state="cancelled", finished_at=now_iso(), error=None, force=True)
+        schedule(self.runs_dir)
+        return self.sync(job_id)
+
+    def resume(self, job_id: int) -> Job:
+        """Queue a failed or cancelled job again; it continues from its last checkpoint."""
+        run = self.rundir(job_id)
+        st = run.status()
+        if st.get("state") not in ("failed", "cancelled"):
+            raise InputError(
+                f"job {job_id} is {st.get('state')}; only failed or cancelled jobs can be resumed"
+            )
+        run.update_status(
+            state="queued", force=True, resume=True, queued_at=now_iso(), error=None, finished_at=None,
+        )  # fmt: skip
+        schedule(self.runs_dir)
+        return self.sync(job_id)
+
+    def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 1.0) -> Job:
+        """Poll (and sync) until the job ends or ``timeout`` seconds pass; returns the job as it is then."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            schedule(self.runs_dir)
+            job = self.sync(job_id)
+            if job.done or (deadline is not None and time.monotonic() >= deadline):
+                return job
+            time.sleep(poll)
+
+    # -- sync into the store ---------------------------------------------------------------------------------
+    def refresh(self) -> list[Job]:
+        """Start what can start, notice dead jobs, sync every job not yet fully in the store; all jobs."""
+        schedule(self.runs_dir)
+        for run in run_dirs(self.runs_dir):
+            status = run.status()
+            synced = (read_json(run.sync_file, {}) or {}).get("status")
+            if status and (status.get("state") not in TERMINAL or synced != _signature(status)):
+                self.sync(run.id)
+        return self.list()
+
+    def sync(self, job_id: int) -> Job:
+        """Bring the store up to date with one job's files: status, metrics, generated data, models."""
+        run = self.rundir(job_id)
+        status = run.status()
+        if status.get("state") == "running" and not alive(status):
+            mark_lost(run)
+            status = run.status()
+        if self.store is None or self.store.get_training_run(run.id) is None:
+            return self.get(job_id)
+        state = read_json(run.sync_file, {}) or {}
+        self._sync_status(run, status, state)
+        self._sync_metrics(run, state)
+        method = status.get("method", "")
+        if method in TRAINERS:
+            TRAINERS.get(method).import_results(self.store, run, state)
+        self._register_models(run, state)
+        write_json(run.sync_file, state)
+        return self.get(job_id)
+
+    def _sync_status(self, run: RunDir, status: dict[str, Any], state: dict[str, Any]) -> None:
+        signature = _signature(status)
+        if state.get("status") == signature:
+            return
+        # error "" clears an earlier attempt's error (the store leaves fields given as None unchanged)
+        self.store.update_training_run(
+            run.id, status=STORE_STATUS[status.get("state", "queued")], error=status.get("error") or "",
+            started_at=_time(status.get("started_at")), finished_at=_time(status.get("finished_at")),
+            output_path=str(run.path), log_path=str(run.log),
+        )  # fmt: skip
+        state["status"] = signature
+
+    def _sync_metrics(self, run: RunDir, state: dict[str, Any]) -> None:
+        rows, offset = run.read_metrics(int(state.get("metrics_offset", 0)))
+        for row in rows:
+            values = {
+                k: v for k, v in row.items() if k not in ("step", "time") and isinstance(v, int | float)
+            }
+            if values:
+                self.store.append_metrics(run.id, int(row["step"]), values)
+        state["metrics_offset"] = offset
+
+    def _register_models(self, run: RunDir, state: dict[str, Any]) -> None:
+        """Register each model the job announced (``models.jsonl``) once: policies in the model registry (the
+        Arena's picker) and every model in the store's lineage table."""
+        done = set(state.get("registered", []))
+        for entry in read_jsonl(run.path / "models.jsonl"):
+            if entry["name"] not in done:
+                self._register(entry)
+                done.add(entry["name"])
+        state["registered"] = sorted(done)
+
+    def _register(self, entry: dict[str, Any]) -> None:
+        from storage import StoreError
+        from studio.models import ModelRegistry, ModelSpec
+
+        if entry["kind"] == "policy":
+            registry = ModelRegistry(self.settings)
+            spec = ModelSpec(
+                name=entry["name"], backend="transformers", path=entry["path"], adapter=entry["adapter"],
+                parent=entry["parent"], training_run=str(entry["training_run"]),
+                description=f"{entry['method']} run {entry['training_run']}",
+            )  # fmt: skip
+            mine = (
+                entry["name"] in registry.names()
+                and registry.get(entry["name"]).training_run == spec.training_run
+            )
+            registry.add(spec, replace=mine)
+        config = {
+            k: entry.get(k) for k in ("method", "filters", "kind", "iteration", "judge_model") if k in entry
+        }
+        try:
+            self.store.add_model(
+                entry["name"], "transformers" if entry["kind"] == "policy" else "reward-model",
+                base=entry["path"], adapter_path=entry["adapter"] or None, parent=entry["parent"] or None,
+                training_run_id=int(entry["training_run"]), config=config,
+            )  # fmt: skip
+        except StoreError:  # recorded by an earlier sync that did not finish writing sync.json
+            pass
+
+
+def kill_group(status: dict[str, Any], grace: float = 10.0) -> None:
+    """SIGTERM the job's process group, then SIGKILL it if it is still there after ``grace`` seconds."""
+    pid = int(status.get("pid") or 0)
+    if not pid or not alive(status):
+        return
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not alive(status):
+                return
+            time.sleep(0.1)
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _signature(status: dict[str, Any]) -> list[Any]:
+    """What the store's training_runs row mirrors; a change means the row needs an update."""
+    return [status.get(k) for k in ("state", "error", "started_at", "finished_at")]

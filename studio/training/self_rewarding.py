@@ -1,0 +1,354 @@
+"""The Self-Rewarding loop (Yuan et al. 2024, arXiv 2401.10020), as ``../shared/METHODS.md`` specifies it.
+
+For t = 0 .. T-1, from M_0 = the starting model:
+
+0. new prompts: M_t writes them few-shot from the store's prompts (Self-Instruct, filtered), or the user's
+   prompt set is used as given (``prompt_source``);
+1. M_t samples N answers per prompt (temperature 0.7, top-p 0.9);
+2. the judge (M_t itself, or ``judge_model``: weak-to-strong when weaker) scores each answer with the additive
+   5-point prompt, ``judge_samples`` samples averaged; failed verdicts are kept and counted;
+3. pairs: (highest, lowest) score per prompt; ties dropped;
+4. the pairs are stored with source ai-judge and iteration t: the job writes ``iter_<t>/generated.jsonl``, and
+   the runner imports it into the store on its next sync (the job never opens the store);
+5. DPO from M_t with M_t as the reference gives M_{t+1}, saved in ``iter_<t>/adapter`` and registered.
+
+Before each iteration the judge scores both answers of up to ``agreement_max_pairs`` human-labelled pairs; its
+pairwise accuracy (chosen scored higher; ties and failures are not agreement) is logged, and below
+``agreement_threshold`` the loop warns or stops (``agreement_action``).
+
+Resume: a finished iteration (its adapter saved) is skipped; an iteration whose pairs were written continues
+with DPO from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+from typing import TYPE_CHECKING, Any
+
+from studio.errors import InputError
+from studio.training import data
+from studio.training.base import TRAINERS, Trainer
+from studio.training.config import SelfRewardingConfig
+from studio.training.dpo import DPO_CURVES
+from studio.training.rundir import RunDir, read_json, read_jsonl, write_json, write_jsonl
+
+if TYPE_CHECKING:
+    from storage import Store
+    from studio.settings import Settings
+
+AI_JUDGE = "ai-judge"  # the judge name of the stored (max, min) pairs: Filters(annotator="ai-judge")
+
+
+def build_pairs(prompt: str, answers: list[str], ratings: list[float | None]) -> dict[str, Any] | None:
+    """(highest, lowest) scored answer of one prompt, or None on a tie, too few scores or identical texts."""
+    scored = [(r, i) for i, r in enumerate(ratings) if r is not None]
+    if len(scored) < 2:
+        return None
+    (hi, best), (lo, worst) = max(scored), min(scored)
+    if hi == lo or answers[best] == answers[worst]:
+        return None
+    return {"prompt": prompt, "chosen": answers[best], "rejected": answers[worst], "chosen_index": best,
+            "rejected_index": worst, "chosen_score": hi, "rejected_score": lo}  # fmt: skip
+
+
+def human_agreement(judge: Any, backend: Any, pairs: list[dict[str, str]]) -> dict[str, Any]:
+    """The judge's pairwise accuracy on human pairs: both answers scored, the chosen one must score higher."""
+    from studio.judges import JudgeItem
+
+    items = [JudgeItem.single(p["prompt"], p[side]) for p in pairs for side in ("chosen", "rejected")]
+    verdicts = judge.judge(items, backend)
+    agree = ties = failed = 0
+    for chosen, rejected in zip(verdicts[::2], verdicts[1::2], strict=True):
+        if not (chosen.ok and rejected.ok):
+            failed += 1
+        elif chosen.rating > rejected.rating:
+            agree += 1
+        elif chosen.rating == rejected.rating:
+            ties += 1
+    judged = len(pairs) - failed
+    accuracy = agree / judged if judged else None
+    return {
+        "pairs": len(pairs),
+        "judged": judged,
+        "agree": agree,
+        "ties": ties,
+        "failed": failed,
+        "accuracy": accuracy,
+    }
+
+
+def dpo_dataset(pairs: list[dict[str, Any]]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": p["prompt"]}],
+                "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                "rejected": [{"role": "assistant", "content": p["rejected"]}],
+            }
+            for p in pairs
+        ]
+    )
+
+
+class Stop(Exception):
+    """The loop ends early (no prompts, no pairs, judge below the agreement threshold); the reason is kept."""
+
+
+@TRAINERS.register("self_rewarding")
+class SelfRewarding(Trainer):
+    Config = SelfRewardingConfig
+    description = (
+        "Self-Rewarding loop: M_t writes prompts, answers, judges itself (additive), then DPO -> M_t+1"
+    )
+    paper = "Yuan et al. 2024, Self-Rewarding Language Models, arXiv 2401.10020"
+    curves = (*DPO_CURVES, "selfreward/pairs", "selfreward/mean_score", "judge/human_agreement")
+
+    # -- parent side ----------------------------------------------------------------------------------------------
+    @classmethod
+    def _data(cls, store: Any, config: Any, limit: int) -> tuple[data.DataPreview, Any]:
+        return data.self_rewarding_preview(store, cls.registered_name, config, limit)
+
+    @classmethod
+    def _write(cls, snapshot: Any, run: RunDir) -> None:
+        data.write_self_rewarding(snapshot, run.path)
+
+    @classmethod
+    def resolve(cls, store: Store, config: SelfRewardingConfig, settings: Settings) -> SelfRewardingConfig:
+        if config.judge_model:
+            from studio.models import ModelRegistry
+
+            ModelRegistry(settings).get(config.judge_model)  # unknown: a clear error before launch
+        return config
+
+    @classmethod
+    def import_results(cls, store: Store, run: RunDir, state: dict[str, Any]) -> None:
+        """Step 4: each finished iteration's prompts, answers, verdicts and (max, min) pairs into the store."""
+        done = set(state.get("imported_iterations", []))
+        for path in sorted(run.path.glob("iter_*/generated.jsonl")):
+            t = int(path.parent.name.split("_")[1])
+            if t not in done:
+                import_iteration(store, run.id, t, read_jsonl(path), read_json(path.parent / "meta.json", {}))
+                done.add(t)
+        state["imported_iterations"] = sorted(done)
+
+    # -- job side -------------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        cfg = self.config
+        current, name, step = cfg, cfg.base_model, 0
+        models: list[dict[str, Any]] = []
+        notes: list[str] = []
+        for t in range(cfg.iterations):
+            try:
+                entry, current, step = self.iteration(t, current, name, step)
+            except Stop as stop:
+                notes.append(str(stop))
+                print(f"[studio] self-rewarding: {stop}", flush=True)
+                break
+            models.append(entry)
+            name = entry["name"]
+        if not models:
+            raise InputError(f"no iteration completed: {'; '.join(notes)}")
+        return {"models": models, "notes": notes, "steps": step, "metrics": {"iterations": len(models)}}
+
+    def iteration(self, t: int, current: Any, name: str, step: int) -> tuple[dict[str, Any], Any, int]:
+        """One iteration from M_t (``current``: its weights and adapter; ``name``); returns M_{t+1}."""
+        it = self.run.iteration(t)
+        it.mkdir(exist_ok=True)
+        finished = read_json(it / "done.json")
+        if finished:  # resumed: this iteration is complete
+            return finished["model"], current.replace(**finished["paths"]), finished["step"]
+        pairs = (
+            read_jsonl(it / "pairs.jsonl")
+            if (it / "generated.jsonl").exists()
+            else self.generate(t, current, name, step)
+        )
+        if len(pairs) < self.config.min_pairs:
+            raise Stop(
+                f"iteration {t} gave {len(pairs)} pairs (< min_pairs={self.config.min_pairs}); stopping"
+            )
+        return self.update(t, current, name, step, pairs)
+
+    # steps 0-3
+    def generate(self, t: int, current: Any, name: str, step: int) -> list[dict[str, Any]]:
+        from studio.backends.transformers_backend import TransformersBackend
+
+        cfg = self.config
+        policy = TransformersBackend(
+            current.model_path, adapter=current.adapter_path or None, dtype=cfg.gen_dtype, model_name=name
+        )
+        judge, judge_backend, judge_name = self.judge(policy, name)
+        try:
+            self.check_agreement(t, judge, judge_backend, step)
+            prompts = self.prompts(t, policy)
+            answers = self.sample(policy, prompts)
+            verdicts = judge.judge(
+                [_item(p, a, name) for p, group in zip(prompts, answers, strict=True) for a in group],
+                judge_backend,
+            )
+            return self.record(t, step, name, judge_name, judge, prompts, answers, verdicts)
+        finally:  # M_t's copy for generation goes; a judge_model stays cached for the next iteration
+            policy.close()
+            del policy
+            gc.collect()
+
+    def judge(self, policy: Any, name: str) -> tuple[Any, Any, str]:
+        """(additive judge, its backend, the judging model's name): M_t itself unless ``judge_model`` is set."""
+        from studio.judges import make_judge
+
+        cfg = self.config
+        judge = make_judge(
+            "additive", {"n": cfg.judge_samples, "temperature": cfg.judge_temperature,
+                         "max_new_tokens": cfg.judge_max_new_tokens, "seed": cfg.seed},
+        )  # fmt: skip
+        if not cfg.judge_model:
+            return judge, policy, name
+        from studio.models import ModelRegistry
+        from studio.settings import Settings
+
+        registry = ModelRegistry(Settings.load(data_dir=self.settings.get("data_dir")))
+        return judge, registry.backend(cfg.judge_model), cfg.judge_model
+
+    def check_agreement(self, t: int, judge: Any, backend: Any, step: int) -> None:
+        humans = read_jsonl(self.run.path / "human_pairs.jsonl")
+        if not humans:
+            return
+        result = human_agreement(judge, backend, humans)
+        write_json(self.run.iteration(t) / "agreement.json", result)
+        acc = result["accuracy"]
+        self._log(step, {"judge/human_agreement": acc if acc is not None else float("nan"),
+                         "judge/human_pairs": result["judged"]})  # fmt: skip
+        print(f"[studio] iteration {t}: judge-human agreement {result}", flush=True)
+        threshold = self.config.agreement_threshold
+        if threshold and (acc is None or acc < threshold):
+            msg = f"iteration {t}: judge-human agreement {acc} is below the threshold {threshold}"
+            if self.config.agreement_action == "stop":
+                raise Stop(msg)
+            print(f"[studio] WARNING: {msg}", flush=True)
+
+    def prompts(self, t: int, policy: Any) -> list[str]:
+        """Step 0: the iteration's training prompts."""
+        from studio.backends import GenParams
+        from studio.training.self_instruct import write_prompts
+
+        cfg = self.config
+        seeds = [r["text"] for r in read_jsonl(self.run.path / "seed_prompts.jsonl")]
+        rng = random.Random(cfg.seed + t)
+        chosen = (
+            rng.sample(seeds, min(len(seeds), cfg.max_prompts)) if cfg.prompt_source != "generate" else []
+        )
+        if cfg.prompt_source != "store":
+            params = GenParams(cfg.prompt_max_new_tokens, cfg.prompt_temperature, 0.95, cfg.seed + t)
+            written = write_prompts(policy, seeds, cfg.n_new_prompts, few_shot=cfg.few_shot, params=params,
+                                    threshold=cfg.rouge_threshold, seed=cfg.seed + t)  # fmt: skip
+            write_json(self.run.iteration(t) / "written_prompts.json", written.__dict__)
+            chosen = written.kept + chosen
+        if not chosen:
+            raise Stop(f"iteration {t}: no usable prompt (see iter_{t}/written_prompts.json)")
+        return chosen[: cfg.max_prompts]
+
+    def sample(self, policy: Any, prompts: list[str]) -> list[list[str]]:
+        """Step 1: N answers per prompt, in one batch."""
+        from studio.backends import GenParams
+
+        cfg = self.config
+        params = GenParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
+        convs = [[{"role": "user", "content": p}] for p in prompts for _ in range(cfg.n_samples)]
+        texts = [c.text for c in policy.chat(convs, params)]
+        return [texts[i * cfg.n_samples : (i + 1) * cfg.n_samples] for i in range(len(prompts))]
+
+    def record(self, t: int, step: int, name: str, judge_name: str, judge: Any, prompts: list[str],
+               answers: list[list[str]], verdicts: list[Any]) -> list[dict[str, Any]]:  # fmt: skip
+        """Step 3 (pairs) and the files step 4 imports: generated.jsonl, pairs.jsonl, meta.json."""
+        n, it = self.config.n_samples, self.run.iteration(t)
+        rows, pairs = [], []
+        for i, (prompt, group) in enumerate(zip(prompts, answers, strict=True)):
+            vs = verdicts[i * n : (i + 1) * n]
+            pair = build_pairs(prompt, group, [v.rating if v.ok else None for v in vs])
+            pairs += [pair] if pair else []
+            rows.append({"prompt": prompt, "answers": group, "pair": pair,
+                         "verdicts": [{"ok": v.ok, "rating": v.rating, "scores": v.scores, "raw": v.raw} for v in vs]})  # fmt: skip
+        write_json(it / "meta.json", {"policy": name, "judge": judge.name, "judge_model": judge_name,
+                                      "judge_config": judge.config_dict(), "iteration": t})  # fmt: skip
+        write_jsonl(it / "pairs.jsonl", pairs)
+        write_jsonl(it / "generated.jsonl", rows)  # last: its presence means the iteration's data is complete
+        ok = [v.rating for v in verdicts if v.ok]
+        self._log(step, {"selfreward/iteration": t, "selfreward/prompts": len(prompts),
+                         "selfreward/answers": len(verdicts), "selfreward/failed_verdicts": len(verdicts) - len(ok),
+                         "selfreward/mean_score": sum(ok) / len(ok) if ok else float("nan"),
+                         "selfreward/pairs": len(pairs)})  # fmt: skip
+        print(f"[studio] iteration {t}: {len(prompts)} prompts, {len(verdicts)} answers, "
+              f"{len(verdicts) - len(ok)} failed verdicts, {len(pairs)} pairs", flush=True)  # fmt: skip
+        return pairs
+
+    # step 5
+    def update(self, t: int, current: Any, name: str, step: int, pairs: list[dict[str, Any]]) -> tuple:
+        import torch
+
+        from studio.training.dpo import run_dpo
+
+        torch.set_grad_enabled(True)  # the generation backend turned gradients off process-wide
+        it = self.run.iteration(t)
+        target = it / ("adapter" if current.use_lora else "model")
+        out = run_dpo(current, self.run, dpo_dataset(pairs), callback=self.callback(step),
+                      checkpoints=it / "checkpoints", target=target)  # fmt: skip
+        meta = read_json(it / "meta.json", {})
+        entry = self.model_entry(
+            out, name=f"{self.config.output_name}-m{t + 1}", parent=name, iteration=t + 1,
+            judge_model=meta.get("judge_model", name), pairs=len(pairs),
+        )  # fmt: skip
+        self.run.announce_model(entry)
+        paths = {"model_path": out["path"], "adapter_path": out["adapter"]}
+        step += out["steps"]
+        write_json(it / "done.json", {"model": entry, "paths": paths, "step": step})
+        return entry, current.replace(**paths), step
+
+    def _log(self, step: int, values: dict[str, float]) -> None:
+        from studio.training.launch import is_main_process
+
+        if is_main_process():
+            self.run.append_metrics(step, values)
+
+
+def _item(prompt: str, answer: str, model: str) -> Any:
+    from studio.judges import Candidate, JudgeItem
+
+    return JudgeItem.single(prompt, Candidate(answer, model=model))
+
+
+def import_iteration(
+    store: Store, run_id: int, t: int, rows: list[dict[str, Any]], meta: dict[str, Any]
+) -> None:
+    """One iteration's prompts (prompt set ``self-rewarding-<run>-iter<t>``), answers (strategy
+    ``self-rewarding``), additive verdicts and (max, min) pairs (pairwise verdicts by ``ai-judge``)."""
+    prompt_set = f"self-rewarding-{run_id}-iter{t}"
+    tag = {"iteration": t, "source": AI_JUDGE, "training_run": run_id}
+    for row in rows:
+        pid = store.add_prompt(row["prompt"], prompt_set)
+        run_ids = [
+            store.add_run(pid, meta.get("policy", "?"), "self-rewarding", answer, params=tag)
+            for answer in row["answers"]
+        ]
+        for rid, v in zip(run_ids, row["verdicts"], strict=True):
+            store.add_verdict(
+                meta.get("judge", "additive"), "single", [rid], judge_model=meta.get("judge_model"),
+                judge_config={**meta.get("judge_config", {}), **tag}, rating=v["rating"], scores=v["scores"],
+                raw_output=json.dumps(v["raw"], ensure_ascii=False), ok=v["ok"], orders=["A"],
+            )  # fmt: skip
+        if row["pair"]:
+            _store_pair(store, row["pair"], run_ids, meta, tag)
+
+
+def _store_pair(
+    store: Store, pair: dict[str, Any], run_ids: list[int], meta: dict[str, Any], tag: dict
+) -> None:
+    chosen, rejected = run_ids[pair["chosen_index"]], run_ids[pair["rejected_index"]]
+    cid = store.add_comparison([chosen, rejected])
+    store.add_verdict(
+        AI_JUDGE, "pairwise", comparison_id=cid, judge_model=meta.get("judge_model"),
+        judge_config={**tag, "rule": "highest vs lowest additive score; ties dropped"}, winner="A",
+        scores={"chosen": pair["chosen_score"], "rejected": pair["rejected_score"]},
+    )  # fmt: skip
