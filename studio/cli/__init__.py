@@ -21,6 +21,7 @@ GROUPS = [
     "studio.cli.store",
     "studio.cli.run",
     "studio.cli.judge",
+    "studio.cli.train",
 ]
 
 
