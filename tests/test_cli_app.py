@@ -99,12 +99,20 @@ def test_serve_and_gradio_client(settings, tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{port}/"
         wait_http(url, timeout=120, proc=proc)
         client = Client(url, verbose=False)
-        job = client.submit("What is the capital of France?", "smollm2-135m", api_name="/system1")
+        run = {"blind": False, "max_new_tokens": 24, "temperature": 0, "top_p": 1, "seed": None}
+        run |= {"max_questions": 5, "max_branches": 5, "token_budget": None}
+        job = client.submit(
+            prompt="What is the capital of France?",
+            columns=["system1 @ smollm2-135m"],
+            **run,
+            api_name="/run_arena",
+        )
         partials = list(job)
-        assert len(partials) > 1, "the answer should arrive in several streamed updates"
-        assert "Paris" in job.result()
+        assert len(partials) > 2, "the answer should arrive in several streamed updates"
+        answers = [p for p in job.result() if isinstance(p, str) and "arena-answer" in p]
+        assert answers and "Paris" in answers[0]
         with pytest.raises(Exception, match="empty or whitespace"):
-            client.predict("  ", "smollm2-135m", api_name="/system1")
+            client.predict(prompt="  ", columns=["system1 @ smollm2-135m"], **run, api_name="/run_arena")
     finally:
         stop(proc)
     assert "127.0.0.1" in (tmp_path / "serve.log").read_text()
