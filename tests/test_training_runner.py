@@ -181,7 +181,7 @@ def test_a_recycled_pid_is_not_taken_for_the_job(settings) -> None:
         state="running", pid=os.getpid(), pid_start="1", boot_id=""
     )  # our pid, other start time
     assert not alive(run.status())
-    assert Runner(settings).refresh()[0].state == "failed"
+    assert Runner(settings).get(1).state == "failed"  # noticed when a runner starts (e.g. after a reboot)
 
 
 def test_cancel_kills_the_whole_process_group(settings, tmp_path: Path) -> None:

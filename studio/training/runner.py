@@ -124,6 +124,8 @@ class Runner:
         self.autostart = autostart
         self.runs_dir = settings.runs_dir
         set_jobs_per_device(self.runs_dir, jobs_per_device)
+        if autostart:  # jobs whose process died (kill -9, reboot) are failed now; the queue moves on
+            schedule(self.runs_dir)
 
     # -- configs and data ---------------------------------------------------------------------------------------
     def config(

@@ -50,9 +50,17 @@ def start_time(pid: int) -> str:
     return fields[19] if fields else ""
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int, *, exiting: bool = False) -> None:
+    """Collect our own child if it has exited; ``exiting`` (a zombie main thread whose other threads are still
+    finishing) waits for it briefly."""
     proc = _children.get(pid)
-    if proc is not None and proc.poll() is not None:
+    if proc is None:
+        return
+    try:
+        proc.wait(timeout=5) if exiting else proc.poll()
+    except subprocess.TimeoutExpired:
+        return
+    if proc.returncode is not None:
         del _children[pid]
 
 
@@ -67,7 +75,8 @@ def alive(status: dict[str, Any]) -> bool:
     fields = _stat(int(pid))
     if fields is None:
         return _pid_exists(int(pid)) if not Path("/proc").exists() else False
-    if fields[0] in ("Z", "X"):
+    if fields[0] in ("Z", "X"):  # exited; if it is our child, collect it so no zombie is left
+        _reap(int(pid), exiting=True)
         return False
     return not status.get("pid_start") or fields[19] == status["pid_start"]
 

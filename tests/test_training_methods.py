@@ -1,0 +1,230 @@
+"""Every training method, for real, on the default model (CPU, tiny settings: 1-3 steps, LoRA r=4, 128 tokens).
+
+DPO runs the whole way a user would: ``studio train dpo --wait`` starts a job process from a store snapshot; the
+adapter must be saved, changed, registered with its lineage, and load and generate. The other methods run
+their job in this process (``studio.training.job.run``), which is the same code without the process start-up.
+Self-Rewarding is judged by a stub OpenAI-compatible server (a judge model other than the policy, which the
+loop supports): SmolLM2-135M almost never writes a parsable ``Score: N``, so judging with it would leave no pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from storage import Filters, Store
+from studio.settings import Settings
+from studio.training import RunDir, Runner
+from studio.training.job import run as run_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
+
+TINY = {"max_steps": 2, "max_length": 128, "lora_r": 4, "lora_alpha": 8, "per_device_train_batch_size": 2,
+        "save_steps": 100}  # fmt: skip
+QUESTIONS = ["What is 2+2?", "Name a primary colour.", "Capital of France?", "Opposite of hot?"]
+ANSWERS = [
+    ("4", "5", "22"),
+    ("Red.", "Purple.", "Dog."),
+    ("Paris.", "Lyon.", "Rome."),
+    ("Cold.", "Warm.", "Up."),
+]
+
+
+def seed_store(store: Store) -> None:
+    """4 prompts, each ranked 3-way by a person: 12 DPO / RM pairs, 8 KTO labels."""
+    for q, answers in zip(QUESTIONS, ANSWERS, strict=True):
+        pid = store.add_prompt(q, "train-test")
+        runs = [
+            store.add_run(pid, "smollm2-135m", s, a)
+            for s, a in zip(("cot", "system1", "cove"), answers, strict=True)
+        ]
+        store.add_ranking(store.add_comparison(runs), [1, 2, 3], "alice")
+
+
+@pytest.fixture(scope="module")
+def studio_settings(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> Settings:
+    data = tmp_path_factory.mktemp("training") / "data"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
+    settings = Settings.load(env={}, data_dir=data, threads=1)
+    with Store(settings.db_path, data_dir=data) as store:
+        seed_store(store)
+    return settings
+
+
+def train_here(settings: Settings, method: str, values: dict) -> tuple[int, RunDir]:
+    """Queue a job (snapshot from the store), run it in this process, sync it back; (job id, run dir)."""
+    with Store(settings.db_path, data_dir=settings.data_dir) as store:
+        runner = Runner(settings, store, autostart=False)
+        job = runner.start(method, values)
+        assert run_job(Path(job.run_dir) / "config.yaml") == 0, RunDir(job.run_dir).status().get("error")
+        job = runner.sync(job.id)
+    assert job.state == "succeeded", job.error
+    return job.id, RunDir(job.run_dir)
+
+
+@pytest.fixture(scope="module")
+def reward_job(studio_settings: Settings) -> tuple[int, RunDir]:
+    return train_here(studio_settings, "reward", {**TINY, "max_steps": 3})
+
+
+# -- DPO, the way a user starts it ------------------------------------------------------------------------------
+def test_dpo_job_from_the_cli(studio_settings: Settings) -> None:
+    from safetensors.torch import load_file
+
+    from studio.cli import main
+
+    data = str(studio_settings.data_dir)
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in {**TINY, "max_steps": 3}.items()]
+    assert main(["train", "dpo", *sets, "--prompt-set", "train-test", "--wait", "--data-dir", data]) == 0
+    with Store(studio_settings.db_path) as store:
+        row = next(r for r in store.list_training_runs() if r["method"] == "dpo")
+        assert (row["method"], row["status"]) == ("dpo", "done")
+        run = RunDir(row["output_path"])
+        assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(
+            store.metrics(row["id"])
+        )
+        lineage = store.lineage(f"dpo-{row['id']}")
+    series = run.metric_series()
+    assert {"loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(
+        series
+    )
+    assert [step for step, _ in series["loss"]] == [1, 2, 3]
+    weights = load_file(run.adapter / "adapter_model.safetensors")
+    lora_b = [t for name, t in weights.items() if "lora_B" in name]
+    assert lora_b and any(t.abs().sum() > 0 for t in lora_b)  # LoRA B starts at zero: the adapter moved
+    assert [m["name"] for m in lineage] == [f"dpo-{row['id']}"] and lineage[0]["parent"] == "smollm2-135m"
+    check_registered_adapter_generates(studio_settings, f"dpo-{row['id']}", run.adapter)
+
+
+def check_registered_adapter_generates(settings: Settings, name: str, adapter: Path) -> None:
+    from studio.backends import GenParams
+    from studio.backends.transformers_backend import TransformersBackend
+    from studio.models import ModelRegistry
+
+    spec = ModelRegistry(settings).get(name)  # in the Arena's model picker
+    assert (Path(spec.adapter), spec.parent, spec.backend) == (adapter, "smollm2-135m", "transformers")
+    backend = TransformersBackend(spec.path, adapter=spec.adapter, model_name=name)
+    out = backend.chat([[{"role": "user", "content": "Capital of France?"}]], GenParams(max_new_tokens=8))
+    assert out[0].text.strip()
+
+
+# -- reward model, KTO ----------------------------------------------------------------------------------------
+def test_reward_model(studio_settings: Settings, reward_job: tuple[int, RunDir]) -> None:
+    from safetensors.torch import load_file
+
+    from studio.models import ModelRegistry
+
+    job_id, run = reward_job
+    series = run.metric_series()
+    assert {"loss", "accuracy", "eval_accuracy"} <= set(series)  # accuracy on the held-out pairs
+    assert 0.0 <= series["eval_accuracy"][-1][1] <= 1.0
+    keys = load_file(run.adapter / "adapter_model.safetensors")
+    assert any("score" in k for k in keys) and any("lora_A" in k for k in keys)  # LoRA + the trained head
+    assert run.result()["reward_model"]["adapter"] == str(run.adapter)
+    with Store(studio_settings.db_path) as store:
+        model = store.get_model(f"reward-{job_id}")
+    assert model["backend"] == "reward-model" and model["training_run_id"] == job_id
+    assert f"reward-{job_id}" not in ModelRegistry(studio_settings).names()  # not a chat model for the Arena
+
+
+def test_kto(studio_settings: Settings) -> None:
+    _, run = train_here(studio_settings, "kto", TINY)
+    assert {"loss", "rewards/chosen", "rewards/rejected", "kl"} <= set(run.metric_series())
+    assert (run.adapter / "adapter_model.safetensors").exists()
+
+
+# -- RLHF against the reward model ------------------------------------------------------------------------------
+ONLINE = {**TINY, "max_steps": 1, "max_completion_length": 12, "prompt_set": "train-test"}
+
+
+def test_rloo(studio_settings: Settings, reward_job: tuple[int, RunDir]) -> None:
+    job_id, run = train_here(studio_settings, "rloo", {**ONLINE, "num_generations": 2})
+    series = run.metric_series()
+    assert {"loss", "reward", "kl"} <= set(series)
+    assert run.read_config()["config"]["reward_run"] == reward_job[0]
+    assert (run.adapter / "adapter_model.safetensors").exists()
+
+
+def test_ppo(studio_settings: Settings, reward_job: tuple[int, RunDir]) -> None:
+    job_id, run = train_here(studio_settings, "ppo", ONLINE)
+    series = run.metric_series()
+    assert {"objective/kl", "objective/scores", "loss/value_avg"} <= set(series)
+    assert {"loss", "reward", "kl"} <= set(series)  # the canonical names the Train tab plots
+    assert (run.adapter / "adapter_model.safetensors").exists()
+    with Store(studio_settings.db_path) as store:
+        assert store.get_model(f"ppo-{job_id}")["parent"] == "smollm2-135m"
+
+
+# -- Self-Rewarding --------------------------------------------------------------------------------------------
+class _StubJudge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint that answers the additive judge prompt with 'Score: N'."""
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        found = re.search(r"<response>(.*?)</response>", body["messages"][-1]["content"], re.S)
+        score = 1 + len(found.group(1) if found else "") % 5  # deterministic, and it differs between answers
+        reply = {
+            "id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model", "stub"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": f"Relevant and clear. Score: {score}"}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }  # fmt: skip
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def stub_judge(studio_settings: Settings) -> Iterator[str]:
+    from studio.models import ModelRegistry, ModelSpec
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    ModelRegistry(studio_settings).add(ModelSpec("stub-judge", backend="openai", path="stub", base_url=url))
+    yield "stub-judge"
+    server.shutdown()
+
+
+def test_one_self_rewarding_iteration(studio_settings: Settings, stub_judge: str) -> None:
+    values = {
+        **TINY, "prompt_source": "both", "n_new_prompts": 4, "max_prompts": 4, "few_shot": 3,
+        "prompt_max_new_tokens": 24, "n_samples": 2, "max_new_tokens": 16, "judge_model": stub_judge,
+        "judge_samples": 2, "agreement_max_pairs": 2, "agreement_threshold": 0.99,
+    }  # fmt: skip
+    job_id, run = train_here(studio_settings, "self_rewarding", values)
+    it = run.iteration(0)
+    written = json.loads((it / "written_prompts.json").read_text())
+    assert len(written["kept"]) + len(written["dropped"]) == 4 * 3  # step 0: M_0 wrote candidates, filtered
+    rows = [json.loads(line) for line in (it / "generated.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(len(r["answers"]) == 2 and len(r["verdicts"]) == 2 for r in rows)
+    pairs = [r["pair"] for r in rows if r["pair"]]
+    assert pairs and all(p["chosen_score"] > p["rejected_score"] for p in pairs)  # step 3: ties dropped
+    agreement = json.loads((it / "agreement.json").read_text())
+    assert agreement["pairs"] == 2  # measured on the human pairs before the iteration
+    series = run.metric_series()
+    assert {"selfreward/pairs", "judge/human_agreement", "rewards/margins"} <= set(series)
+    with Store(studio_settings.db_path) as store:
+        stored = store.preference_pairs(
+            Filters(annotator="ai-judge", prompt_set=f"self-rewarding-{job_id}-iter0")
+        )
+        assert len(stored) == len(pairs)  # step 4: the pairs are in the store, by ai-judge, iteration 0
+        verdicts = store.list_verdicts(judge="additive", limit=None)
+        assert len(verdicts) == 8 and {v["judge_model"] for v in verdicts} == {stub_judge}
+        assert {v["judge_config"]["iteration"] for v in verdicts} == {0}
+        model = store.get_model(f"self_rewarding-{job_id}-m1")  # step 5: M_1, with its lineage
+    assert model["parent"] == "smollm2-135m" and model["config"]["judge_model"] == stub_judge
+    assert (it / "adapter" / "adapter_model.safetensors").exists()
