@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from studio.api import RunSpec, list_strategies, run_many, run_strategy, stream_strategy
-from studio.backends.base import Backend, Completion, Conversation, GenParams
+from studio.backends.base import Backend, Completion, Conversation, GenParams, OnDelta
 from studio.strategies import STEP_NAMES, STRATEGIES, RunResult, Trace, render
 from studio.strategies.base import PROMPTS_DIR, load_prompt
 
@@ -44,9 +44,11 @@ class CountingBackend(Backend):
         self.model_name = inner.model_name
         self.calls: list[list[str]] = []
 
-    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:
+    def chat(
+        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+    ) -> list[Completion]:
         self.calls.append([c[-1]["content"] for c in conversations])
-        return self.inner.chat(conversations, params)
+        return self.inner.chat(conversations, params, on_delta=on_delta)
 
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
         return self.inner.stream(conversation, params)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from studio.api import run_many, run_strategy, stream_many
-from studio.backends.base import Backend, Completion, Conversation, GenParams
+from studio.backends.base import Backend, Completion, Conversation, GenParams, OnDelta
 from studio.errors import BackendError, InputError
 from studio.strategies import (
     Job,
@@ -43,9 +43,15 @@ class ScriptedBackend(Backend):
         text = next((out for key, out in self.rules if key in prompt), self.default)
         return Completion(text, max(1, len(prompt) // 4), max(1, len(text) // 4), 0.01, model=self.model_name)
 
-    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:
+    def chat(
+        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+    ) -> list[Completion]:
         self.sizes.append(len(conversations))
-        return [self._answer(c) for c in conversations]
+        outs = [self._answer(c) for c in conversations]
+        for i, out in enumerate(outs if on_delta else []):
+            on_delta(i, out.text[: len(out.text) // 2])  # a partial text, then the whole
+            on_delta(i, out.text)
+        return outs
 
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
         yield self._answer(conversation).text
@@ -256,6 +262,31 @@ def test_a_strategy_bug_ends_its_run_with_an_error_event() -> None:
     result = events[-1].result
     assert result.error == "RuntimeError: a bug" and isinstance(result.exception, RuntimeError)
     assert result.trace.steps[0].output == "ok"  # the trace so far is kept
+
+
+class OldBackend(ScriptedBackend):
+    """A backend written before ``chat`` had ``on_delta``."""
+
+    def chat(self, conversations: Sequence[Conversation], params: GenParams) -> list[Completion]:  # type: ignore[override]
+        return super().chat(conversations, params)
+
+
+def test_live_deltas_reach_the_right_column_and_step() -> None:
+    b = ScriptedBackend([(BRANCH, "1. a\n2. b")], default="xyz")
+    seen: list[tuple[int, str, str]] = []
+    events = list(
+        stream_many(Q, [("system1", None, b), ("bsm", None, b)], on_delta=lambda *a: seen.append(a))
+    )
+    solves = [
+        e.step.id for e in events if e.kind == "step_finished" and e.step.name == "solve" and e.run == 1
+    ]
+    assert (0, "s1", "xyz") in seen and (1, "s1", "1. a\n2. b") in seen
+    assert all((1, sid, "xyz") in seen for sid in solves) and len(solves) == 2
+
+
+def test_backends_without_on_delta_still_work() -> None:
+    r = run_many(Q, [("system1", None, OldBackend([], default="fine"))])[0]
+    assert r.error is None and r.final_answer == "fine"
 
 
 def test_sequential_mode_sends_one_request_per_call() -> None:

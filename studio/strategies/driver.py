@@ -267,7 +267,7 @@ def _call(group: list[_Item]) -> list[_Outcome]:
     run0, req0 = group[0]
     backend, params = run0.job.backend, _params(run0, req0)
     try:
-        comps = backend.chat([req.messages for _, req in group], params, on_delta=_deltas(group))
+        comps = backend.chat([req.messages for _, req in group], params, **_deltas(group))
         if len(comps) != len(group):
             raise StudioError(f"{backend.model_name} returned {len(comps)} answers for {len(group)} prompts")
         return list(comps)
@@ -275,25 +275,26 @@ def _call(group: list[_Item]) -> list[_Outcome]:
         if len(group) == 1:
             return [e]
     outcomes: list[_Outcome] = []
-    for _, req in group:
+    for item in group:
         try:
-            outcomes.append(backend.chat([req.messages], params)[0])
+            outcomes.append(backend.chat([item[1].messages], params, **_deltas([item]))[0])
         except Exception as e:
             outcomes.append(e)
     return outcomes
 
 
-def _deltas(group: list[_Item]) -> Callable[[int, str], None] | None:
-    """Route a batch row's live text to the run that asked for it (None when no run listens)."""
+def _deltas(group: list[_Item]) -> dict[str, Callable[[int, str], None]]:
+    """``on_delta=`` routing a batch row's live text to the run that asked for it; nothing when no run
+    listens, so backends written before ``on_delta`` existed keep working."""
     if not any(run.job.on_delta for run, _ in group):
-        return None
+        return {}
 
     def on_delta(i: int, text: str) -> None:
         run, req = group[i]
         if run.job.on_delta is not None:
             run.job.on_delta(req.id, text)
 
-    return on_delta
+    return {"on_delta": on_delta}
 
 
 def _execute(
