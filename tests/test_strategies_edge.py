@@ -22,6 +22,7 @@ from studio.strategies import (
     drive,
     render,
     render_messages,
+    run_jobs,
 )
 from studio.strategies.parsing import looks_like_question
 
@@ -254,6 +255,18 @@ class Buggy(Strategy):
     def run(self, question: str, ctx: RunContext) -> StrategyGen:
         yield [ctx.request("answer", question)]
         raise RuntimeError("a bug")
+
+
+class Idle(Strategy):
+    def run(self, question: str, ctx: RunContext) -> StrategyGen:
+        nothing = yield []
+        (out,) = yield [ctx.request("answer", question)]
+        return f"{len(nothing)} {out.text}"
+
+
+def test_an_empty_round_is_answered_at_once() -> None:
+    (result,) = run_jobs([Job(Idle(), Q, ScriptedBackend([]))])
+    assert result.final_answer == "0 ok"
 
 
 def test_a_strategy_bug_ends_its_run_with_an_error_event() -> None:

@@ -78,18 +78,16 @@ def drive(jobs: Sequence[Job], *, batching: bool = True) -> Iterator[TraceEvent]
             round_no += 1
             items = [(r, req) for r in active for req in r.pending]
             groups = _group(items, batching)
-            sizes = {req.id + f"@{r.index}": len(g) for g in groups for r, req in g}
+            sizes = {(r.index, req.id): len(g) for g in groups for r, req in g}
             for r, req in items:
-                yield _started(r, req, round_no, sizes[req.id + f"@{r.index}"])
+                yield _started(r, req, round_no, sizes[r.index, req.id])
             for group, outcomes in _execute(groups, pool):
                 for (r, req), outcome in zip(group, outcomes, strict=True):
                     yield from _record(r, req, outcome)
-                for r in dict.fromkeys(
-                    r for r, _ in group
-                ):  # advance each run once all its requests are back
+                # a run moves on as soon as all its requests are back, not when the whole round is
+                for r in dict.fromkeys(r for r, _ in group):
                     if r.result is None and all(req.id in r.results for req in r.pending):
-                        comps = [r.results[req.id] for req in r.pending]
-                        yield from _advance(r, comps)
+                        yield from _advance(r, [r.results[req.id] for req in r.pending])
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -118,6 +116,8 @@ def _advance(run: _Run, comps: list[Completion] | None) -> Iterator[TraceEvent]:
     run.pending, run.results = [], {}
     try:
         nxt = next(run.gen) if comps is None else run.gen.send(comps)
+        while not nxt:  # an empty request list needs no model: answer it at once
+            nxt = run.gen.send([])
     except StopIteration as stop:
         yield from _flush(run, finished_steps)
         yield from _finish(run, stop.value or "")
