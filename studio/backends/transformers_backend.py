@@ -68,7 +68,6 @@ class TransformersBackend(Backend):
         model_name: str = "",
         **_: Any,
     ) -> None:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = model_name or path
@@ -96,7 +95,6 @@ class TransformersBackend(Backend):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.context_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-        torch.set_grad_enabled(False)
 
     @staticmethod
     def _load_adapter(model: Any, adapter: str) -> Any:
@@ -239,9 +237,11 @@ class TransformersBackend(Backend):
             raise BackendError(f"generation failed: {_first_line(errors[0])}")
 
     def _last_logits(self, conversations: Sequence[Conversation]) -> Any:
+        import torch
+
         id_lists = [self._prompt_ids(c, 1) for c in conversations]
         batch = self._batch(id_lists)
-        with self._lock:
+        with self._lock, torch.no_grad():  # local, never process-wide: training may share the process
             logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :]
         return logits.float()
 
@@ -277,7 +277,7 @@ class TransformersBackend(Backend):
         if not rows:
             return []
         batch = self._batch(rows)
-        with self._lock:
+        with self._lock, torch.no_grad():
             logits = self.model(**batch).logits.float()
         logp = torch.log_softmax(logits[:, :-1, :], dim=-1)
         target = batch["input_ids"][:, 1:]
