@@ -31,8 +31,10 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Every bench script prints ratios measured in one run; `make bench BENCH=store` runs one.
+BENCH ?= generation strategies store judges training
 bench: setup
-	$(BIN)/python bench/generation.py
+	@for b in $(BENCH); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check .
