@@ -139,9 +139,8 @@ def print_preview(preview: Any, as_json: bool) -> int:
     if as_json:
         print(json.dumps(preview.to_dict(), indent=2, ensure_ascii=False, default=str))
         return 0 if preview.ok else 2
-    print(
-        f"{preview.method}: {preview.count} {preview.kind} ({', '.join(f'{k} {v}' for k, v in preview.counts.items())})"
-    )
+    counts = ", ".join(f"{k} {v}" for k, v in preview.counts.items() if k != preview.kind)
+    print(f"{preview.method}: {preview.count} {preview.kind}" + (f" ({counts})" if counts else ""))
     for row in preview.rows:
         print("  " + " | ".join(f"{k}: {_short(v)}" for k, v in row.items()))
     for note in preview.notes:
@@ -164,7 +163,7 @@ def follow(r: Runner, job_id: int, as_json: bool, poll: float = 2.0) -> int:
     offset = 0
     try:
         while True:
-            job = r.wait(job_id, timeout=poll, poll=min(poll, 1.0))
+            job = r.wait(job_id, timeout=poll, poll=poll)
             rows, offset = r.rundir(job_id).read_metrics(offset)
             for row in rows:
                 print(_metrics_line(row), file=sys.stderr)

@@ -23,10 +23,12 @@ def cuda() -> bool:
 
 
 def weights_dtype(cfg: TrainConfig) -> torch.dtype:
-    """fp32 on a CPU (stable, and what TRL uses), bf16 on a GPU that has it, or the dtype asked for."""
+    """The dtype asked for; auto: fp32 on a CPU (stable, and what TRL uses), and on a GPU with bf16 the frozen
+    base of a LoRA run in bf16 (a full fine-tune keeps fp32 master weights under bf16 autocast)."""
     if cfg.dtype != "auto":
         return DTYPES[cfg.dtype]
-    return torch.bfloat16 if cuda() and torch.cuda.is_bf16_supported() else torch.float32
+    bf16 = cuda() and torch.cuda.is_bf16_supported() and cfg.use_lora
+    return torch.bfloat16 if bf16 else torch.float32
 
 
 def prepare_torch(threads: int) -> None:

@@ -131,7 +131,7 @@ class TrainConfig:
         own = [f.name for f in dataclasses.fields(cls)]
         for key in extra:
             if key not in known:
-                close = difflib.get_close_matches(key, own + sorted(known), n=3)
+                close = difflib.get_close_matches(key, list(dict.fromkeys(own + sorted(known))), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise InputError(f"{cls.__name__} has no setting {key!r}{hint}")
         return extra
@@ -384,6 +384,10 @@ class SelfRewardingConfig(DPOTrainConfig):
             raise InputError("n_samples must be >= 2: a pair needs a best and a worst answer")
         if self.prompt_source != "store" and self.n_new_prompts < 1:
             raise InputError("n_new_prompts must be >= 1 when prompts are generated")
+        if self.launcher != "local":
+            raise InputError(
+                "the Self-Rewarding loop generates and judges in one process: use launcher=local"
+            )
 
 
 def parse_value(raw: str) -> Any:

@@ -42,7 +42,7 @@ def run(config_path: Path) -> int:
         if main:
             for entry in result.get("models", []):
                 run_dir.announce_model(entry)
-            run_dir.write_result(result)
+            run_dir.write_result({**result, "peak_rss_mb": peak_rss_mb()})
             run_dir.update_status(state="succeeded", finished_at=now_iso(), error=None)
         return 0
     except BaseException as e:  # every failure must reach status.json
@@ -53,6 +53,13 @@ def run(config_path: Path) -> int:
     finally:
         if main:
             _start_next(run_dir)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _report_failure(run_dir: RunDir, e: BaseException) -> None:

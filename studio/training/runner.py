@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -122,6 +123,7 @@ class Runner:
         self.settings = settings
         self.store = store
         self.autostart = autostart
+        self._lock = threading.RLock()  # the UI polls from several threads: one sync at a time
         self.runs_dir = settings.runs_dir
         set_jobs_per_device(self.runs_dir, jobs_per_device)
         if autostart:  # jobs whose process died (kill -9, reboot) are failed now; the queue moves on
@@ -133,8 +135,9 @@ class Runner:
     ) -> TrainConfig:
         """The method's config from form / ``--set`` values (unknown names: TRL fields or an error)."""
         values = dict(values or {})
+        # filters are merged over any "filters" in values (the CLI's flags over --set filters=...)
         if filters is not None:
-            values["filters"] = filters_to_dict(filters)
+            values["filters"] = {**values.get("filters", {}), **filters_to_dict(filters)}
         return trainer_class(method).make_config(values)
 
     def preview(
@@ -162,18 +165,20 @@ class Runner:
         preview = cls.preview(store, cfg, 1)
         if preview.problems:
             raise InputError(f"{method}: " + "; ".join(preview.problems))
-        run_id = store.add_training_run(method, cfg.to_dict(), base_model=cfg.base_model, status="pending")
-        run = self._new_run_dir(run_id)
-        try:
-            cfg = cfg.replace(
-                run_id=run_id, output_name=cfg.output_name or self._unique_name(f"{method}-{run_id}")
+        with self._lock:
+            run_id = store.add_training_run(
+                method, cfg.to_dict(), base_model=cfg.base_model, status="pending"
             )
-            cls.snapshot(store, cfg, run)
-            self._queue(run, method, cfg)
-        except Exception as e:
-            run.update_status(state="failed", error=str(e), finished_at=now_iso())
-            store.update_training_run(run_id, status="failed", error=str(e), output_path=str(run.path))
-            raise
+            run = self._new_run_dir(run_id)
+            try:
+                name = cfg.output_name or self._unique_name(f"{method}-{run_id}")
+                cfg = cfg.replace(run_id=run_id, output_name=name)
+                cls.snapshot(store, cfg, run)
+                self._queue(run, method, cfg)
+            except Exception as e:
+                run.update_status(state="failed", error=str(e), finished_at=now_iso())
+                store.update_training_run(run_id, status="failed", error=str(e), output_path=str(run.path))
+                raise
         if self.autostart:
             schedule(self.runs_dir)
         return self.sync(run_id)
@@ -342,6 +347,10 @@ class Runner:
 
     def sync(self, job_id: int) -> Job:
         """Bring the store up to date with one job's files: status, metrics, generated data, models."""
+        with self._lock:
+            return self._sync(job_id)
+
+    def _sync(self, job_id: int) -> Job:
         run = self.rundir(job_id)
         status = run.status()
         if status.get("state") == "running" and not alive(status):
@@ -384,29 +393,31 @@ class Runner:
     def _register_models(self, run: RunDir, state: dict[str, Any]) -> None:
         """Register each model the job announced (``models.jsonl``) once: policies in the model registry (the
         Arena's picker) and every model in the store's lineage table."""
-        done = set(state.get("registered", []))
+        done = set(state.get("announced", []))
+        registered = list(state.get("registered", []))
         for entry in read_jsonl(run.path / "models.jsonl"):
             if entry["name"] not in done:
-                self._register(entry)
+                registered.append(self._register(entry))
                 done.add(entry["name"])
-        state["registered"] = sorted(done)
+        state["announced"], state["registered"] = sorted(done), registered
 
-    def _register(self, entry: dict[str, Any]) -> None:
+    def _register(self, entry: dict[str, Any]) -> str:
+        """Register one model; returns the name it got."""
         from storage import StoreError
         from studio.models import ModelRegistry, ModelSpec
 
         if entry["kind"] == "policy":
             registry = ModelRegistry(self.settings)
+            if entry["name"] in registry.names() and registry.get(entry["name"]).training_run != str(
+                entry["training_run"]
+            ):  # someone took the name since the job started
+                entry = {**entry, "name": self._unique_name(entry["name"])}
             spec = ModelSpec(
                 name=entry["name"], backend="transformers", path=entry["path"], adapter=entry["adapter"],
                 parent=entry["parent"], training_run=str(entry["training_run"]),
                 description=f"{entry['method']} run {entry['training_run']}",
             )  # fmt: skip
-            mine = (
-                entry["name"] in registry.names()
-                and registry.get(entry["name"]).training_run == spec.training_run
-            )
-            registry.add(spec, replace=mine)
+            registry.add(spec, replace=True)  # the name is free, or ours from an unfinished earlier sync
         config = {
             k: entry.get(k) for k in ("method", "filters", "kind", "iteration", "judge_model") if k in entry
         }
@@ -418,6 +429,7 @@ class Runner:
             )  # fmt: skip
         except StoreError:  # recorded by an earlier sync that did not finish writing sync.json
             pass
+        return entry["name"]
 
 
 def kill_group(status: dict[str, Any], grace: float = 10.0) -> None:
