@@ -1,0 +1,69 @@
+"""The evaluation harness: strategies x models scored on datasets, reported like the papers' tables.
+
+::
+
+    from storage import Store
+    from studio.eval import EvalSpec, load_dataset, parse_methods, run_eval
+    from studio.models import ModelRegistry
+    from studio.settings import Settings
+
+    settings = Settings.load()
+    with Store(settings.db_path, data_dir=settings.data_dir) as store:
+        dataset = load_dataset("cove_lists", limit=5)            # shipped set, JSONL, HF dir or store:SET
+        spec = EvalSpec(parse_methods("system1,cove:factored"), ("smollm2-135m",),
+                        StrategyParams(max_new_tokens=128))
+        outcome = run_eval(dataset, spec, store, ModelRegistry(settings), progress=print)
+        report = outcome.report()
+        print(report.to_markdown())
+        report.save(outcome.dir)                                   # table.csv, table.md, plot.png, report.json
+
+- :mod:`studio.eval.data`: items and loaders; :mod:`studio.eval.datasets`: the shipped sets and generators.
+- :mod:`studio.eval.metrics`: exact match, contains-answer, numeric, multiple choice, list precision/recall.
+- :mod:`studio.eval.runner`: batched, resumable runs, stored; :mod:`studio.eval.results`: the results file.
+- :mod:`studio.eval.report`: the table with bootstrap CIs, CSV / Markdown / PNG exports.
+"""
+
+from studio.eval.data import EvalDataset, EvalItem, load_dataset
+from studio.eval.datasets import SHIPPED, load_shipped
+from studio.eval.metrics import (
+    STATS,
+    contains_answer,
+    exact_match,
+    extract_choice,
+    extract_entities,
+    list_score,
+    mc_accuracy,
+    normalize,
+    numeric_match,
+    score_item,
+)
+from studio.eval.report import Report, build_report
+from studio.eval.results import ResultsFile
+from studio.eval.runner import EvalOutcome, EvalSpec, Method, eval_dir, parse_methods, run_eval
+
+__all__ = [
+    "SHIPPED",
+    "STATS",
+    "EvalDataset",
+    "EvalItem",
+    "EvalOutcome",
+    "EvalSpec",
+    "Method",
+    "Report",
+    "ResultsFile",
+    "build_report",
+    "contains_answer",
+    "eval_dir",
+    "exact_match",
+    "extract_choice",
+    "extract_entities",
+    "list_score",
+    "load_dataset",
+    "load_shipped",
+    "mc_accuracy",
+    "normalize",
+    "numeric_match",
+    "parse_methods",
+    "run_eval",
+    "score_item",
+]
