@@ -22,6 +22,7 @@ GROUPS = [
     "studio.cli.run",
     "studio.cli.judge",
     "studio.cli.train",
+    "studio.cli.eval",
 ]
 
 
