@@ -11,9 +11,7 @@ vote latency (target p95 <= 200 ms). CI runs a light variant (10 x 20) in tests/
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from storage import Store  # noqa: E402
-from tests.servers import free_port, stop, wait_http  # noqa: E402
+from tests.servers import studio_server  # noqa: E402
 
 
 def seed(data_dir: Path, n: int) -> list[int]:
@@ -79,21 +77,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = Path(args.data_dir or tempfile.mkdtemp(prefix="studio-load-"))
     cids = seed(data, 200)
-    port = free_port()
-    env = {**os.environ, "STUDIO_HOME": str(data)}
-    log = open(data / "serve.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", str(port)] +
-                            (["--no-preload"] if args.no_generation else []),
-                            stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
     latencies: list[float] = []
     stop_gen = threading.Event()
-    try:
-        wait_http(url, timeout=180, proc=proc)
-        gen = None
+    preload = ["--no-preload"] if args.no_generation else []
+    with studio_server(data, data / "serve.log", *preload) as (url, _):
         if not args.no_generation:
-            gen = threading.Thread(target=generate_while, args=(url, stop_gen), daemon=True)
-            gen.start()
+            threading.Thread(target=generate_while, args=(url, stop_gen), daemon=True).start()
             time.sleep(2)  # let the generation get going
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
@@ -103,9 +92,6 @@ def main(argv: list[str] | None = None) -> dict:
             acked = [c for f in futures for c in f.result()]
         wall = time.perf_counter() - t0
         stop_gen.set()
-    finally:
-        stop(proc)
-        log.close()
     with Store(data / "studio.duckdb") as store:
         comments = [v["comment"] for v in store.list_votes(limit=None)]
     expected = args.clients * args.votes

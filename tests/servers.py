@@ -105,3 +105,23 @@ def broken_server(mode: str) -> Iterator[str]:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@contextlib.contextmanager
+def studio_server(
+    data_dir: Path, log: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180.0
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``python -m studio serve`` on a free loopback port over ``data_dir``; yields (url, process).
+
+    The server holds the DuckDB lock while it runs: stop it (``stop(proc)``) before opening the store."""
+    port = free_port()
+    full_env = {**os.environ, "STUDIO_HOME": str(data_dir), **(env or {})}
+    cmd = [sys.executable, "-m", "studio", "serve", "--port", str(port), *args]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url, timeout=timeout, proc=proc)
+        yield url, proc
+    finally:
+        stop(proc)

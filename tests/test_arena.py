@@ -1,9 +1,6 @@
 """The Arena: the service on the real default model, then the served app through gradio_client, with the
 rows checked in the DuckDB file afterwards."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,7 @@ from storage import Store
 from studio import arena as svc
 from studio.errors import InputError
 from studio.models import ModelRegistry
-from tests.servers import free_port, stop, wait_http
+from tests.servers import studio_server
 
 pytestmark = pytest.mark.slow
 PARAMS = {"max_new_tokens": 24}
@@ -90,22 +87,8 @@ def test_import_prompt_file(store, tmp_path: Path) -> None:
 def test_app_run_and_vote_through_gradio_client(settings, tmp_path: Path) -> None:
     from gradio_client import Client
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "STUDIO_HOME": str(settings.data_dir),
-        "STUDIO_THREADS": os.environ.get("STUDIO_THREADS", ""),
-    }
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "studio", "serve", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with studio_server(settings.data_dir, tmp_path / "serve.log") as (url, _):
+        client = Client(url, verbose=False)
         run = {
             "temperature": 0,
             "top_p": 1,
@@ -128,8 +111,6 @@ def test_app_run_and_vote_through_gradio_client(settings, tmp_path: Path) -> Non
         assert "wrong" in flagged
         with pytest.raises(Exception, match="enter your name"):
             client.predict(cid, "A", "", "", *[None] * 6, api_name="/vote")
-    finally:
-        stop(proc)
     with Store(settings.db_path) as store:
         cmp = store.get_comparison(int(cid))
         runs = [store.get_run(r) for r in cmp["run_ids"]]

@@ -2,15 +2,13 @@
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from storage import Store
-from tests.servers import free_port, stop, wait_http
+from tests.servers import stop, studio_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -30,20 +28,9 @@ COLUMNS = 4  # the default Arena: System 1, CoVe (factored), S2A and BSM
 def served(settings, tmp_path: Path):
     if not Path(CHROMIUM).exists():  # `make test` installs it; say how when someone runs pytest alone
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
-    port = free_port()
-    env = {**os.environ, "STUDIO_HOME": str(settings.data_dir), "STUDIO_MAX_NEW_TOKENS": "32"}
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "studio", "serve", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc)
-        yield f"http://127.0.0.1:{port}/", proc
-    finally:
-        stop(proc)
+    env = {"STUDIO_MAX_NEW_TOKENS": "32"}
+    with studio_server(settings.data_dir, tmp_path / "serve.log", env=env) as served:
+        yield served
 
 
 def streamed(text: str) -> bool:

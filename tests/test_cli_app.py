@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, stop, wait_http
+from tests.servers import studio_server
 
 pytestmark = pytest.mark.slow
 
@@ -82,22 +82,7 @@ def test_models_add_list_remove(settings) -> None:
 def test_serve_and_gradio_client(settings, tmp_path: Path) -> None:
     from gradio_client import Client
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "STUDIO_HOME": str(settings.data_dir),
-        "STUDIO_THREADS": os.environ.get("STUDIO_THREADS", "1"),
-    }
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "studio", "serve", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_http(url, timeout=120, proc=proc)
+    with studio_server(settings.data_dir, tmp_path / "serve.log") as (url, _):
         client = Client(url, verbose=False)
         run = {"blind": False, "max_new_tokens": 24, "temperature": 0, "top_p": 1, "seed": None}
         run |= {"max_questions": 5, "max_branches": 5, "token_budget": None}
@@ -113,6 +98,4 @@ def test_serve_and_gradio_client(settings, tmp_path: Path) -> None:
         assert answers and "Paris" in answers[0]
         with pytest.raises(Exception, match="empty or whitespace"):
             client.predict(prompt="  ", columns=["system1 @ smollm2-135m"], **run, api_name="/run_arena")
-    finally:
-        stop(proc)
     assert "127.0.0.1" in (tmp_path / "serve.log").read_text()
