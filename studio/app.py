@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from components import arena, data, judge, models
+from components import eval as eval_tab
 from studio.auth import authenticator
 from studio.context import AppContext
 from studio.settings import Settings
@@ -35,6 +36,8 @@ def create_app(settings: Settings) -> gr.Blocks:
                 judge.build(ctx)
             with gr.Tab("Models"):
                 models.build(ctx)
+            with gr.Tab("Eval"):
+                eval_tab.build(ctx)
     # Quick actions (votes, labels, browsing) run 16 at a time, so they never wait behind a generation;
     # events that generate share concurrency_id="generate", limited to settings.concurrency.
     demo.queue(default_concurrency_limit=16)
