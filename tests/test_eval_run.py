@@ -1,0 +1,148 @@
+"""The eval harness end to end on the real default model: 2 strategies on 5 base questions of each shipped set
+(greedy, 32 new tokens per step), resume, the `studio eval` CLI, and the Eval tab through gradio_client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage import Store
+from studio.eval import EvalSpec, load_dataset, parse_methods, run_eval
+from studio.strategies import StrategyParams
+from tests.servers import free_port, stop, wait_http
+
+pytestmark = pytest.mark.slow
+PARAMS = StrategyParams(max_new_tokens=32)
+PLAN = {  # the set, the comparison it was written for, the paper-shaped columns it reports
+    "cove_lists": ("system1,cove:factored", ["precision (micro)", "recall (micro)", "pos. per question"]),
+    "s2a_opinions": (
+        "system1,s2a",
+        ["no opinion (oracle)", "suggest incorrect", "gap (with opinion − no opinion)"],
+    ),
+    "s2a_distractors": ("system1,s2a:relevance", ["no distractor (oracle)", "with distractor"]),
+}
+
+
+@pytest.fixture()
+def store(settings):
+    s = Store(settings.db_path, data_dir=settings.data_dir)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("name", list(PLAN))
+def test_two_strategies_on_five_items_then_resume(name: str, store: Store, backend) -> None:
+    methods, columns = PLAN[name]
+    dataset = load_dataset(name, limit=5)
+    spec = EvalSpec(parse_methods(methods), (backend,), PARAMS)
+    out = run_eval(dataset, spec, store)
+    planned = 2 * len(dataset.items)
+    assert (out.total, out.ran, out.failed, out.skipped) == (planned, planned, 0, 0), out.errors
+    runs = store.list_runs(limit=None)
+    assert len(runs) == planned and {r["model"] for r in runs} == {"smollm2-135m"}
+    assert {p["prompt_set"] for p in store.list_prompts(limit=None)} == {f"eval:{name}"}
+    assert all(r["params"]["eval"]["scores"] == out_row["scores"]
+               for r, out_row in zip(sorted(runs, key=lambda r: r["id"]), sorted(out.rows, key=lambda r: r["run_id"]), strict=True))  # fmt: skip
+    report = out.report(n_boot=200)
+    assert [r.method for r in report.rows] == [m.label for m in spec.methods]
+    assert all(c in report.header() for c in columns)
+    files = report.save(out.dir)
+    assert (
+        files["plot"].stat().st_size > 1000 and "| system1 | smollm2-135m |" in files["markdown"].read_text()
+    )
+    print(f"\n{out.summary()}\n{report.to_markdown()}")
+
+    again = run_eval(dataset, spec, store)
+    assert (again.skipped, again.ran) == (planned, 0), "resume skips every finished run"
+    assert len(store.list_runs(limit=None)) == planned and len(again.rows) == planned
+
+
+def studio(settings, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "STUDIO_HOME": str(settings.data_dir),
+        "STUDIO_THREADS": os.environ.get("STUDIO_THREADS", "1"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_cli_runs_resumes_and_exports(settings, tmp_path: Path) -> None:
+    args = ["eval", "--dataset", "s2a_distractors", "--strategies", "system1", "--limit", "2",
+            "--max-new-tokens", "16", "--n-boot", "100", "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
+    r = studio(settings, *args)
+    assert r.returncode == 0, r.stderr
+    body = json.loads(r.stdout)
+    assert (body["total"], body["ran"], body["skipped"]) == (4, 4, 0)
+    assert "[4/4] system1 @ smollm2-135m" in r.stderr
+    assert body["report"]["rows"][0]["method"] == "system1"
+    assert {Path(p).name for p in body["files"].values()} == {
+        "table.csv",
+        "table.md",
+        "plot.png",
+        "report.json",
+    }
+    assert len(Path(body["results"]).read_text().splitlines()) == 4
+    r = studio(settings, *args[:-1])  # the table this time, not JSON
+    assert r.returncode == 0, r.stderr
+    assert "4 runs planned, 4 already done, 0 run now" in r.stdout
+    assert "| system1 | smollm2-135m | 4 |" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval"], "name a dataset with --dataset"),
+        (["eval", "--dataset", "nope"], "no dataset 'nope'"),
+        (["eval", "--dataset", "cove_lists", "--strategies", "system1,magic"], "unknown strategy 'magic'"),
+        (["eval", "--dataset", "cove_lists", "--metrics", "bleu"], "unknown metric bleu"),
+        (["eval", "--dataset", "cove_lists", "--model", "nope"], "known models: smollm2-135m"),
+    ],
+)
+def test_cli_errors_are_one_line(settings, args: list[str], message: str) -> None:
+    r = studio(settings, *args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_eval_tab_through_gradio_client(settings, tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "STUDIO_HOME": str(settings.data_dir),
+        "STUDIO_THREADS": os.environ.get("STUDIO_THREADS", "1"),
+    }
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        summary, table, _plot, csv_path, md_path = client.predict(
+            dataset="s2a_opinions", upload=None, strategies=["system1"], models=["smollm2-135m"],
+            limit=1, max_new_tokens=16, judge="none", api_name="/eval_run",
+        )  # fmt: skip
+        assert "4 runs planned, 0 already done, 4 run now" in summary
+        assert table["headers"][:3] == ["method", "model", "n"] and "suggest incorrect" in table["headers"]
+        assert table["data"][0][:3] == ["system1", "smollm2-135m", "4"]
+        assert Path(csv_path).read_text().startswith("dataset,method,")
+        assert "| system1 | smollm2-135m | 4 |" in Path(md_path).read_text()
+        again = client.predict(
+            "s2a_opinions", None, ["system1"], ["smollm2-135m"], 1, 16, "none", api_name="/eval_run"
+        )
+        assert "4 already done, 0 run now" in again[0]
+        with pytest.raises(Exception, match="no dataset 'nope'"):
+            client.predict("nope", None, ["system1"], ["smollm2-135m"], 1, 16, "none", api_name="/eval_run")
+        with pytest.raises(Exception, match="name at least one strategy"):
+            client.predict("cove_lists", None, [], ["smollm2-135m"], 1, 16, "none", api_name="/eval_run")
+    finally:
+        stop(proc)
+    with Store(settings.db_path) as s:
+        assert len(s.list_runs(limit=None)) == 4
