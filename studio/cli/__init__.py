@@ -23,6 +23,7 @@ GROUPS = [
     "studio.cli.judge",
     "studio.cli.train",
     "studio.cli.eval",
+    "studio.cli.compare",
 ]
 
 
