@@ -14,7 +14,7 @@ import pytest
 from storage import Store
 from studio.eval import EvalSpec, load_dataset, parse_methods, run_eval
 from studio.strategies import StrategyParams
-from tests.servers import free_port, stop, wait_http
+from tests.servers import studio_server
 
 pytestmark = pytest.mark.slow
 PARAMS = StrategyParams(max_new_tokens=32)
@@ -113,18 +113,9 @@ def test_cli_errors_are_one_line(settings, args: list[str], message: str) -> Non
 def test_eval_tab_through_gradio_client(settings, tmp_path: Path) -> None:
     from gradio_client import Client
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "STUDIO_HOME": str(settings.data_dir),
-        "STUDIO_THREADS": os.environ.get("STUDIO_THREADS", "1"),
-    }
-    with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    threads = {"STUDIO_THREADS": os.environ.get("STUDIO_THREADS", "1")}
+    with studio_server(settings.data_dir, tmp_path / "serve.log", env=threads) as (url, _proc):
+        client = Client(url, verbose=False)
         summary, table, _plot, csv_path, md_path = client.predict(
             dataset="s2a_opinions", upload=None, strategies=["system1"], models=["smollm2-135m"],
             limit=1, max_new_tokens=16, judge="none", api_name="/eval_run",
@@ -142,7 +133,5 @@ def test_eval_tab_through_gradio_client(settings, tmp_path: Path) -> None:
             client.predict("nope", None, ["system1"], ["smollm2-135m"], 1, 16, "none", api_name="/eval_run")
         with pytest.raises(Exception, match="name at least one strategy"):
             client.predict("cove_lists", None, [], ["smollm2-135m"], 1, 16, "none", api_name="/eval_run")
-    finally:
-        stop(proc)
     with Store(settings.db_path) as s:
         assert len(s.list_runs(limit=None)) == 4
