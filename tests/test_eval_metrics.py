@@ -470,3 +470,14 @@ def test_bad_specs_fail_before_anything_runs(store: Store) -> None:
 def _with_set(store: Store) -> Store:
     store.add_prompts(["Write a haiku."], "mine")
     return store
+
+
+def test_rows_that_differ_only_by_params_are_labelled() -> None:
+    ds = load_shipped("cove_lists").limited(1)
+    item = ds.items[0]
+    rows = [{"item": item.id, "method": "system1", "strategy": "system1", "variant": None, "model": "m",
+             "params_hash": h, "scores": score_item(item, "France")} for h in ("aaaaaa111", "bbbbbb222")]  # fmt: skip
+    assert [r.method for r in build_report(ds, rows, n_boot=10).rows] == [
+        "system1 [params aaaaaa]",
+        "system1 [params bbbbbb]",
+    ]

@@ -275,10 +275,12 @@ def build_report(
     groups: dict[tuple[str, str, str], list[Row]] = {}
     for r in rows:
         groups.setdefault((r["method"], r["model"], r["params_hash"]), []).append(r)
+    several = len({k[2] for k in groups}) > 1  # rows that differ by params only: say which params
     out = []
     for (method, model, phash), group in groups.items():
         first = group[0]
-        row = ReportRow(method, first["strategy"], first.get("variant"), model, phash,
+        label = f"{method} [params {phash[:6]}]" if several else method
+        row = ReportRow(label, first["strategy"], first.get("variant"), model, phash,
                         len(group), sum(1 for r in group if r.get("error")))  # fmt: skip
         row.cells = {c.key: _cell(c, group, n_boot, level, seed) for c in columns}
         out.append(row)
