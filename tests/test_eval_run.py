@@ -111,7 +111,7 @@ def test_cli_errors_are_one_line(settings, args: list[str], message: str) -> Non
 
 
 def test_eval_tab_through_gradio_client(settings, tmp_path: Path) -> None:
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
 
     threads = {"STUDIO_THREADS": os.environ.get("STUDIO_THREADS", "1")}
     with studio_server(settings.data_dir, tmp_path / "serve.log", env=threads) as (url, _proc):
@@ -129,9 +129,15 @@ def test_eval_tab_through_gradio_client(settings, tmp_path: Path) -> None:
             "s2a_opinions", None, ["system1"], ["smollm2-135m"], 1, 16, "none", api_name="/eval_run"
         )
         assert "4 already done, 0 run now" in again[0]
+        mine = tmp_path / "mine.jsonl"
+        mine.write_text('{"question": "What is the capital of France?", "answer": "Paris"}\n')
+        up = client.predict(
+            "", handle_file(str(mine)), ["system1"], ["smollm2-135m"], 0, 16, "none", api_name="/eval_run"
+        )
+        assert "mine: 1 runs planned" in up[0] and "contains answer" in up[1]["headers"]
         with pytest.raises(Exception, match="no dataset 'nope'"):
             client.predict("nope", None, ["system1"], ["smollm2-135m"], 1, 16, "none", api_name="/eval_run")
         with pytest.raises(Exception, match="name at least one strategy"):
             client.predict("cove_lists", None, [], ["smollm2-135m"], 1, 16, "none", api_name="/eval_run")
     with Store(settings.db_path) as s:
-        assert len(s.list_runs(limit=None)) == 4
+        assert len(s.list_runs(limit=None)) == 5 and "eval:mine" in s.prompt_sets()

@@ -6,6 +6,7 @@
     from studio.eval import EvalSpec, load_dataset, parse_methods, run_eval
     from studio.models import ModelRegistry
     from studio.settings import Settings
+    from studio.strategies import StrategyParams
 
     settings = Settings.load()
     with Store(settings.db_path, data_dir=settings.data_dir) as store:
