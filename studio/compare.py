@@ -222,7 +222,7 @@ def compare_with_parent(
     run_params = _params(params)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, not {batch_size}")
-    parent = parent or find_parent(store, registry, model)
+    parent = registry.get(parent).name if parent else find_parent(store, registry, model)
     prompts = _prompts(store, prompt_set, limit)
 
     def loading(fraction: float, msg: str) -> None:

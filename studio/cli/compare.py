@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-set", required=True, help="the prompt set to answer")
     p.add_argument("--judge", choices=JUDGES.names(), default="logprob", help="the judge (default logprob)")
     p.add_argument("--judge-model", help="the model that judges (default: the default model)")
+    p.add_argument(
+        "--set", dest="judge_settings", action="append", default=[], metavar="KEY=VALUE",
+        help="a judge setting, e.g. --set n=1 --set max_new_tokens=128 (see `studio judge --list`)",
+    )  # fmt: skip
     p.add_argument("--parent", help="compare with this model instead of the recorded parent")
     p.add_argument(
         "--strategy", default="system1", help="strategy[:variant] both models use (default system1)"
@@ -39,6 +43,7 @@ def _progress(done: int, total: int, msg: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
+    from studio.cli.judge import parse_settings
     from studio.cli.store import open_store
     from studio.compare import compare_with_parent
     from studio.models import ModelRegistry
@@ -46,7 +51,8 @@ def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
     with open_store(settings) as store:
         result = compare_with_parent(
             store, ModelRegistry(settings), args.model, prompt_set=args.prompt_set, judge=args.judge,
-            judge_model=args.judge_model, parent=args.parent, strategy=args.strategy, limit=args.limit,
+            judge_config=parse_settings(args.judge_settings), judge_model=args.judge_model, parent=args.parent,
+            strategy=args.strategy, limit=args.limit,
             params={"max_new_tokens": args.max_new_tokens}, batch_size=args.batch_size, seed=args.seed,
             progress=_progress,
         )  # fmt: skip
