@@ -151,8 +151,10 @@ class OpenAIBackend(Backend):
             self.client.chat.completions.create, messages=conversation, stream=True, **self._request(params)
         )
         emitted = ""
+        received = False
         try:
             for ev in _guarded(events, self):
+                received = True
                 if not getattr(ev, "choices", None):
                     continue
                 chunk = ev.choices[0].delta.content or ""
@@ -165,6 +167,10 @@ class OpenAIBackend(Backend):
                     return
                 emitted = candidate
                 yield chunk
+            if not received:  # a JSON or HTML body instead of an event stream parses as no events at all
+                raise BackendError(
+                    f"{self.base_url} sent no stream events: its answer is not an OpenAI event stream"
+                )
         finally:
             close = getattr(events, "close", None)
             if close:
