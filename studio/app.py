@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from components import arena, data, judge, models
+from components import arena, data, judge, models, train
 from components import eval as eval_tab
 from studio.auth import authenticator
 from studio.context import AppContext
@@ -34,6 +34,8 @@ def create_app(settings: Settings) -> gr.Blocks:
                 data.build(ctx)
             with gr.Tab("Judge"):
                 judge.build(ctx)
+            with gr.Tab("Train"):
+                train.build(ctx)
             with gr.Tab("Models"):
                 models.build(ctx)
             with gr.Tab("Eval"):

@@ -1,0 +1,615 @@
+"""Train tab: pick a method and its main settings, preview the data, start a background job, follow its curves and
+log live, cancel or resume it; then compare a trained model with its parent on a prompt set.
+
+Jobs are processes with their state in their run dirs (and the store), never in the browser: a reopened page
+re-attaches to the running job. The form's widgets are built from ``studio.training.describe(method)``; what
+differs from the defaults is kept in one settings box (JSON), which is also what the API endpoints take.
+"""
+
+# no `from __future__ import annotations`: gradio reads the handlers' real annotations (gr.Progress)
+
+import json
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from components.common import friendly, limit_of, optional, row_id, table
+from storage import Filters
+from studio.api import list_strategies
+from studio.compare import CompareResult, compare_with_parent
+from studio.context import AppContext
+from studio.errors import InputError
+from studio.judges import JUDGES
+from studio.training import DataPreview, FieldInfo, Job, MethodInfo, Runner, describe, methods
+from studio.training.config import parse_value
+
+POLL_S = 2.0  # the live view's refresh interval while a job is queued or running
+LIVE = ("queued", "running")
+SHARED_MAIN = (
+    "learning_rate",
+    "max_steps",
+    "per_device_train_batch_size",
+    "max_length",
+    "use_lora",
+    "lora_r",
+    "output_name",
+)
+FORM_TYPES = ("int", "float", "bool", "str")  # lists and dicts go through the settings box
+SOURCES = {"both": None, "human": "human", "judge": "judge"}
+JOB_COLUMNS = ["id", "method", "state", "step", "base_model", "models", "device", "started_at", "finished_at",
+               "error"]  # fmt: skip
+LATEST_COLUMNS = ["curve", "step", "value", "points"]
+SETTING_COLUMNS = ["setting", "default", "type", "help"]
+WIN_COLUMNS = ["model", "parent", "judge", "prompts", "judged", "wins", "losses", "ties", "inconsistent",
+               "failed", "win rate", "95% CI"]  # fmt: skip
+ITEM_COLUMNS = ["comparison", "child shown as", "outcome", "P(child better)", "prompt", "child answer",
+                "parent answer", "error"]  # fmt: skip
+PAIRED = {"rewards/chosen": "rewards/chosen vs rejected", "rewards/rejected": "rewards/chosen vs rejected"}
+
+
+@dataclass
+class Handles:
+    method: gr.Dropdown
+    base_model: gr.Dropdown
+    settings: gr.Textbox
+    prompt_set: gr.Dropdown
+    source: gr.Radio
+    annotator: gr.Textbox
+    preview: gr.Button
+    preview_md: gr.Markdown
+    preview_rows: gr.Dataframe
+    start: gr.Button
+    message: gr.Markdown
+    jobs: gr.Dataframe
+    job_id: gr.Number
+    job_md: gr.Markdown
+    curves: gr.Plot
+    latest: gr.Dataframe
+    logs: gr.Textbox
+    cancel: gr.Button
+    resume: gr.Button
+    refresh: gr.Button
+    timer: gr.Timer
+    compare_model: gr.Dropdown
+    compare_set: gr.Dropdown
+    compare_judge: gr.Dropdown
+    compare_judge_model: gr.Dropdown
+    compare_run: gr.Button
+    compare_md: gr.Markdown
+    compare_table: gr.Dataframe
+    compare_items: gr.Dataframe
+    shared_fields: dict[str, gr.components.Component] = field(default_factory=dict)
+    method_fields: dict[str, dict[str, gr.components.Component]] = field(default_factory=dict)
+
+
+# -- one runner per app context -----------------------------------------------------------------------------------
+_RUNNERS: dict[int, tuple[AppContext, Runner]] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def runner_for(ctx: AppContext) -> Runner:
+    """The context's job runner, made on first use (it opens the store, and fails dead jobs on start)."""
+    with _RUNNERS_LOCK:
+        entry = _RUNNERS.get(id(ctx))
+        if entry is None or entry[0] is not ctx:
+            entry = (ctx, Runner(ctx.settings, ctx.store))
+            _RUNNERS[id(ctx)] = entry
+        return entry[1]
+
+
+# -- the form -----------------------------------------------------------------------------------------------------
+def parse_settings(text: str | None) -> dict[str, Any]:
+    """The settings box: a JSON object, or ``key=value`` lines as ``studio train --set`` takes them."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f'settings are a JSON object, e.g. {{"max_steps": 2}} ({e.msg})') from None
+        if not isinstance(value, dict):
+            raise InputError('settings are a JSON object, e.g. {"max_steps": 2}')
+        return value
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, raw = line.partition("=")
+        if line.strip() and (not sep or not key.strip()):
+            raise InputError(f"a settings line is key=value, not {line.strip()!r}")
+        if sep:
+            out[key.strip()] = parse_value(raw.strip())
+    return out
+
+
+def dump_settings(values: dict[str, Any]) -> str:
+    return json.dumps(values, ensure_ascii=False) if values else "{}"
+
+
+def train_values(base_model: str | None, settings_text: str | None) -> dict[str, Any]:
+    values = parse_settings(settings_text)
+    if optional(base_model):
+        values["base_model"] = optional(base_model)
+    return values
+
+
+def data_filters(prompt_set: str | None, source: str | None, annotator: str | None) -> Filters:
+    if (source or "both") not in SOURCES:
+        raise InputError(f"source is one of {', '.join(SOURCES)}, not {source!r}")
+    return Filters(
+        source=SOURCES[source or "both"], prompt_set=optional(prompt_set), annotator=optional(annotator)
+    )
+
+
+def form_value(f: FieldInfo, value: Any) -> Any:
+    """A widget's value as the setting's type (gradio numbers arrive as floats, or None when cleared)."""
+    if value is None or (f.type in ("int", "float") and value == ""):
+        return None
+    if f.type == "int":
+        return int(value)
+    if f.type == "float":
+        return float(value)
+    return bool(value) if f.type == "bool" else str(value)
+
+
+def merge_setting(text: str | None, f: FieldInfo, value: Any) -> str:
+    """The settings box with one widget's value: set when it differs from the default, else dropped."""
+    values = parse_settings(text)
+    typed = form_value(f, value)
+    if typed is None or typed == f.default:
+        values.pop(f.name, None)
+    else:
+        values[f.name] = typed
+    return dump_settings(values)
+
+
+def widget(f: FieldInfo) -> gr.components.Component:
+    """A form widget for one setting, from its type, default, help and choices."""
+    kw = {"label": f.name, "info": f.help}
+    if f.choices:
+        return gr.Dropdown(list(f.choices), value=f.default, **kw)
+    if f.type == "bool":
+        return gr.Checkbox(value=f.default, **kw)
+    if f.type in ("int", "float"):
+        return gr.Number(f.default, precision=0 if f.type == "int" else None, **kw)
+    return gr.Textbox(f.default, **kw)
+
+
+def fields_of(info: MethodInfo, names: Sequence[str] | None = None, group: str = "method") -> list[FieldInfo]:
+    fs = [f for f in info.fields if f.type in FORM_TYPES]
+    if names is not None:
+        by_name = {f.name: f for f in fs}
+        return [by_name[n] for n in names if n in by_name]
+    return [f for f in fs if f.group == group]
+
+
+def method_markdown(info: MethodInfo) -> str:
+    note = "" if info.resumable else " Resume starts it over (TRL's trainer cannot resume)."
+    return (
+        f"**{info.name}**: {info.description} — {info.paper}. Produces a {info.produces}; "
+        f"curves: {', '.join(info.curves)}.{note}"
+    )
+
+
+def settings_frame(info: MethodInfo) -> pd.DataFrame:
+    rows = [{"setting": f.name, "default": f.default, "type": f.type, "help": f.help} for f in info.fields]
+    return pd.DataFrame(table(rows, SETTING_COLUMNS, width=200), columns=SETTING_COLUMNS)
+
+
+# -- data preview -------------------------------------------------------------------------------------------------
+def preview_markdown(p: DataPreview) -> str:
+    counts = ", ".join(f"{v} {k}" for k, v in p.counts.items()) or f"{p.count} {p.kind}"
+    head = f"**{p.method}** would train on **{p.count} {p.kind}** ({counts})."
+    lines = [head + (" Ready to start." if p.ok else "")]
+    lines += [f"- ❌ **{problem}**" for problem in p.problems]
+    lines += [f"- {note}" for note in p.notes]
+    return "\n".join(lines)
+
+
+def rows_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return pd.DataFrame(table(rows, columns, width=200), columns=columns)
+
+
+# -- jobs ---------------------------------------------------------------------------------------------------------
+def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
+    rows = [
+        {
+            **j.to_dict(),
+            "step": f"{j.step}/{j.max_steps}" if j.max_steps else j.step,
+            "models": ", ".join(j.models),
+        }
+        for j in jobs
+    ]
+    return pd.DataFrame(table(rows, JOB_COLUMNS), columns=JOB_COLUMNS)
+
+
+def pick_job(jobs: Sequence[Job]) -> Job | None:
+    """The job a (re)opened page shows: a running one, else a queued one, else the newest."""
+    for state in LIVE:
+        found = [j for j in jobs if j.state == state]
+        if found:
+            return found[-1] if state == "queued" else found[0]
+    return jobs[0] if jobs else None
+
+
+def job_markdown(job: Job) -> str:
+    progress = f"step {job.step}/{job.max_steps}" if job.max_steps else f"step {job.step}"
+    parts = [f"**Job {job.id}** · {job.method} · **{job.state}** · {progress}",
+             f"base `{job.base_model or '-'}` → `{job.output_name or '-'}`", f"device {job.device or '-'}"]  # fmt: skip
+    text = " · ".join(parts)
+    if job.resumed:
+        text += " · resumed"
+    if job.error:
+        text += f"\n\n❌ **{job.error}**"
+    if job.models:
+        text += f"\n\nRegistered: {', '.join(f'`{m}`' for m in job.models)} (in the Arena's model picker)."
+    return text
+
+
+def panels(names: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Curves per subplot: DPO's chosen and rejected rewards share one, every other curve has its own."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        out.setdefault(PAIRED.get(name, name), []).append(name)
+    return list(out.items())
+
+
+def note_figure(text: str) -> Figure:
+    fig = Figure(figsize=(8, 1.4), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=11, color="#555")
+    return fig
+
+
+def curves_figure(job: Job, curves: dict[str, list[tuple[int, float]]]) -> Figure:
+    if not curves:
+        return note_figure(f"Job {job.id} ({job.state}): no metrics yet; the first point comes after a step.")
+    shown = panels(list(curves))
+    cols = min(3, len(shown))
+    rows = math.ceil(len(shown) / cols)
+    fig = Figure(figsize=(4.2 * cols, 2.6 * rows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, (title, names) in zip(axes, shown, strict=False):
+        for name in names:
+            steps, values = zip(*curves[name], strict=True)
+            ax.plot(steps, values, marker="o" if len(steps) <= 40 else None, ms=3, label=name.split("/")[-1])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+        if len(names) > 1:
+            ax.legend(fontsize=8)
+    for ax in axes[len(shown) :]:
+        ax.axis("off")
+    fig.suptitle(f"Job {job.id} · {job.method} · {job.state}", fontsize=11)
+    return fig
+
+
+def latest_frame(curves: dict[str, list[tuple[int, float]]]) -> pd.DataFrame:
+    rows = [{"curve": name, "step": pts[-1][0], "value": pts[-1][1], "points": len(pts)}
+            for name, pts in curves.items() if pts]  # fmt: skip
+    return pd.DataFrame(table(rows, LATEST_COLUMNS), columns=LATEST_COLUMNS)
+
+
+def job_view(runner: Runner, job_id: int) -> tuple[str, Figure, pd.DataFrame, str]:
+    """What the live view shows for one job: summary, curves, latest values, the end of the log."""
+    job = runner.get(job_id)
+    curves = runner.curves(job_id)
+    return job_markdown(job), curves_figure(job, curves), latest_frame(curves), runner.logs(job_id, 200)
+
+
+def empty_view(text: str = "No training jobs yet: preview the data, then Start.") -> tuple[Any, ...]:
+    return text, note_figure(text), pd.DataFrame(columns=LATEST_COLUMNS), ""
+
+
+def signature(runner: Runner, jobs: Sequence[Job], job_id: int | None) -> list[Any]:
+    """Changes when anything the live view shows changes (so an idle tick redraws nothing)."""
+    sig: list[Any] = [[j.id, j.state, j.step, j.error, j.models] for j in jobs] + [job_id]
+    if job_id is not None and any(j.id == job_id for j in jobs):
+        run = runner.rundir(job_id)
+        sig += [_size(run.metrics_file), _size(run.log)]
+    return sig
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+# -- compare with parent ------------------------------------------------------------------------------------------
+def trained_models(ctx: AppContext) -> list[str]:
+    return [name for name, spec in ctx.registry.specs().items() if spec.parent]
+
+
+def strategy_choices() -> list[str]:
+    out = []
+    for info in list_strategies():
+        out += [f"{info.name}:{v}" for v in info.variants] if info.variants else [info.name]
+    return out
+
+
+def win_frame(r: CompareResult) -> pd.DataFrame:
+    s = r.summary()
+    ci = "" if s["ci_lo"] is None else f"[{s['ci_lo']:.2f}, {s['ci_hi']:.2f}]"
+    row = {**s, "judge": f"{r.judge}@{r.judge_model}", "win rate": s["win_rate"], "95% CI": ci}
+    return pd.DataFrame(table([row], WIN_COLUMNS), columns=WIN_COLUMNS)
+
+
+def items_frame(r: CompareResult) -> pd.DataFrame:
+    rows = [
+        {"comparison": i.comparison_id, "child shown as": "AB"[i.child_position] if i.comparison_id else "",
+         "outcome": i.outcome or ("failed verdict" if i.comparison_id else "not compared"),
+         "P(child better)": i.prob_child, "prompt": i.prompt, "child answer": i.child_answer,
+         "parent answer": i.parent_answer, "error": i.error}
+        for i in r.items
+    ]  # fmt: skip
+    return pd.DataFrame(table(rows, ITEM_COLUMNS, width=240), columns=ITEM_COLUMNS)
+
+
+def compare_markdown(r: CompareResult) -> str:
+    ids = r.comparison_ids
+    queued = (
+        f"\n\nThe {len(ids)} comparisons (ids {ids[0]}–{ids[-1]}, prompt set `{r.prompt_set}`) wait for human "
+        "labels: they are the Judge tab's *unlabelled* items and show in the Data tab; "
+        f"`studio judge --unlabelled --prompt-set {r.prompt_set}` judges them from a terminal."
+        if ids
+        else ""
+    )
+    self_judge = (
+        f" ⚠ {r.self_judged} verdict(s) are self-judged (the judge model wrote one of the answers)."
+        if r.self_judged
+        else ""
+    )
+    return f"{r.line()} in {r.elapsed_s:.1f} s.{self_judge}{queued}"
+
+
+# -- the tab ------------------------------------------------------------------------------------------------------
+def build(ctx: AppContext) -> Handles:
+    infos = {m.name: m for m in methods()}
+    first = "dpo" if "dpo" in infos else next(iter(infos))
+    gr.Markdown(
+        "Fine-tune on the store's preferences. Each job runs as its own process: closing the page does not stop "
+        "it, and reopening shows it again. The defaults train the default model with LoRA on a laptop CPU."
+    )
+    with gr.Row():
+        method = gr.Dropdown(list(infos), value=first, label="Method", scale=1)
+        base_model = gr.Dropdown(
+            ctx.model_names(), value=ctx.settings.default_model, label="Base model", scale=1,
+            info="any local transformers model; a trained adapter keeps training",
+        )  # fmt: skip
+        prompt_set = gr.Dropdown([("any", "")], value="", label="Data: prompt set", allow_custom_value=True,
+                                 scale=1)  # fmt: skip
+        source = gr.Radio(list(SOURCES), value="both", label="Data: labels from", scale=1)
+        annotator = gr.Textbox(label="Data: annotator (empty = all)", placeholder="alice, or a judge name",
+                               scale=1)  # fmt: skip
+    about = gr.Markdown(method_markdown(infos[first]))
+    shared = {f.name: f for f in fields_of(infos[first], SHARED_MAIN)}
+    with gr.Row():
+        shared_fields = {name: widget(f) for name, f in shared.items()}
+    method_fields: dict[str, dict[str, gr.components.Component]] = {}
+    groups = []
+    for name, info in infos.items():
+        with gr.Group(visible=name == first) as group, gr.Row():
+            method_fields[name] = {f.name: widget(f) for f in fields_of(info)}
+        groups.append(group)
+    settings = gr.Textbox(
+        "{}", label="Settings that differ from the defaults (JSON; add any other setting or TRL field here)",
+        max_lines=6,
+    )  # fmt: skip
+    with gr.Accordion("Every setting of this method", open=False):
+        every = gr.Dataframe(settings_frame(infos[first]), interactive=False, wrap=True, max_height=360)
+    with gr.Row():
+        preview = gr.Button("Preview data")
+        start = gr.Button("Start", variant="primary")
+    preview_md = gr.Markdown()
+    preview_rows = gr.Dataframe(interactive=False, wrap=True, max_height=260, label="A few training rows")
+    message = gr.Markdown()
+
+    gr.Markdown("### Jobs")
+    with gr.Row(equal_height=True):
+        job_id = gr.Number(label="Job", precision=0, minimum=0, scale=1)
+        refresh = gr.Button("↻ Refresh", scale=1)
+        cancel = gr.Button("Cancel job", variant="stop", scale=1)
+        resume = gr.Button("Resume job", scale=1)
+    jobs = gr.Dataframe(headers=JOB_COLUMNS, interactive=False, max_height=240,
+                        label="Runs (newest first): click a row to follow it")  # fmt: skip
+    job_md = gr.Markdown()
+    curves = gr.Plot(label="Curves", show_label=False)
+    with gr.Row():
+        latest = gr.Dataframe(headers=LATEST_COLUMNS, interactive=False, label="Latest values", scale=1)
+        logs = gr.Textbox(label="Log (last 200 lines)", lines=12, max_lines=12, autoscroll=True,
+                          interactive=False, scale=2)  # fmt: skip
+    timer = gr.Timer(POLL_S, active=False)
+    seen = gr.State(None)  # the live view's last signature
+
+    gr.Markdown("### Compare with parent")
+    with gr.Row():
+        compare_model = gr.Dropdown(
+            trained_models(ctx), label="Trained model", allow_custom_value=True, scale=2
+        )
+        compare_set = gr.Dropdown([], label="Prompt set", allow_custom_value=True, scale=2)
+        compare_judge = gr.Dropdown(JUDGES.names(), value="logprob", label="Judge", scale=1)
+        compare_judge_model = gr.Dropdown(
+            ctx.model_names(), value=ctx.settings.default_model, label="Judge model", scale=2
+        )
+    with gr.Row():
+        compare_strategy = gr.Dropdown(strategy_choices(), value="system1", label="Strategy (both models)",
+                                       allow_custom_value=True)  # fmt: skip
+        compare_limit = gr.Number(20, label="At most N prompts (0 = all)", precision=0, minimum=0)
+        compare_tokens = gr.Number(128, label="Max new tokens", precision=0, minimum=1)
+        compare_run = gr.Button("Compare with parent", variant="primary")
+    compare_md = gr.Markdown()
+    compare_table = gr.Dataframe(
+        headers=WIN_COLUMNS, interactive=False, label="Win rate of the trained model"
+    )
+    compare_items = gr.Dataframe(headers=ITEM_COLUMNS, interactive=False, wrap=True, max_height=360,
+                                 label="Per prompt")  # fmt: skip
+
+    # -- handlers -------------------------------------------------------------------------------------------------
+    def pick_method(name: str) -> tuple[Any, ...]:
+        info = infos.get(name) or describe(name)
+        defaults = {f.name: f.default for f in info.fields}
+        return (
+            method_markdown(info),
+            "{}",
+            settings_frame(info),
+            *[gr.Group(visible=n == name) for n in infos],
+            *[gr.update(value=defaults.get(n)) for n in shared_fields],
+            # every method's own widgets back to their defaults, so the form shows what the box will send
+            *[gr.update(value=f.default) for n, i in infos.items() for f in fields_of(i)],
+        )
+
+    def setter(f_name: str, scope: str | None) -> Callable[..., str]:
+        def set_value(chosen: str, text: str, value: Any) -> str:
+            if scope is not None and scope != chosen:
+                return gr.skip()
+            info = infos[chosen]
+            f = next((f for f in info.fields if f.name == f_name), None)
+            return gr.skip() if f is None else merge_setting(text, f, value)
+
+        return friendly(set_value)
+
+    @friendly
+    def train_preview(m: str, base: str, text: str, ps: str, src: str, ann: str) -> tuple[str, pd.DataFrame]:
+        p = runner_for(ctx).preview(m, train_values(base, text), filters=data_filters(ps, src, ann), limit=5)
+        return preview_markdown(p), rows_frame(p.rows)
+
+    @friendly
+    def train_start(
+        m: str, base: str, text: str, ps: str, src: str, ann: str
+    ) -> tuple[str, int, pd.DataFrame]:
+        runner = runner_for(ctx)
+        job = runner.start(m, train_values(base, text), filters=data_filters(ps, src, ann))
+        msg = f"Started job **{job.id}** ({job.method}, {job.state}); it trains `{job.output_name}`."
+        return msg, job.id, jobs_frame(runner.list())
+
+    @friendly
+    def train_jobs() -> pd.DataFrame:
+        return jobs_frame(runner_for(ctx).refresh())
+
+    @friendly
+    def train_status(jid: Any) -> tuple[str, Figure, pd.DataFrame, str]:
+        runner = runner_for(ctx)
+        job = runner.sync(row_id(jid, "job"))
+        return job_view(runner, job.id)
+
+    @friendly
+    def train_cancel(jid: Any) -> tuple[str, pd.DataFrame]:
+        runner = runner_for(ctx)
+        job = runner.cancel(row_id(jid, "job"))
+        return f"Job **{job.id}** is {job.state}.", jobs_frame(runner.list())
+
+    @friendly
+    def train_resume(jid: Any) -> tuple[str, pd.DataFrame]:
+        runner = runner_for(ctx)
+        job = runner.resume(row_id(jid, "job"))
+        return f"Job **{job.id}** is {job.state} again; it continues from its last checkpoint.", jobs_frame(
+            runner.list()
+        )
+
+    def live_view(jid: Any, last: Any) -> tuple[Any, ...]:
+        """The poll: sync every job, then redraw only what changed; the timer runs while a job is live."""
+        runner = runner_for(ctx)
+        try:
+            all_jobs = runner.refresh()
+        except Exception as e:  # a poll must never raise a toast every 2 s; say it once in the status line
+            return (gr.skip(),) * 2 + (f"⚠ could not refresh the jobs: {e}",) + (gr.skip(),) * 6 + (last,)
+        live = any(j.state in LIVE for j in all_jobs)
+        chosen = int(jid) if jid not in (None, "") else getattr(pick_job(all_jobs), "id", None)
+        if chosen is not None and all(j.id != chosen for j in all_jobs):
+            chosen = getattr(pick_job(all_jobs), "id", None)
+        sig = signature(runner, all_jobs, chosen)
+        if sig == last:
+            return (*(gr.skip(),) * 8, gr.Timer(active=live), last)
+        view = job_view(runner, chosen) if chosen is not None else empty_view()
+        names = ctx.model_names()
+        return (jobs_frame(all_jobs), chosen, *view, gr.Dropdown(choices=names),
+                gr.Dropdown(choices=trained_models(ctx)), gr.Timer(active=live), sig)  # fmt: skip
+
+    def attach() -> tuple[Any, ...]:
+        """On page (re)load: show the running job (or the newest) and follow it while anything is live."""
+        return live_view(None, None)
+
+    @friendly
+    def prompt_sets() -> tuple[gr.Dropdown, gr.Dropdown]:
+        names = ctx.store.prompt_sets()
+        return gr.Dropdown(choices=[("any", ""), *names]), gr.Dropdown(choices=names)
+
+    @friendly
+    def compare(
+        model: str, ps: str, judge: str, judge_model: str, strategy: str, limit: Any, tokens: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio reads the tracker from the default
+    ) -> tuple[str, pd.DataFrame, pd.DataFrame]:  # fmt: skip
+        if not optional(model):
+            raise InputError("pick a trained model (one with a parent) to compare")
+
+        def report(done: int, total: int, msg: str) -> None:
+            progress((done, total) if total else 0.0, desc=msg)
+
+        result = compare_with_parent(
+            ctx.store, ctx.registry, optional(model), prompt_set=optional(ps) or "", judge=judge or "logprob",
+            judge_model=optional(judge_model), strategy=optional(strategy) or "system1",
+            limit=limit_of(limit, 20), params={"max_new_tokens": int(tokens or 128)}, progress=report,
+        )  # fmt: skip
+        return compare_markdown(result), win_frame(result), items_frame(result)
+
+    def select_job(evt: gr.SelectData) -> Any:
+        value = (evt.row_value or [None])[0]
+        return int(value) if str(value).isdigit() else gr.skip()
+
+    # -- wiring ---------------------------------------------------------------------------------------------------
+    form = [method, base_model, settings, prompt_set, source, annotator]
+    view = [job_md, curves, latest, logs]
+    live_outputs = [jobs, job_id, *view, base_model, compare_model, timer, seen]
+    private: dict[str, Any] = {"api_visibility": "private"}
+    quiet: dict[str, Any] = {**private, "show_progress": "hidden"}  # the live view redraws without a spinner
+    own_fields = [c for fields in method_fields.values() for c in fields.values()]
+    method.input(
+        pick_method,
+        method,
+        [about, settings, every, *groups, *shared_fields.values(), *own_fields],
+        **private,
+    )
+    for name, component in shared_fields.items():
+        component.input(setter(name, None), [method, settings, component], settings, **private)
+    for scope, fields in method_fields.items():
+        for name, component in fields.items():
+            component.input(setter(name, scope), [method, settings, component], settings, **private)
+    preview.click(train_preview, form, [preview_md, preview_rows], api_name="train_preview")
+    start.click(train_start, form, [message, job_id, jobs], api_name="train_start").success(
+        live_view, [job_id, seen], live_outputs, **quiet
+    )
+    refresh.click(train_jobs, None, jobs, api_name="train_jobs").then(
+        live_view, [job_id, seen], live_outputs, **quiet
+    )
+    job_id.input(train_status, job_id, view, api_name="train_status")
+    jobs.select(select_job, None, job_id, **private).then(train_status, job_id, view, **private)
+    cancel.click(train_cancel, job_id, [message, jobs], api_name="train_cancel").success(
+        live_view, [job_id, seen], live_outputs, **quiet
+    )
+    resume.click(train_resume, job_id, [message, jobs], api_name="train_resume").success(
+        live_view, [job_id, seen], live_outputs, **quiet
+    )
+    timer.tick(live_view, [job_id, seen], live_outputs, **quiet)
+    gr.on(None, attach, None, live_outputs, **quiet)
+    gr.on(None, prompt_sets, None, [prompt_set, compare_set], **private)
+    compare_run.click(
+        compare,
+        [compare_model, compare_set, compare_judge, compare_judge_model, compare_strategy, compare_limit,
+         compare_tokens],
+        [compare_md, compare_table, compare_items],
+        api_name="compare_with_parent",
+        concurrency_id="generate",  # shares the models with the Arena's generations
+        concurrency_limit=ctx.settings.concurrency,
+    )  # fmt: skip
+    return Handles(method, base_model, settings, prompt_set, source, annotator, preview, preview_md, preview_rows,
+                   start, message, jobs, job_id, job_md, curves, latest, logs, cancel, resume, refresh, timer,
+                   compare_model, compare_set, compare_judge, compare_judge_model, compare_run, compare_md,
+                   compare_table, compare_items, shared_fields, method_fields)  # fmt: skip

@@ -1,0 +1,156 @@
+"""The Train tab: the form helpers, then the served app through gradio_client on the real default model -- data
+preview, a start with no pairs (a clear error, nothing launched), a tiny DPO job followed to the end with its
+curves, cancel and resume on a queued job, and Compare with parent on the trained model; the rows are checked
+in the DuckDB file after the server stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from components import train as tab
+from storage import Store
+from studio.training import Job, describe
+from tests.servers import free_port, stop, wait_http
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
+
+TINY = {"max_steps": 2, "max_length": 128, "lora_r": 4, "lora_alpha": 8, "per_device_train_batch_size": 2,
+        "min_examples": 2, "save_steps": 1}  # fmt: skip
+PAIRS = [("2+2?", "4", "5"), ("Capital of France?", "Paris.", "Rome."), ("Hot or cold?", "Hot.", "Up.")]
+FORM = ("smollm2-135m", json.dumps(TINY), "tab-test", "human", "")
+
+
+def seed(store: Store) -> None:
+    for q, good, bad in PAIRS:
+        pid = store.add_prompt(q, "tab-test")
+        a = store.add_run(pid, "smollm2-135m", "cot", good)
+        b = store.add_run(pid, "smollm2-135m", "cove", bad)
+        store.add_vote(store.add_comparison([a, b]), "A", "alice")
+
+
+# -- the form, without a server -----------------------------------------------------------------------------------
+def test_settings_box_takes_json_or_key_value_lines_and_keeps_only_changes() -> None:
+    assert tab.parse_settings("") == {} and tab.parse_settings('{"beta": 0.2}') == {"beta": 0.2}
+    assert tab.parse_settings("max_steps=3\nloss_type = ipo\n") == {"max_steps": 3, "loss_type": "ipo"}
+    for bad in ("[1, 2]", "{nope", "max_steps"):
+        with pytest.raises(Exception, match="JSON object|key=value"):
+            tab.parse_settings(bad)
+    fields = {f.name: f for f in describe("dpo").fields}
+    text = tab.merge_setting("{}", fields["max_steps"], 3.0)  # gradio numbers arrive as floats
+    assert json.loads(text) == {"max_steps": 3}
+    text = tab.merge_setting(text, fields["beta"], 0.3)
+    assert json.loads(tab.merge_setting(text, fields["max_steps"], 20)) == {
+        "beta": 0.3
+    }  # back to the default
+    assert tab.merge_setting('{"beta": 0.3}', fields["beta"], None) == "{}"
+
+
+def test_a_reopened_page_follows_the_running_job() -> None:
+    def job(i: int, state: str) -> Job:
+        return Job(id=i, method="dpo", state=state, run_dir=f"/runs/{i}")
+
+    assert tab.pick_job([job(3, "succeeded"), job(2, "running"), job(1, "failed")]).id == 2
+    assert tab.pick_job([job(4, "queued"), job(3, "queued"), job(1, "failed")]).id == 3  # next in line
+    assert tab.pick_job([job(3, "cancelled"), job(1, "succeeded")]).id == 3
+    assert tab.pick_job([]) is None
+    names = list(describe("dpo").curves)
+    assert tab.panels(names)[1] == ("rewards/chosen vs rejected", ["rewards/chosen", "rewards/rejected"])
+
+
+# -- the served app -----------------------------------------------------------------------------------------------
+def status_until(client, job_id: int, states: tuple[str, ...], timeout: float) -> tuple:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = client.predict(job_id, api_name="/train_status")
+        if any(f"**{s}**" in out[0] for s in states):
+            return out
+        assert time.monotonic() < deadline, f"job {job_id} never reached {states}: {out[0]}\n{out[3]}"
+        time.sleep(2)
+
+
+def column(frame: dict, name: str) -> list:
+    i = frame["headers"].index(name)
+    return [row[i] for row in frame["data"]]
+
+
+def test_train_tab_through_gradio_client(settings, tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    with Store(settings.db_path, data_dir=settings.data_dir) as store:
+        seed(store)
+    port = free_port()
+    env = {**os.environ, "STUDIO_HOME": str(settings.data_dir),
+           "STUDIO_THREADS": os.environ.get("STUDIO_THREADS", "")}  # fmt: skip
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "studio", "serve", "--port", str(port), "--no-preload"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+        summary, rows = client.predict("dpo", *FORM, api_name="/train_preview")
+        assert "**3 pairs**" in summary and "Ready to start" in summary and len(rows["data"]) == 3
+        summary, _ = client.predict(
+            "dpo", "smollm2-135m", "{}", "no-such-set", "human", "", api_name="/train_preview"
+        )
+        assert "no preference pairs match the filters" in summary
+        with pytest.raises(Exception, match="no preference pairs match the filters"):
+            client.predict("dpo", "smollm2-135m", "{}", "no-such-set", "human", "", api_name="/train_start")
+        assert client.predict(api_name="/train_jobs")["data"] == []  # nothing was launched
+
+        _, job_id, jobs = client.predict("dpo", *FORM, api_name="/train_start")
+        job_id = int(job_id)
+        assert column(jobs, "id") == [job_id]
+        queued_form = (FORM[0], json.dumps({**TINY, "output_name": "never-trained"}), *FORM[2:])
+        _, second, _ = client.predict("dpo", *queued_form, api_name="/train_start")
+        second = int(second)  # one job per device: it waits behind the first
+        assert "**queued**" in client.predict(second, api_name="/train_status")[0]
+        assert "cancelled" in client.predict(second, api_name="/train_cancel")[0]
+        assert "queued again" in client.predict(second, api_name="/train_resume")[0]
+        assert "cancelled" in client.predict(second, api_name="/train_cancel")[0]
+
+        summary, plot, latest, logs = status_until(client, job_id, ("succeeded", "failed"), timeout=300)
+        assert "**succeeded**" in summary, f"{summary}\n{logs}"
+        assert {"loss", "rewards/margins", "rewards/chosen"} <= set(column(latest, "curve"))
+        assert plot and logs.strip()
+        jobs = client.predict(api_name="/train_jobs")
+        states = dict(zip(column(jobs, "id"), column(jobs, "state"), strict=True))
+        assert states == {job_id: "succeeded", second: "cancelled"}
+        with pytest.raises(Exception, match="only queued or running"):
+            client.predict(job_id, api_name="/train_cancel")
+        with pytest.raises(Exception, match="only failed or cancelled"):
+            client.predict(job_id, api_name="/train_resume")
+
+        model = f"dpo-{job_id}"
+        assert f"`{model}`" in summary  # registered: the Arena's picker and this tab's compare offer it
+        md, win, items = client.predict(
+            model, "tab-test", "logprob", "smollm2-135m", "system1", 3, 16, api_name="/compare_with_parent"
+        )
+        assert "win rate" in md and "unlabelled" in md
+        [rate] = column(win, "win rate")
+        assert 0 <= float(rate) <= 1 and column(win, "parent") == ["smollm2-135m"]
+        comparison_ids = [int(c) for c in column(items, "comparison")]
+        assert len(comparison_ids) == 3
+    finally:
+        stop(proc)
+
+    with Store(settings.db_path) as store:
+        run = store.get_training_run(job_id)
+        assert run["status"] == "done" and store.get_training_run(second)["status"] == "cancelled"
+        assert {"loss", "rewards/margins"} <= set(store.metrics(job_id))
+        assert store.get_model(model)["parent"] == "smollm2-135m"
+        for cid in comparison_ids:
+            cmp = store.get_comparison(cid)
+            assert {store.get_run(r)["model"] for r in cmp["run_ids"]} == {model, "smollm2-135m"}
+            [verdict] = store.list_verdicts(comparison_id=cid)
+            assert verdict["judge"] == "logprob" and verdict["ok"]
+            assert store.list_votes(comparison_id=cid) == []  # queued for people
