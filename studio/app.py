@@ -25,6 +25,7 @@ CSS = """
 def create_app(settings: Settings) -> gr.Blocks:
     settings.ensure_dirs()
     ctx = AppContext(settings)
+    _ = ctx.store  # open it now: a second studio on this data dir stops here, naming the holder
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nSystem 1 vs System 2 prompting, side by side.")
         with gr.Tabs():
@@ -48,10 +49,10 @@ def create_app(settings: Settings) -> gr.Blocks:
 
 def serve(settings: Settings, *, share: bool = False, preload: bool = True, block: bool = True) -> gr.Blocks:
     auth = authenticator(Path(settings.auth_file)) if settings.auth_file else None  # fail before loading
+    demo = create_app(settings)  # opens the store: fails before loading when another studio holds it
     if preload:  # load (and, on first run, convert) the default model before the first click
         ctx = AppContext(settings)
         ctx.registry.backend(None, progress=lambda f, m: print(f"[{f:4.0%}] {m}", flush=True))
-    demo = create_app(settings)
     print(
         f"Reasoning Studio on http://{settings.host}:{settings.port} (data dir: {settings.data_dir})",
         flush=True,
