@@ -89,7 +89,7 @@ def _condition_columns(head: str, conditions: Sequence[str]) -> list[Column]:
     """The headline per condition, the mean over the non-baseline ones, and the gaps to the baseline."""
     stat = STATS[head]
     baseline = conditions[0]
-    others = [c for c in conditions[1:]]
+    others = list(conditions[1:])
     cols = [Column(f"{head}@{c}", _label(c), condition_stat(stat, c), _counter(stat.key, c), stat.rate)
             for c in conditions]  # fmt: skip
     if len(others) > 1:
