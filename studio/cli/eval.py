@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from studio.cli.run import add_params_flags
 from studio.errors import InputError
 
 
@@ -30,16 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "repeated (default: the default model)")  # fmt: skip
     p.add_argument("--limit", type=int, help="only the first N base questions (each with all its conditions)")
     p.add_argument("--name", help="eval name: its results dir and resume key (default: the dataset's name)")
-    g = p.add_argument_group("params")
-    g.add_argument("--max-new-tokens", type=int, default=256, help="per step (default 256)")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--seed", type=int)
-    g.add_argument(
-        "--max-questions", type=int, default=5, help="CoVe: verification questions kept (default 5)"
-    )
-    g.add_argument("--max-branches", type=int, default=5, help="BSM: branches kept (default 5)")
-    g.add_argument("--token-budget", type=int, help="prompt + completion tokens per run (default: no limit)")
+    add_params_flags(p)
     g = p.add_argument_group("scoring")
     g.add_argument("--metrics", help="comma-separated metrics instead of the dataset's (see the docs)")
     g.add_argument("--judge", help="also score every answer with this judge (additive; or a pairwise judge "

@@ -23,6 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", "-s", default="system1", help="strategy name (see `studio strategies`)")
     p.add_argument("--variant", "-v", help="strategy variant (default: the strategy's default)")
     p.add_argument("--model", "-m", help="registered model name (default: the default model)")
+    add_params_flags(p)
+    p.add_argument(
+        "--no-batch", action="store_true", help="send independent steps one by one (for comparison)"
+    )
+    p.add_argument("--json", action="store_true", help="print the whole trace as JSON instead of the tree")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("strategies", help="list the reasoning strategies and their variants")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_strategies)
+
+
+def add_params_flags(p: argparse.ArgumentParser) -> None:
+    """The StrategyParams flags, shared by `studio run` and `studio eval` (read back by params_from_args)."""
     g = p.add_argument_group("params")
     g.add_argument("--max-new-tokens", type=int, default=256, help="per step (default 256)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -33,15 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--max-branches", type=int, default=5, help="BSM: branches kept (default 5)")
     g.add_argument("--token-budget", type=int, help="prompt + completion tokens per run (default: no limit)")
-    p.add_argument(
-        "--no-batch", action="store_true", help="send independent steps one by one (for comparison)"
-    )
-    p.add_argument("--json", action="store_true", help="print the whole trace as JSON instead of the tree")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("strategies", help="list the reasoning strategies and their variants")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_strategies)
 
 
 def params_from_args(args: argparse.Namespace) -> StrategyParams:
