@@ -12,7 +12,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from components.common import friendly, limit_of, optional, row_id, table
 from storage import Filters
@@ -56,38 +57,69 @@ PAIRED = {"rewards/chosen": "rewards/chosen vs rejected", "rewards/rejected": "r
 
 
 @dataclass
-class Handles:
+class FormHandles:
     method: gr.Dropdown
     base_model: gr.Dropdown
-    settings: gr.Textbox
     prompt_set: gr.Dropdown
     source: gr.Radio
     annotator: gr.Textbox
+    about: gr.Markdown
+    shared_fields: dict[str, gr.components.Component]  # the main shared settings, one widget each
+    method_fields: dict[str, dict[str, gr.components.Component]]  # method -> its own settings' widgets
+    groups: list[gr.Group]  # one per method, in ``method_fields`` order; only the chosen one is visible
+    settings: gr.Textbox
+    every: gr.Dataframe
     preview: gr.Button
+    start: gr.Button
     preview_md: gr.Markdown
     preview_rows: gr.Dataframe
-    start: gr.Button
     message: gr.Markdown
-    jobs: gr.Dataframe
+
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        """What Preview and Start send: method, base model, settings box, prompt set, source, annotator."""
+        return [self.method, self.base_model, self.settings, self.prompt_set, self.source, self.annotator]
+
+
+@dataclass
+class JobHandles:
     job_id: gr.Number
+    refresh: gr.Button
+    cancel: gr.Button
+    resume: gr.Button
+    jobs: gr.Dataframe
     job_md: gr.Markdown
     curves: gr.Plot
     latest: gr.Dataframe
     logs: gr.Textbox
-    cancel: gr.Button
-    resume: gr.Button
-    refresh: gr.Button
     timer: gr.Timer
-    compare_model: gr.Dropdown
-    compare_set: gr.Dropdown
-    compare_judge: gr.Dropdown
-    compare_judge_model: gr.Dropdown
-    compare_run: gr.Button
-    compare_md: gr.Markdown
-    compare_table: gr.Dataframe
-    compare_items: gr.Dataframe
-    shared_fields: dict[str, gr.components.Component] = field(default_factory=dict)
-    method_fields: dict[str, dict[str, gr.components.Component]] = field(default_factory=dict)
+    seen: gr.State  # the live view's last signature, per browser session
+
+    @property
+    def view(self) -> list[gr.components.Component]:
+        return [self.job_md, self.curves, self.latest, self.logs]
+
+
+@dataclass
+class CompareHandles:
+    model: gr.Dropdown
+    prompt_set: gr.Dropdown
+    judge: gr.Dropdown
+    judge_model: gr.Dropdown
+    strategy: gr.Dropdown
+    limit: gr.Number
+    max_new_tokens: gr.Number
+    run: gr.Button
+    summary: gr.Markdown
+    win_rate: gr.Dataframe
+    items: gr.Dataframe
+
+
+@dataclass
+class Handles:
+    form: FormHandles
+    jobs: JobHandles
+    compare: CompareHandles
 
 
 # -- one runner per app context -----------------------------------------------------------------------------------
@@ -148,26 +180,36 @@ def data_filters(prompt_set: str | None, source: str | None, annotator: str | No
     )
 
 
-def form_value(f: FieldInfo, value: Any) -> Any:
-    """A widget's value as the setting's type (gradio numbers arrive as floats, or None when cleared)."""
-    if value is None or (f.type in ("int", "float") and value == ""):
-        return None
-    if f.type == "int":
-        return int(value)
-    if f.type == "float":
-        return float(value)
-    return bool(value) if f.type == "bool" else str(value)
+# Runs in the browser when a form widget changes: puts the value into the settings box, or drops it when it is
+# the default. In the browser, so that quick edits of two widgets cannot race each other through the server.
+MERGE_JS = """(text, value, method) => {
+  const name = %(name)s, kind = %(kind)s, dflt = (%(defaults)s)[method];
+  let v = value;
+  if (v === null || v === undefined || (v === "" && (kind === "int" || kind === "float"))) v = null;
+  else if (kind === "int") v = Math.round(Number(v));
+  else if (kind === "float") v = Number(v);
+  else if (kind === "bool") v = Boolean(v);
+  else v = String(v);
+  const src = (text || "").trim();
+  if (src && !src.startsWith("{")) {
+    const kept = src.split("\\n").filter((l) => l.split("=")[0].trim() !== name);
+    if (v !== null && v !== dflt) kept.push(name + "=" + JSON.stringify(v));
+    return kept.join("\\n");
+  }
+  let s;
+  try { s = src ? JSON.parse(src) : {}; } catch (e) { return text; }
+  if (typeof s !== "object" || s === null || Array.isArray(s)) return text;
+  if (v === null || v === dflt) delete s[name]; else s[name] = v;
+  return Object.keys(s).length ? JSON.stringify(s) : "{}";
+}"""
 
 
-def merge_setting(text: str | None, f: FieldInfo, value: Any) -> str:
-    """The settings box with one widget's value: set when it differs from the default, else dropped."""
-    values = parse_settings(text)
-    typed = form_value(f, value)
-    if typed is None or typed == f.default:
-        values.pop(f.name, None)
-    else:
-        values[f.name] = typed
-    return dump_settings(values)
+def merge_js(f: FieldInfo, defaults: dict[str, Any]) -> str:
+    """The browser-side merge for one setting; ``defaults`` maps each method to its default (methods differ:
+    the reward model's learning rate, say). A key=value box keeps its format; broken JSON is left for
+    Preview and Start to explain."""
+    values = {"name": json.dumps(f.name), "kind": json.dumps(f.type), "defaults": json.dumps(defaults)}
+    return MERGE_JS % values
 
 
 def widget(f: FieldInfo) -> gr.components.Component:
@@ -284,6 +326,7 @@ def curves_figure(job: Job, curves: dict[str, list[tuple[int, float]]]) -> Figur
             ax.plot(steps, values, marker="o" if len(steps) <= 40 else None, ms=3, label=name.split("/")[-1])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if len(names) > 1:
             ax.legend(fontsize=8)
@@ -373,11 +416,26 @@ def compare_markdown(r: CompareResult) -> str:
 # -- the tab ------------------------------------------------------------------------------------------------------
 def build(ctx: AppContext) -> Handles:
     infos = {m.name: m for m in methods()}
-    first = "dpo" if "dpo" in infos else next(iter(infos))
     gr.Markdown(
         "Fine-tune on the store's preferences. Each job runs as its own process: closing the page does not stop "
         "it, and reopening shows it again. The defaults train the default model with LoRA on a laptop CPU."
     )
+    form = form_layout(ctx, infos)
+    gr.Markdown("### Jobs")
+    jobs = jobs_layout()
+    gr.Markdown(
+        "### Compare with parent\nAnswer a prompt set with a trained model and the model it was trained from, "
+        "judge each pair blind, and report the trained model's win rate. The pairs stay unlabelled for people."
+    )
+    compare = compare_layout(ctx)
+    wire_form(ctx, infos, form, jobs, compare)
+    wire_jobs(ctx, form, jobs, compare)
+    wire_compare(ctx, compare)
+    return Handles(form, jobs, compare)
+
+
+def form_layout(ctx: AppContext, infos: dict[str, MethodInfo]) -> FormHandles:
+    first = "dpo" if "dpo" in infos else next(iter(infos))
     with gr.Row():
         method = gr.Dropdown(list(infos), value=first, label="Method", scale=1)
         base_model = gr.Dropdown(
@@ -390,9 +448,8 @@ def build(ctx: AppContext) -> Handles:
         annotator = gr.Textbox(label="Data: annotator (empty = all)", placeholder="alice, or a judge name",
                                scale=1)  # fmt: skip
     about = gr.Markdown(method_markdown(infos[first]))
-    shared = {f.name: f for f in fields_of(infos[first], SHARED_MAIN)}
     with gr.Row():
-        shared_fields = {name: widget(f) for name, f in shared.items()}
+        shared_fields = {f.name: widget(f) for f in fields_of(infos[first], SHARED_MAIN)}
     method_fields: dict[str, dict[str, gr.components.Component]] = {}
     groups = []
     for name, info in infos.items():
@@ -400,8 +457,9 @@ def build(ctx: AppContext) -> Handles:
             method_fields[name] = {f.name: widget(f) for f in fields_of(info)}
         groups.append(group)
     settings = gr.Textbox(
-        "{}", label="Settings that differ from the defaults (JSON; add any other setting or TRL field here)",
-        max_lines=6,
+        "{}", max_lines=6,
+        label="Settings that differ from the defaults (JSON, or key=value lines; add any other setting or TRL "
+        "field here)",
     )  # fmt: skip
     with gr.Accordion("Every setting of this method", open=False):
         every = gr.Dataframe(settings_frame(infos[first]), interactive=False, wrap=True, max_height=360)
@@ -409,10 +467,14 @@ def build(ctx: AppContext) -> Handles:
         preview = gr.Button("Preview data")
         start = gr.Button("Start", variant="primary")
     preview_md = gr.Markdown()
-    preview_rows = gr.Dataframe(interactive=False, wrap=True, max_height=260, label="A few training rows")
+    preview_rows = gr.Dataframe(headers=["prompt", "chosen", "rejected"], interactive=False, wrap=True,
+                                max_height=260, label="A few training rows")  # fmt: skip
     message = gr.Markdown()
+    return FormHandles(method, base_model, prompt_set, source, annotator, about, shared_fields, method_fields,
+                       groups, settings, every, preview, start, preview_md, preview_rows, message)  # fmt: skip
 
-    gr.Markdown("### Jobs")
+
+def jobs_layout() -> JobHandles:
     with gr.Row(equal_height=True):
         job_id = gr.Number(label="Job", precision=0, minimum=0, scale=1)
         refresh = gr.Button("↻ Refresh", scale=1)
@@ -424,57 +486,62 @@ def build(ctx: AppContext) -> Handles:
     curves = gr.Plot(label="Curves", show_label=False)
     with gr.Row():
         latest = gr.Dataframe(headers=LATEST_COLUMNS, interactive=False, label="Latest values", scale=1)
-        logs = gr.Textbox(label="Log (last 200 lines)", lines=12, max_lines=12, autoscroll=True,
-                          interactive=False, scale=2)  # fmt: skip
+        logs = gr.Textbox(label="Log (last 200 lines)", lines=12, max_lines=12, interactive=False, scale=2,
+                          elem_id="train-log")  # fmt: skip
     timer = gr.Timer(POLL_S, active=False)
-    seen = gr.State(None)  # the live view's last signature
-
-    gr.Markdown("### Compare with parent")
-    with gr.Row():
-        compare_model = gr.Dropdown(
-            trained_models(ctx), label="Trained model", allow_custom_value=True, scale=2
-        )
-        compare_set = gr.Dropdown([], label="Prompt set", allow_custom_value=True, scale=2)
-        compare_judge = gr.Dropdown(JUDGES.names(), value="logprob", label="Judge", scale=1)
-        compare_judge_model = gr.Dropdown(
-            ctx.model_names(), value=ctx.settings.default_model, label="Judge model", scale=2
-        )
-    with gr.Row():
-        compare_strategy = gr.Dropdown(strategy_choices(), value="system1", label="Strategy (both models)",
-                                       allow_custom_value=True)  # fmt: skip
-        compare_limit = gr.Number(20, label="At most N prompts (0 = all)", precision=0, minimum=0)
-        compare_tokens = gr.Number(128, label="Max new tokens", precision=0, minimum=1)
-        compare_run = gr.Button("Compare with parent", variant="primary")
-    compare_md = gr.Markdown()
-    compare_table = gr.Dataframe(
-        headers=WIN_COLUMNS, interactive=False, label="Win rate of the trained model"
+    return JobHandles(
+        job_id, refresh, cancel, resume, jobs, job_md, curves, latest, logs, timer, gr.State(None)
     )
-    compare_items = gr.Dataframe(headers=ITEM_COLUMNS, interactive=False, wrap=True, max_height=360,
-                                 label="Per prompt")  # fmt: skip
 
-    # -- handlers -------------------------------------------------------------------------------------------------
+
+def compare_layout(ctx: AppContext) -> CompareHandles:
+    with gr.Row():
+        model = gr.Dropdown(trained_models(ctx), label="Trained model", allow_custom_value=True, scale=2)
+        prompt_set = gr.Dropdown([], label="Prompt set", allow_custom_value=True, scale=2)
+        judge = gr.Dropdown(JUDGES.names(), value="logprob", label="Judge", scale=1)
+        judge_model = gr.Dropdown(ctx.model_names(), value=ctx.settings.default_model, label="Judge model",
+                                  scale=2)  # fmt: skip
+    with gr.Row():
+        strategy = gr.Dropdown(strategy_choices(), value="system1", label="Strategy (both models)",
+                               allow_custom_value=True)  # fmt: skip
+        limit = gr.Number(20, label="At most N prompts (0 = all)", precision=0, minimum=0)
+        max_new_tokens = gr.Number(128, label="Max new tokens", precision=0, minimum=1)
+        run = gr.Button("Compare with parent", variant="primary")
+    summary = gr.Markdown()
+    win_rate = gr.Dataframe(headers=WIN_COLUMNS, interactive=False, label="Win rate of the trained model")
+    items = gr.Dataframe(headers=ITEM_COLUMNS, interactive=False, wrap=True, max_height=360, label="Per prompt",
+                         column_widths=["8%", "7%", "8%", "8%", "17%", "22%", "22%", "8%"])  # fmt: skip
+    return CompareHandles(model, prompt_set, judge, judge_model, strategy, limit, max_new_tokens, run, summary,
+                          win_rate, items)  # fmt: skip
+
+
+# gradio's own autoscroll only follows a textbox while the page is scrolled to its bottom; a log should always
+# show its newest lines, unless the reader has scrolled up in it
+SCROLL_LOG_JS = """() => setTimeout(() => {
+  const t = document.querySelector("#train-log textarea");
+  if (t && (t.scrollTop === 0 || t.scrollHeight - t.scrollTop - t.clientHeight < 80)) t.scrollTop = t.scrollHeight;
+}, 50)"""
+
+
+# -- events -------------------------------------------------------------------------------------------------------
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+QUIET: dict[str, Any] = {**PRIVATE, "show_progress": "hidden"}  # the live view redraws without a spinner
+
+
+def wire_form(
+    ctx: AppContext, infos: dict[str, MethodInfo], f: FormHandles, jobs: JobHandles, compare: CompareHandles
+) -> None:
+    own = [c for fields in f.method_fields.values() for c in fields.values()]
+
     def pick_method(name: str) -> tuple[Any, ...]:
         info = infos.get(name) or describe(name)
-        defaults = {f.name: f.default for f in info.fields}
+        defaults = {x.name: x.default for x in info.fields}
         return (
-            method_markdown(info),
-            "{}",
-            settings_frame(info),
-            *[gr.Group(visible=n == name) for n in infos],
-            *[gr.update(value=defaults.get(n)) for n in shared_fields],
-            # every method's own widgets back to their defaults, so the form shows what the box will send
-            *[gr.update(value=f.default) for n, i in infos.items() for f in fields_of(i)],
-        )
-
-    def setter(f_name: str, scope: str | None) -> Callable[..., str]:
-        def set_value(chosen: str, text: str, value: Any) -> str:
-            if scope is not None and scope != chosen:
-                return gr.skip()
-            info = infos[chosen]
-            f = next((f for f in info.fields if f.name == f_name), None)
-            return gr.skip() if f is None else merge_setting(text, f, value)
-
-        return friendly(set_value)
+            method_markdown(info), "{}", settings_frame(info), *[gr.Group(visible=n == name) for n in infos],
+            *[gr.update(value=defaults.get(n)) for n in f.shared_fields],
+            # every method's own widgets back to their defaults: the form shows what the box will send
+            *[gr.update(value=x.default) for i in infos.values() for x in fields_of(i)],
+        )  # fmt: skip
 
     @friendly
     def train_preview(m: str, base: str, text: str, ps: str, src: str, ann: str) -> tuple[str, pd.DataFrame]:
@@ -491,14 +558,72 @@ def build(ctx: AppContext) -> Handles:
         return msg, job.id, jobs_frame(runner.list())
 
     @friendly
+    def prompt_sets() -> tuple[gr.Dropdown, gr.Dropdown]:
+        names = ctx.store.prompt_sets()
+        return gr.Dropdown(choices=[("any", ""), *names]), gr.Dropdown(choices=names)
+
+    outputs = [f.about, f.settings, f.every, *f.groups, *f.shared_fields.values(), *own]
+    f.method.input(pick_method, f.method, outputs, **PRIVATE)
+    for name, component in f.shared_fields.items():
+        defaults = {m: _default(i, name) for m, i in infos.items()}
+        field_info = next(x for x in infos[f.method.value].fields if x.name == name)
+        component.input(
+            None, [f.settings, component, f.method], f.settings, js=merge_js(field_info, defaults)
+        )
+    for m, fields in f.method_fields.items():
+        for name, component in fields.items():
+            field_info = next(x for x in infos[m].fields if x.name == name)
+            component.input(None, [f.settings, component, f.method], f.settings,
+                            js=merge_js(field_info, {m: field_info.default}))  # fmt: skip
+    f.preview.click(train_preview, f.inputs, [f.preview_md, f.preview_rows], api_name="train_preview")
+    f.start.click(train_start, f.inputs, [f.message, jobs.job_id, jobs.jobs], api_name="train_start").success(
+        live_view_fn(ctx), [jobs.job_id, jobs.seen], live_outputs(f, jobs, compare), **QUIET
+    )
+    gr.on(None, prompt_sets, None, [f.prompt_set, compare.prompt_set], **PRIVATE)
+
+
+def _default(info: MethodInfo, name: str) -> Any:
+    return next((x.default for x in info.fields if x.name == name), None)
+
+
+def live_outputs(f: FormHandles, j: JobHandles, c: CompareHandles) -> list[gr.components.Component]:
+    return [j.jobs, j.job_id, *j.view, f.base_model, c.model, j.timer, j.seen]
+
+
+def live_view_fn(ctx: AppContext) -> Callable[[Any, Any], tuple[Any, ...]]:
+    def live_view(jid: Any, last: Any) -> tuple[Any, ...]:
+        """The poll: sync every job, then redraw only what changed; the timer runs while a job is live."""
+        runner = runner_for(ctx)
+        try:
+            all_jobs = runner.refresh()
+        except Exception as e:  # a poll must never raise a toast every 2 s; say it once in the status line
+            return (gr.skip(),) * 2 + (f"⚠ could not refresh the jobs: {e}",) + (gr.skip(),) * 6 + (last,)
+        live = any(j.state in LIVE for j in all_jobs)
+        chosen = int(jid) if jid not in (None, "") else None
+        if chosen is None or all(j.id != chosen for j in all_jobs):
+            chosen = getattr(pick_job(all_jobs), "id", None)
+        sig = signature(runner, all_jobs, chosen)
+        if sig == last:
+            return (*(gr.skip(),) * 8, gr.Timer(active=live), last)
+        view = job_view(runner, chosen) if chosen is not None else empty_view()
+        return (jobs_frame(all_jobs), chosen, *view, gr.Dropdown(choices=ctx.model_names()),
+                gr.Dropdown(choices=trained_models(ctx)), gr.Timer(active=live), sig)  # fmt: skip
+
+    return live_view
+
+
+def wire_jobs(ctx: AppContext, f: FormHandles, j: JobHandles, c: CompareHandles) -> None:
+    live_view = live_view_fn(ctx)
+    live = ([j.job_id, j.seen], live_outputs(f, j, c))
+
+    @friendly
     def train_jobs() -> pd.DataFrame:
         return jobs_frame(runner_for(ctx).refresh())
 
     @friendly
     def train_status(jid: Any) -> tuple[str, Figure, pd.DataFrame, str]:
         runner = runner_for(ctx)
-        job = runner.sync(row_id(jid, "job"))
-        return job_view(runner, job.id)
+        return job_view(runner, runner.sync(row_id(jid, "job")).id)
 
     @friendly
     def train_cancel(jid: Any) -> tuple[str, pd.DataFrame]:
@@ -510,38 +635,29 @@ def build(ctx: AppContext) -> Handles:
     def train_resume(jid: Any) -> tuple[str, pd.DataFrame]:
         runner = runner_for(ctx)
         job = runner.resume(row_id(jid, "job"))
-        return f"Job **{job.id}** is {job.state} again; it continues from its last checkpoint.", jobs_frame(
-            runner.list()
-        )
+        msg = f"Job **{job.id}** is {job.state} again; it continues from its last checkpoint."
+        return msg, jobs_frame(runner.list())
 
-    def live_view(jid: Any, last: Any) -> tuple[Any, ...]:
-        """The poll: sync every job, then redraw only what changed; the timer runs while a job is live."""
-        runner = runner_for(ctx)
-        try:
-            all_jobs = runner.refresh()
-        except Exception as e:  # a poll must never raise a toast every 2 s; say it once in the status line
-            return (gr.skip(),) * 2 + (f"⚠ could not refresh the jobs: {e}",) + (gr.skip(),) * 6 + (last,)
-        live = any(j.state in LIVE for j in all_jobs)
-        chosen = int(jid) if jid not in (None, "") else getattr(pick_job(all_jobs), "id", None)
-        if chosen is not None and all(j.id != chosen for j in all_jobs):
-            chosen = getattr(pick_job(all_jobs), "id", None)
-        sig = signature(runner, all_jobs, chosen)
-        if sig == last:
-            return (*(gr.skip(),) * 8, gr.Timer(active=live), last)
-        view = job_view(runner, chosen) if chosen is not None else empty_view()
-        names = ctx.model_names()
-        return (jobs_frame(all_jobs), chosen, *view, gr.Dropdown(choices=names),
-                gr.Dropdown(choices=trained_models(ctx)), gr.Timer(active=live), sig)  # fmt: skip
+    def select_job(evt: gr.SelectData) -> Any:
+        value = (evt.row_value or [None])[0]
+        return int(value) if str(value).isdigit() else gr.skip()
 
-    def attach() -> tuple[Any, ...]:
-        """On page (re)load: show the running job (or the newest) and follow it while anything is live."""
-        return live_view(None, None)
+    j.refresh.click(train_jobs, None, j.jobs, api_name="train_jobs").then(live_view, *live, **QUIET)
+    j.job_id.input(train_status, j.job_id, j.view, api_name="train_status")
+    j.jobs.select(select_job, None, j.job_id, **PRIVATE).then(train_status, j.job_id, j.view, **PRIVATE)
+    j.cancel.click(train_cancel, j.job_id, [f.message, j.jobs], api_name="train_cancel").success(
+        live_view, *live, **QUIET
+    )
+    j.resume.click(train_resume, j.job_id, [f.message, j.jobs], api_name="train_resume").success(
+        live_view, *live, **QUIET
+    )
+    j.timer.tick(live_view, *live, **QUIET)
+    j.logs.change(None, None, None, js=SCROLL_LOG_JS, **PRIVATE)
+    # on page (re)load: show the running job (or the newest) and follow it while anything is live
+    gr.on(None, lambda: live_view(None, None), None, live[1], **QUIET)
 
-    @friendly
-    def prompt_sets() -> tuple[gr.Dropdown, gr.Dropdown]:
-        names = ctx.store.prompt_sets()
-        return gr.Dropdown(choices=[("any", ""), *names]), gr.Dropdown(choices=names)
 
+def wire_compare(ctx: AppContext, c: CompareHandles) -> None:
     @friendly
     def compare(
         model: str, ps: str, judge: str, judge_model: str, strategy: str, limit: Any, tokens: Any,
@@ -560,56 +676,11 @@ def build(ctx: AppContext) -> Handles:
         )  # fmt: skip
         return compare_markdown(result), win_frame(result), items_frame(result)
 
-    def select_job(evt: gr.SelectData) -> Any:
-        value = (evt.row_value or [None])[0]
-        return int(value) if str(value).isdigit() else gr.skip()
-
-    # -- wiring ---------------------------------------------------------------------------------------------------
-    form = [method, base_model, settings, prompt_set, source, annotator]
-    view = [job_md, curves, latest, logs]
-    live_outputs = [jobs, job_id, *view, base_model, compare_model, timer, seen]
-    private: dict[str, Any] = {"api_visibility": "private"}
-    quiet: dict[str, Any] = {**private, "show_progress": "hidden"}  # the live view redraws without a spinner
-    own_fields = [c for fields in method_fields.values() for c in fields.values()]
-    method.input(
-        pick_method,
-        method,
-        [about, settings, every, *groups, *shared_fields.values(), *own_fields],
-        **private,
-    )
-    for name, component in shared_fields.items():
-        component.input(setter(name, None), [method, settings, component], settings, **private)
-    for scope, fields in method_fields.items():
-        for name, component in fields.items():
-            component.input(setter(name, scope), [method, settings, component], settings, **private)
-    preview.click(train_preview, form, [preview_md, preview_rows], api_name="train_preview")
-    start.click(train_start, form, [message, job_id, jobs], api_name="train_start").success(
-        live_view, [job_id, seen], live_outputs, **quiet
-    )
-    refresh.click(train_jobs, None, jobs, api_name="train_jobs").then(
-        live_view, [job_id, seen], live_outputs, **quiet
-    )
-    job_id.input(train_status, job_id, view, api_name="train_status")
-    jobs.select(select_job, None, job_id, **private).then(train_status, job_id, view, **private)
-    cancel.click(train_cancel, job_id, [message, jobs], api_name="train_cancel").success(
-        live_view, [job_id, seen], live_outputs, **quiet
-    )
-    resume.click(train_resume, job_id, [message, jobs], api_name="train_resume").success(
-        live_view, [job_id, seen], live_outputs, **quiet
-    )
-    timer.tick(live_view, [job_id, seen], live_outputs, **quiet)
-    gr.on(None, attach, None, live_outputs, **quiet)
-    gr.on(None, prompt_sets, None, [prompt_set, compare_set], **private)
-    compare_run.click(
+    c.run.click(
         compare,
-        [compare_model, compare_set, compare_judge, compare_judge_model, compare_strategy, compare_limit,
-         compare_tokens],
-        [compare_md, compare_table, compare_items],
+        [c.model, c.prompt_set, c.judge, c.judge_model, c.strategy, c.limit, c.max_new_tokens],
+        [c.summary, c.win_rate, c.items],
         api_name="compare_with_parent",
         concurrency_id="generate",  # shares the models with the Arena's generations
         concurrency_limit=ctx.settings.concurrency,
-    )  # fmt: skip
-    return Handles(method, base_model, settings, prompt_set, source, annotator, preview, preview_md, preview_rows,
-                   start, message, jobs, job_id, job_md, curves, latest, logs, cancel, resume, refresh, timer,
-                   compare_model, compare_set, compare_judge, compare_judge_model, compare_run, compare_md,
-                   compare_table, compare_items, shared_fields, method_fields)  # fmt: skip
+    )

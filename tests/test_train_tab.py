@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,20 +37,36 @@ def seed(store: Store) -> None:
 
 
 # -- the form, without a server -----------------------------------------------------------------------------------
-def test_settings_box_takes_json_or_key_value_lines_and_keeps_only_changes() -> None:
+def test_settings_box_takes_json_or_key_value_lines() -> None:
     assert tab.parse_settings("") == {} and tab.parse_settings('{"beta": 0.2}') == {"beta": 0.2}
     assert tab.parse_settings("max_steps=3\nloss_type = ipo\n") == {"max_steps": 3, "loss_type": "ipo"}
     for bad in ("[1, 2]", "{nope", "max_steps"):
         with pytest.raises(Exception, match="JSON object|key=value"):
             tab.parse_settings(bad)
+    assert tab.train_values("smollm2-135m", "beta=0.2") == {"beta": 0.2, "base_model": "smollm2-135m"}
+    with pytest.raises(Exception, match="source is one of"):
+        tab.data_filters("", "robots", "")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="runs the form's browser-side merge in node")
+def test_a_widget_puts_only_changed_values_into_the_settings_box() -> None:
     fields = {f.name: f for f in describe("dpo").fields}
-    text = tab.merge_setting("{}", fields["max_steps"], 3.0)  # gradio numbers arrive as floats
-    assert json.loads(text) == {"max_steps": 3}
-    text = tab.merge_setting(text, fields["beta"], 0.3)
-    assert json.loads(tab.merge_setting(text, fields["max_steps"], 20)) == {
-        "beta": 0.3
-    }  # back to the default
-    assert tab.merge_setting('{"beta": 0.3}', fields["beta"], None) == "{}"
+    lr = tab.merge_js(fields["learning_rate"], {"dpo": 5e-05, "reward": 1e-4})
+    steps = tab.merge_js(fields["max_steps"], {"dpo": 20})
+    cases = [
+        (steps, "{}", 3.0, "dpo", '{"max_steps":3}'),  # numbers arrive as floats; an int setting stays an int
+        (steps, '{"max_steps":3,"beta":0.2}', 20, "dpo", '{"beta":0.2}'),  # back to the default: dropped
+        (steps, '{"max_steps":3}', None, "dpo", "{}"),  # a cleared box means the default
+        (lr, "{}", 5e-05, "reward", '{"learning_rate":0.00005}'),  # each method has its own default
+        (lr, "beta=0.2", 0.001, "dpo", "beta=0.2\nlearning_rate=0.001"),  # key=value lines keep their form
+        (lr, "{broken", 0.001, "dpo", "{broken"),  # left for Preview and Start to explain
+    ]
+    for js, text, value, method, want in cases:
+        script = (
+            f"process.stdout.write(({js})({json.dumps(text)}, {json.dumps(value)}, {json.dumps(method)}))"
+        )
+        out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
+        assert out == want, (text, value, method)
 
 
 def test_a_reopened_page_follows_the_running_job() -> None:
