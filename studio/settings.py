@@ -45,7 +45,7 @@ class Settings:
         for f in dataclasses.fields(cls):
             var = f.metadata.get("env", "STUDIO_" + f.name.upper())
             raw = env.get(var)
-            if raw is None and f.name == "openai_api_key":
+            if not raw and f.name == "openai_api_key":  # an empty STUDIO_OPENAI_API_KEY is unset too
                 raw = env.get("OPENAI_API_KEY")
             if raw is not None and raw != "":
                 values[f.name] = _coerce(f.name, f.type, raw, var)
