@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -49,6 +50,8 @@ def create_app(settings: Settings) -> gr.Blocks:
 
 def serve(settings: Settings, *, share: bool = False, preload: bool = True, block: bool = True) -> gr.Blocks:
     auth = authenticator(Path(settings.auth_file)) if settings.auth_file else None  # fail before loading
+    # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
     demo = create_app(settings)  # opens the store: fails before loading when another studio holds it
     if preload:  # load (and, on first run, convert) the default model before the first click
         ctx = AppContext(settings)
@@ -66,6 +69,9 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
         if auth
         else None,
         prevent_thread_lock=not block,
+        max_file_size=f"{settings.max_upload_mb}mb",
+        max_file_size=f"{settings.max_upload_mb}mb",
+        root_path=settings.root_path or None,
         theme=gr.themes.Soft(),
         css=CSS,
         footer_links=["api"],

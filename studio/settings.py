@@ -27,6 +27,7 @@ class Settings:
     openai_base_url: str = ""  # used for models registered without one
     openai_api_key: str = ""  # never written to the store or logs
     auth_file: str = ""  # users.toml for annotator logins; empty = no login, a name field per session
+    max_upload_mb: int = 100  # uploads (prompt sets, preference files) larger than this are refused
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -36,6 +37,8 @@ class Settings:
             raise InputError(f"port must be between 1 and 65535, not {self.port}")
         if self.threads < 0:
             raise InputError(f"threads must be >= 0, not {self.threads}")
+        if self.max_upload_mb < 1:
+            raise InputError(f"max_upload_mb must be >= 1, not {self.max_upload_mb}")
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
