@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -50,6 +51,8 @@ def create_app(settings: Settings) -> gr.Blocks:
 
 def serve(settings: Settings, *, share: bool = False, preload: bool = True, block: bool = True) -> gr.Blocks:
     auth = authenticator(Path(settings.auth_file)) if settings.auth_file else None  # fail before loading
+    # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
     # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
     demo = create_app(settings)  # opens the store: fails before loading when another studio holds it
