@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import os
 from pathlib import Path
 
 import gradio as gr
@@ -53,8 +52,6 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
     auth = authenticator(Path(settings.auth_file)) if settings.auth_file else None  # fail before loading
     # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
-    # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
     demo = create_app(settings)  # opens the store: fails before loading when another studio holds it
     if preload:  # load (and, on first run, convert) the default model before the first click
         ctx = AppContext(settings)
@@ -72,7 +69,6 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
         if auth
         else None,
         prevent_thread_lock=not block,
-        max_file_size=f"{settings.max_upload_mb}mb",
         max_file_size=f"{settings.max_upload_mb}mb",
         root_path=settings.root_path or None,
         theme=gr.themes.Soft(),

@@ -28,6 +28,7 @@ class Settings:
     openai_api_key: str = ""  # never written to the store or logs
     auth_file: str = ""  # users.toml for annotator logins; empty = no login, a name field per session
     max_upload_mb: int = 100  # uploads (prompt sets, preference files) larger than this are refused
+    root_path: str = ""  # the URL prefix when served behind a reverse proxy at a sub-path, e.g. /studio
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--auth", metavar="USERS_TOML", help="require login; users file made by `studio users add`"
     )
+    p.add_argument(
+        "--root-path", help="URL prefix behind a reverse proxy, e.g. /studio (env STUDIO_ROOT_PATH)"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("users", help="manage annotator logins for `studio serve --auth`")
@@ -96,6 +99,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.auth:
         settings = dataclasses.replace(settings, auth_file=args.auth)
+    if args.root_path is not None:
+        settings = dataclasses.replace(settings, root_path=args.root_path)
     serve(settings, share=args.share, preload=not args.no_preload)
     return 0
 
