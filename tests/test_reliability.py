@@ -4,12 +4,17 @@
   cleanly, both in a restarted server (which takes new votes) and in a plain ``storage.Store``.
 - A training job killed with SIGKILL (as the OOM killer would) is marked failed by the next ``Runner`` (a
   restarted server or CLI), in its run dir and in the store, and leaves no process of its group behind.
+- The backups docs/operations.md gives (DuckDB ``EXPORT DATABASE`` / ``IMPORT DATABASE``, or a copy of the
+  stopped studio's file) restore a store that opens, holds the same rows and hands out fresh ids.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -156,3 +161,33 @@ def test_a_training_job_killed_with_sigkill_is_failed_after_a_restart(settings: 
         assert [j.state for j in after.refresh()] == ["failed"]
     wait_for(lambda: not group_members(pgid), 15, "the job's process group to be empty")
     assert not Path(f"/proc/{pgid}").exists(), "the killed job was left as a zombie"
+
+
+# -- backup and restore, as docs/operations.md gives them ------------------------------------------------------
+EXPORT = "import duckdb, sys; duckdb.connect(sys.argv[1], read_only=True).execute(f\"EXPORT DATABASE '{sys.argv[2]}' (FORMAT parquet)\")"
+IMPORT = "import duckdb, sys; duckdb.connect(sys.argv[1]).execute(f\"IMPORT DATABASE '{sys.argv[2]}'\")"
+
+
+def python_c(code: str, *args: str) -> None:
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_backup_by_export_database_or_by_copy_restores_a_working_store(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cids = seed_comparisons(data, 3)
+    with Store(data / "studio.duckdb", data_dir=data) as store:
+        store.add_vote(cids[0], "A", "alice", comment="keep me")
+        store.add_verdict("pairwise", "pairwise", comparison_id=cids[1], winner="B", judge_model="m")
+        before, pairs = store.stats(), store.preference_pairs()
+
+    python_c(EXPORT, str(data / "studio.duckdb"), str(tmp_path / "backup"))
+    python_c(IMPORT, str(tmp_path / "restored.duckdb"), str(tmp_path / "backup"))
+    shutil.copyfile(data / "studio.duckdb", tmp_path / "copied.duckdb")  # the studio is stopped
+    for restored in (tmp_path / "restored.duckdb", tmp_path / "copied.duckdb"):
+        with Store(restored) as store:
+            assert store.schema_version == len(MIGRATIONS)
+            assert store.stats() == before and store.preference_pairs() == pairs
+            # the id sequences came back too: a new vote does not reuse an id
+            new = store.add_vote(cids[2], "B", "bob")
+            assert new > max(v["id"] for v in store.list_votes(limit=None) if v["annotator"] == "alice")
