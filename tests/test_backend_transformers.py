@@ -71,6 +71,25 @@ def test_choice_must_be_single_token(backend) -> None:
         backend.choice_probs([conv("x")], ["Absolutely", "B"])
 
 
+def test_prefilled_assistant_message_is_continued(backend) -> None:
+    """A conversation ending with an assistant message is continued, not answered in a new turn."""
+    prefill = [*conv(QUESTIONS[0]), {"role": "assistant", "content": "The capital of France is"}]
+    [c] = backend.chat([prefill], GenParams(max_new_tokens=8))
+    assert "Paris" in c.text and not c.text.startswith("The capital")
+    ids = backend._prompt_ids(prefill, 1)
+    assert backend.tokenizer.decode(ids).endswith("<|im_start|>assistant\nThe capital of France is")
+    plain = backend.tokenizer.decode(backend._prompt_ids(conv(QUESTIONS[0]), 1))
+    assert plain.endswith("<|im_start|>assistant\n")  # no prefill: the generation prompt as before
+
+
+def test_choice_probs_after_a_score_prefill(backend) -> None:
+    digits = [str(k) for k in range(6)]
+    score = [*conv("Rate this answer from 0 to 5: 'Paris is the capital of France.'"),
+             {"role": "assistant", "content": "Score: "}]  # fmt: skip
+    [p] = backend.choice_probs([score], digits)
+    assert set(p) == set(digits) and math.isclose(sum(p.values()), 1.0, abs_tol=1e-5)
+
+
 def test_sequence_logprob_prefers_the_right_answer(backend) -> None:
     q = conv(QUESTIONS[0])
     good, bad = backend.sequence_logprob(

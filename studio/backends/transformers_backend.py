@@ -106,9 +106,18 @@ class TransformersBackend(Backend):
 
     # -- prompts -----------------------------------------------------------------------------------------
     def _prompt_ids(self, conversation: Conversation, reserve: int) -> list[int]:
-        """Token ids of the chat-templated conversation; too long a prompt is rejected, never cut silently."""
+        """Token ids of the chat-templated conversation; too long a prompt is rejected, never cut silently.
+
+        A conversation ending with an assistant message is a prefill: the model continues that message (no
+        end-of-turn after it, no new assistant header), e.g. "Score: " so the next token is the score."""
         validate_conversation(conversation)
-        ids = self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True)
+        prefill = conversation[-1].get("role") == "assistant"
+        ids = self.tokenizer.apply_chat_template(
+            conversation,
+            add_generation_prompt=not prefill,
+            continue_final_message=prefill,
+            tokenize=True,
+        )
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
         limit = self.context_length - reserve
