@@ -3,6 +3,7 @@ then every judge on the real default model, which must give verdicts, valid or f
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 
@@ -12,6 +13,7 @@ from studio.backends.base import Backend, Completion, Conversation, GenParams
 from studio.errors import InputError
 from studio.judges import JUDGES, Candidate, JudgeItem, Verdict, combine_orders, make_judge, to_caller_label
 from studio.judges.additive import parse_score
+from studio.judges.base import load_prompt
 from studio.judges.bsm_eval import FALLBACK_CRITERION, merge, parse_criteria, parse_criterion_scores
 from studio.judges.logprob import p_a_better, winner_from_prob
 from studio.judges.pairwise import parse_pairwise
@@ -294,6 +296,45 @@ def test_additive_prompt_is_the_published_one():
     assert seen[0].endswith("we'll systematically attribute points based on the outlined criteria.")
 
 
+def test_additive_logprob_mode_prefills_score_and_takes_the_expectation():
+    seen: list[list[dict]] = []
+
+    class Probs(Scripted):
+        def choice_probs(self, conversations, choices):
+            self.batches.append(len(conversations))
+            seen.extend(conversations)
+            assert list(choices) == ["0", "1", "2", "3", "4", "5"]
+            return [{"0": 0.0, "1": 0.0, "2": 0.0, "3": 0.5, "4": 0.25, "5": 0.25} for _ in conversations]
+
+    backend = Probs(lambda t: pytest.fail("log-prob mode must not generate"))
+    its = [JudgeItem.single("What is 2+2?", "4"), JudgeItem.single("Q2?", "answer 2")]
+    verdicts = make_judge("additive", {"score_mode": "logprob"}).judge(its, backend)
+    assert backend.batches == [2]  # every item in one choice_probs call, no n samples
+    user_msg, prefill = seen[0]
+    assert user_msg["role"] == "user" and prefill == {"role": "assistant", "content": "Score: "}
+    assert user_msg["content"].startswith("Review the user's question and the corresponding response")
+    assert "User: What is 2+2?\n<response>4</response>" in user_msg["content"]
+    for v in verdicts:
+        assert v.ok and v.rating == pytest.approx(3 * 0.5 + 4 * 0.25 + 5 * 0.25)
+        assert v.scores["reading"] == "logprob" and v.scores["argmax"] == 3
+        assert json.loads(v.raw[0])["3"] == 0.5 and "log-prob" in v.notes[0]
+    backend.supports_choice_probs = False
+    with pytest.raises(InputError, match="next-token probabilities"):
+        make_judge("additive", {"score_mode": "logprob"}).judge(its, backend)
+    with pytest.raises(InputError, match="score_mode"):
+        make_judge("additive", {"score_mode": "vibes"})
+
+
+def test_additive_score_mode_is_in_the_hash_and_text_hashes_are_unchanged():
+    text, lp = make_judge("additive"), make_judge("additive", {"score_mode": "logprob"})
+    assert text.config_hash("m") != lp.config_hash("m")
+    assert lp.config_dict()["score_mode"] == "logprob" and "score_mode" not in text.config_dict()
+    old = {"judge": "additive", "judge_model": "m", "prompts": {"self_rewarding_additive": load_prompt(
+        "self_rewarding_additive")}, "config": {"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.9,
+        "seed": 0, "n": 3}}  # fmt: skip
+    assert text.config_hash("m") == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def test_configs_registry_and_hash():
     assert JUDGES.names() == ["additive", "bsm_eval", "logprob", "pairwise"]
     j = make_judge("pairwise", {"max_new_tokens": 64})
@@ -385,3 +426,34 @@ def test_real_logprob_always_valid_and_batched_matches_one_at_a_time(backend):
     alone = [judge.judge([it], backend)[0] for it in REAL_ITEMS]
     for b, a in zip(batched, alone, strict=True):
         assert b.prob_a == pytest.approx(a.prob_a, abs=0.05)  # bf16 padding noise only
+
+
+@pytest.mark.slow
+def test_real_additive_logprob_scores_every_item_in_one_call(backend):
+    """SmolLM2-135M rarely writes a parsable 'Score: N'; read P(0..5) after 'Score: ' instead: always a score."""
+
+    class Counting:  # a thin proxy around the real backend that counts choice_probs calls
+        def __init__(self, inner):
+            self.inner, self.calls = inner, []
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def choice_probs(self, conversations, choices):
+            self.calls.append(len(conversations))
+            return self.inner.choice_probs(conversations, choices)
+
+    its = [
+        JudgeItem.single("What is the capital of France?", Candidate("Paris.", model="smollm2-135m")),
+        JudgeItem.single("What is the capital of France?", "I like turtles."),
+        JudgeItem.single("What is 2+2?", "2+2 equals 4."),
+        JudgeItem.single("Name a primary colour.", "Red is a primary colour."),
+    ]
+    proxy = Counting(backend)
+    verdicts = make_judge("additive", {"score_mode": "logprob"}).judge(its, proxy)
+    assert proxy.calls == [4]
+    check_verdicts(verdicts, 4, "additive")
+    for v in verdicts:
+        assert v.ok and 0 <= v.rating <= 5 and not v.error
+        assert sum(v.scores["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert len({round(v.rating, 4) for v in verdicts}) > 1  # a reading of the answer, not a constant

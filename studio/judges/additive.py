@@ -2,13 +2,20 @@
 
 Each answer is judged ``n`` times (the paper: 3, sampled) and the parsed scores are averaged. A sample whose
 output has no ``Score: N`` with N in 0..5 is a failed sample; the verdict fails only when every sample failed.
+
+``score_mode="logprob"`` (the studio's own reading, for small local models that rarely write a parsable score):
+the same verbatim prompt, then an assistant turn prefilled with ``Score: ``; the next-token probabilities of
+"0".."5" give the score as the expectation sum k * P(k). It always exists, is calibrated, and is read for every
+item in one batched ``choice_probs`` call (``n``, temperature and the token budget do not apply).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from studio.backends.base import Backend
 from studio.errors import InputError
@@ -20,6 +27,7 @@ from studio.judges.base import (
     Verdict,
     render,
     safe_chat,
+    safe_choice_probs,
     text_of,
     user,
 )
@@ -43,6 +51,12 @@ class AdditiveConfig(JudgeConfig):
     temperature: float = 0.7  # sampling, so that the n samples differ
     top_p: float = 0.9
     max_new_tokens: int = 256  # "justify ... up to 100 words", then the score
+    score_mode: str = "text"  # text: parse the generated "Score: N"; logprob: sum k * P(k) after "Score: "
+
+
+SCORE_MODES = ("text", "logprob")
+DIGITS = tuple(str(k) for k in range(6))  # the additive scale, 0..5
+PREFILL = "Score: "
 
 
 @JUDGES.register("additive")
@@ -55,6 +69,13 @@ class AdditiveJudge(Judge):
 
     def check_config(self) -> None:
         super().check_config()
+        if self.config.score_mode not in SCORE_MODES:
+            raise InputError(
+                f"additive judge: score_mode must be one of {', '.join(SCORE_MODES)}, "
+                f"not {self.config.score_mode!r}"
+            )
+        if self.config.score_mode == "logprob":
+            return  # one deterministic reading per item: n and the sampling settings do not apply
         if self.config.n < 1:
             raise InputError(f"additive judge: n must be >= 1, not {self.config.n}")
         if self.config.n > 1 and self.config.temperature == 0:
@@ -63,8 +84,25 @@ class AdditiveJudge(Judge):
                 "set temperature > 0 or n = 1"
             )
 
+    def config_dict(self) -> dict[str, Any]:
+        """The settings; ``score_mode`` only when not the default "text", so text-mode hashes (and with them
+        the resume of judging jobs over stored verdicts) stay what they were before log-prob mode existed."""
+        d = super().config_dict()
+        if d.get("score_mode") == "text":
+            del d["score_mode"]
+        return d
+
+    def check_backend(self, backend: Backend) -> None:
+        if self.config.score_mode == "logprob" and not backend.supports_choice_probs:
+            raise InputError(
+                f"additive judge: score_mode 'logprob' reads next-token probabilities, which model "
+                f"{backend.model_name!r} does not offer; use a local (transformers) model or score_mode 'text'"
+            )
+
     def judge(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
         self.check_items(items)
+        if self.config.score_mode == "logprob":
+            return self._judge_logprob(items, backend)
         n = self.config.n
         convs = [
             user(render("self_rewarding_additive", prompt=it.question, response=it.answers[0].text))
@@ -92,4 +130,34 @@ class AdditiveJudge(Judge):
             raw=list(raws),
             error=error,
             notes=notes,
+        )
+
+    def _judge_logprob(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
+        """Every item in one ``choice_probs`` call: the verbatim prompt, then the assistant's "Score: "."""
+        self.check_backend(backend)
+        convs = [
+            [
+                *user(render("self_rewarding_additive", prompt=it.question, response=it.answers[0].text)),
+                {"role": "assistant", "content": PREFILL},
+            ]
+            for it in items
+        ]
+        results = safe_choice_probs(backend, convs, DIGITS)
+        return [self._logprob_verdict(it, r, backend) for it, r in zip(items, results, strict=True)]
+
+    def _logprob_verdict(self, item: JudgeItem, probs: dict[str, float] | str, backend: Backend) -> Verdict:
+        if isinstance(probs, str):  # this item alone was refused (e.g. too long a prompt)
+            return self.verdict(
+                item, backend, ok=False, orders=["A"], error=probs, scores={"reading": "logprob"}
+            )
+        expected = sum(k * probs[d] for k, d in enumerate(DIGITS))
+        return self.verdict(
+            item,
+            backend,
+            ok=True,
+            rating=expected,
+            orders=["A"],
+            scores={"reading": "logprob", "probs": probs, "argmax": int(max(probs, key=probs.__getitem__))},
+            raw=[json.dumps(probs)],
+            notes=[f"log-prob reading: sum k * P(k) over '0'..'5' after '{PREFILL}', not a generated score"],
         )
