@@ -3,17 +3,14 @@
 DPO runs the whole way a user would: ``studio train dpo --wait`` starts a job process from a store snapshot; the
 adapter must be saved, changed, registered with its lineage, and load and generate. The other methods run
 their job in this process (``studio.training.job.run``), which is the same code without the process start-up.
-Self-Rewarding is judged by a stub OpenAI-compatible server (a judge model other than the policy, which the
-loop supports): SmolLM2-135M almost never writes a parsable ``Score: N``, so judging with it would leave no pairs.
+Self-Rewarding runs with the default model as its own judge, as in the paper. SmolLM2-135M almost never writes a
+parsable ``Score: N``, so the judge reads the score from P("0".."5") after an assistant "Score: " prefill
+(``judge_score_mode="logprob"``), which always exists.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -163,47 +160,12 @@ def test_ppo(studio_settings: Settings, reward_job: tuple[int, RunDir]) -> None:
 
 
 # -- Self-Rewarding --------------------------------------------------------------------------------------------
-class _StubJudge(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat endpoint that answers the additive judge prompt with 'Score: N'."""
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        found = re.search(r"<response>(.*?)</response>", body["messages"][-1]["content"], re.S)
-        score = 1 + len(found.group(1) if found else "") % 5  # deterministic, and it differs between answers
-        reply = {
-            "id": "stub", "object": "chat.completion", "created": 0, "model": body.get("model", "stub"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": f"Relevant and clear. Score: {score}"}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }  # fmt: skip
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-@pytest.fixture()
-def stub_judge(studio_settings: Settings) -> Iterator[str]:
-    from studio.models import ModelRegistry, ModelSpec
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubJudge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    ModelRegistry(studio_settings).add(ModelSpec("stub-judge", backend="openai", path="stub", base_url=url))
-    yield "stub-judge"
-    server.shutdown()
-
-
-def test_one_self_rewarding_iteration(studio_settings: Settings, stub_judge: str) -> None:
+def test_one_self_rewarding_iteration(studio_settings: Settings) -> None:
+    """One iteration on the real default model: M_0 writes prompts, answers, judges itself, DPO gives M_1."""
     values = {
         **TINY, "prompt_source": "both", "n_new_prompts": 4, "max_prompts": 4, "few_shot": 3,
-        "prompt_max_new_tokens": 24, "n_samples": 2, "max_new_tokens": 16, "judge_model": stub_judge,
-        "judge_samples": 2, "agreement_max_pairs": 2, "agreement_threshold": 0.99,
+        "prompt_max_new_tokens": 24, "n_samples": 2, "max_new_tokens": 16, "judge_score_mode": "logprob",
+        "agreement_max_pairs": 2, "agreement_threshold": 0.99,
     }  # fmt: skip
     job_id, run = train_here(studio_settings, "self_rewarding", values)
     it = run.iteration(0)
@@ -211,20 +173,30 @@ def test_one_self_rewarding_iteration(studio_settings: Settings, stub_judge: str
     assert len(written["kept"]) + len(written["dropped"]) == 4 * 3  # step 0: M_0 wrote candidates, filtered
     rows = [json.loads(line) for line in (it / "generated.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(len(r["answers"]) == 2 and len(r["verdicts"]) == 2 for r in rows)
+    verdicts = [v for r in rows for v in r["verdicts"]]  # step 2: M_0 judged itself, every answer scored
+    assert all(v["ok"] and 0 <= v["rating"] <= 5 and v["scores"]["reading"] == "logprob" for v in verdicts)
     pairs = [r["pair"] for r in rows if r["pair"]]
     assert pairs and all(p["chosen_score"] > p["rejected_score"] for p in pairs)  # step 3: ties dropped
     agreement = json.loads((it / "agreement.json").read_text())
-    assert agreement["pairs"] == 2  # measured on the human pairs before the iteration
+    assert agreement["pairs"] == 2 and agreement["failed"] == 0  # measured on the human pairs beforehand
     series = run.metric_series()
-    assert {"selfreward/pairs", "judge/human_agreement", "rewards/margins"} <= set(series)
+    assert {"selfreward/pairs", "selfreward/mean_score", "judge/human_agreement", "rewards/margins"} <= set(
+        series
+    )  # step 5: the DPO step ran
+    assert series["selfreward/pairs"][-1][1] == len(pairs)
+    print(f"self-rewarding: {len(pairs)} pairs, mean score {series['selfreward/mean_score'][-1][1]:.3f}")
+    meta = json.loads((it / "meta.json").read_text())
+    assert meta["judge_model"] == meta["policy"] == "smollm2-135m"  # the policy is its own judge
+    assert meta["judge_config"]["score_mode"] == "logprob"
     with Store(studio_settings.db_path) as store:
         stored = store.preference_pairs(
             Filters(annotator="ai-judge", prompt_set=f"self-rewarding-{job_id}-iter0")
         )
         assert len(stored) == len(pairs)  # step 4: the pairs are in the store, by ai-judge, iteration 0
-        verdicts = store.list_verdicts(judge="additive", limit=None)
-        assert len(verdicts) == 8 and {v["judge_model"] for v in verdicts} == {stub_judge}
-        assert {v["judge_config"]["iteration"] for v in verdicts} == {0}
+        additive = store.list_verdicts(judge="additive", limit=None)
+        assert len(additive) == 8 and {v["judge_model"] for v in additive} == {"smollm2-135m"}
+        assert {v["judge_config"]["iteration"] for v in additive} == {0}
+        assert {v["judge_config"]["source"] for v in additive} == {"ai-judge"}
         model = store.get_model(f"self_rewarding-{job_id}-m1")  # step 5: M_1, with its lineage
-    assert model["parent"] == "smollm2-135m" and model["config"]["judge_model"] == stub_judge
+    assert model["parent"] == "smollm2-135m" and model["config"]["judge_model"] == "smollm2-135m"
     assert (it / "adapter" / "adapter_model.safetensors").exists()

@@ -362,6 +362,12 @@ class SelfRewardingConfig(DPOTrainConfig):
     judge_samples: int = opt(3, "judgements per answer, averaged (the paper: 3)")
     judge_temperature: float = opt(0.7, "sampling temperature of the judge")
     judge_max_new_tokens: int = opt(256, "tokens per judgement")
+    judge_score_mode: str = opt(
+        "text",
+        "text: parse the judge's 'Score: N' (the paper); logprob: read P(0..5) after 'Score:' and take the "
+        "expectation: always yields a score, for small models (local judge only)",
+        choices=("text", "logprob"),
+    )
     agreement_threshold: float = opt(
         0.0, "judge-human pairwise accuracy below this triggers agreement_action"
     )

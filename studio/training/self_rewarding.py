@@ -6,7 +6,9 @@ For t = 0 .. T-1, from M_0 = the starting model:
    prompt set is used as given (``prompt_source``);
 1. M_t samples N answers per prompt (temperature 0.7, top-p 0.9);
 2. the judge (M_t itself, or ``judge_model``: weak-to-strong when weaker) scores each answer with the additive
-   5-point prompt, ``judge_samples`` samples averaged; failed verdicts are kept and counted;
+   5-point prompt, ``judge_samples`` samples averaged; failed verdicts are kept and counted. With
+   ``judge_score_mode="logprob"`` the score is read from P("0".."5") after an assistant "Score: " prefill
+   (sum k * P(k)), which always exists: a small model as its own judge rarely writes a parsable score;
 3. pairs: (highest, lowest) score per prompt; ties dropped;
 4. the pairs are stored with source ai-judge and iteration t: the job writes ``iter_<t>/generated.jsonl``, and
    the runner imports it into the store on its next sync (the job never opens the store);
@@ -202,7 +204,8 @@ class SelfRewarding(Trainer):
         cfg = self.config
         judge = make_judge(
             "additive", {"n": cfg.judge_samples, "temperature": cfg.judge_temperature,
-                         "max_new_tokens": cfg.judge_max_new_tokens, "seed": cfg.seed},
+                         "max_new_tokens": cfg.judge_max_new_tokens, "seed": cfg.seed,
+                         "score_mode": cfg.judge_score_mode},
         )  # fmt: skip
         if not cfg.judge_model:
             return judge, policy, name
