@@ -173,6 +173,13 @@ def python_c(code: str, *args: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def test_the_documented_backup_commands_are_the_tested_ones() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    for code in (EXPORT, IMPORT):
+        quoted = code.replace('"', '\\"')  # as it reads inside bash double quotes
+        assert f'python -c "{quoted}"' in doc
+
+
 def test_backup_by_export_database_or_by_copy_restores_a_working_store(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cids = seed_comparisons(data, 3)
