@@ -349,6 +349,11 @@ def _screen(
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------------
+def column_picker(ctx: AppContext) -> gr.Dropdown:
+    """The column choices for the models registered now (called on every page load)."""
+    return gr.Dropdown(choices=svc.column_choices(ctx.model_names()))
+
+
 def _prompt_sets(ctx: AppContext) -> list[str]:
     try:
         return ctx.store.prompt_sets()

@@ -29,6 +29,11 @@ def rows(ctx: AppContext) -> list[list[str]]:
     ]
 
 
+def refreshed(ctx: AppContext) -> list:
+    """The table and the picker for the models registered now (called on every page load)."""
+    return [rows(ctx), gr.Dropdown(choices=ctx.model_names())]
+
+
 def build(ctx: AppContext) -> Handles:
     gr.Markdown(
         "Every registered model can answer in the Arena and act as a judge. Trained adapters appear here "

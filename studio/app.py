@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> gr.Blocks:
         gr.Markdown(f"# {TITLE}\nSystem 1 vs System 2 prompting, side by side.")
         with gr.Tabs():
             with gr.Tab("Arena"):
-                arena.build(ctx)
+                arena_tab = arena.build(ctx)
             with gr.Tab("Data"):
                 data.build(ctx)
             with gr.Tab("Judge"):
@@ -39,9 +39,13 @@ def create_app(settings: Settings) -> gr.Blocks:
             with gr.Tab("Train"):
                 train.build(ctx)
             with gr.Tab("Models"):
-                models.build(ctx)
+                models_tab = models.build(ctx)
             with gr.Tab("Eval"):
                 eval_tab.build(ctx)
+        # a model registered after start-up (Models tab, a finished training job) shows up on the next page load
+        demo.load(lambda: arena.column_picker(ctx), None, arena_tab.columns, api_visibility="private")
+        demo.load(lambda: models.refreshed(ctx), None, [models_tab.table, models_tab.try_model],
+                  api_visibility="private")  # fmt: skip
     # Quick actions (votes, labels, browsing) run 16 at a time, so they never wait behind a generation;
     # events that generate share concurrency_id="generate", limited to settings.concurrency.
     demo.queue(default_concurrency_limit=16)
