@@ -28,6 +28,7 @@ from studio.settings import Settings
 from studio.training import RunDir, Runner
 from studio.training.scheduler import alive
 from tests.servers import studio_server
+from tests.test_training_jobs import TINY, seed
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
 
@@ -110,7 +111,6 @@ def test_acknowledged_votes_survive_kill_9_of_the_server(tmp_path: Path) -> None
 
 
 # -- a training job killed with SIGKILL ----------------------------------------------------------------------
-TINY = {"max_length": 128, "lora_r": 4, "lora_alpha": 8, "per_device_train_batch_size": 2, "min_examples": 2}
 
 
 def group_members(pgid: int) -> list[int]:
@@ -132,17 +132,7 @@ def group_members(pgid: int) -> list[int]:
 def test_a_training_job_killed_with_sigkill_is_failed_after_a_restart(settings: Settings) -> None:
     settings = Settings.load(env={}, data_dir=settings.data_dir, threads=settings.threads or 1)
     with Store(settings.db_path, data_dir=settings.data_dir) as store:
-        for q, good, bad in [
-            ("2+2?", "4", "5"),
-            ("Capital of France?", "Paris.", "Rome."),
-            ("Sky?", "Blue.", "Up."),
-        ]:
-            pid = store.add_prompt(q, "kill-test")
-            a, b = (
-                store.add_run(pid, "smollm2-135m", "cot", good),
-                store.add_run(pid, "smollm2-135m", "s2a", bad),
-            )
-            store.add_vote(store.add_comparison([a, b]), "A", "alice")
+        seed(store)
         job = Runner(settings, store).start("dpo", {**TINY, "max_steps": 500, "save_steps": 1000})
         run = RunDir(job.run_dir)
         assert job.state == "running" and job.pid
