@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from storage import StoreError
+from studio.access import ADMIN, User
+from studio.auth import user_named
+from studio.context import AppContext
 from studio.errors import InputError, StudioError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +54,22 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return plain  # type: ignore[return-value]
+
+
+# -- who is asking ----------------------------------------------------------------------------------------------
+def current_user(ctx: AppContext, request: gr.Request | None, typed_name: str | None = None) -> User:
+    """With ``--auth``: the logged-in user and their role from users.toml. Without: the single local user, an
+    admin, named by what was typed in the session's name box (``local`` when nothing was typed)."""
+    auth_file = ctx.settings.auth_file
+    if not auth_file:
+        return User((typed_name or "").strip() or "local", ADMIN)
+    name = getattr(request, "username", None) if request is not None else None
+    if not name:
+        raise InputError("log in first")
+    user = user_named(Path(auth_file), name)
+    if user is None:
+        raise InputError(f"user {name!r} is no longer in the users file; ask an admin")
+    return user
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------

@@ -32,10 +32,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("name")
     q.add_argument("--file", default="users.toml", help="users file (default ./users.toml)")
     q.add_argument("--password-stdin", action="store_true", help="read the password from stdin (for scripts)")
+    q.add_argument(
+        "--role",
+        choices=["admin", "annotator"],
+        help="admin: manages models, training, imports and anyone's labels; annotator (default for a new "
+        "user): labels, flags, runs the arena, browses. Omitted: an existing user keeps their role",
+    )
     q.set_defaults(func=cmd_users_add)
-    q = usub.add_parser("list", help="list users")
+    q = usub.add_parser("list", help="list users and their roles")
     q.add_argument("--file", default="users.toml")
     q.set_defaults(func=cmd_users_list)
+    q = usub.add_parser("role", help="change a user's role")
+    q.add_argument("name")
+    q.add_argument("role", choices=["admin", "annotator"])
+    q.add_argument("--file", default="users.toml")
+    q.set_defaults(func=cmd_users_role)
+    q = usub.add_parser(
+        "token", help="issue an API token for the REST API (replaces the user's earlier token; printed once)"
+    )
+    q.add_argument("name")
+    q.add_argument("--file", default="users.toml")
+    q.set_defaults(func=cmd_users_token)
     for q in list(usub.choices.values()):
         add_settings_flags(q)
 
@@ -118,7 +135,7 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
         if password != getpass.getpass("again: "):
             print("error: the passwords differ", file=sys.stderr)
             return 2
-    add_user(Path(args.file), args.name, password)
+    add_user(Path(args.file), args.name, password, role=args.role)
     print(f"saved {args.name} to {args.file} (hashed)")
     return 0
 
@@ -126,10 +143,34 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from studio.auth import load_users
+    from studio.auth import load_records
 
-    for name in load_users(Path(args.file)):
-        print(name)
+    for name, record in load_records(Path(args.file)).items():
+        print(f"{name}\t{record.role}" + ("\ttoken" if record.token_sha256 else ""))
+    return 0
+
+
+def cmd_users_role(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from studio.auth import set_role
+
+    set_role(Path(args.file), args.name, args.role)
+    print(f"{args.name} is now an {args.role}")
+    return 0
+
+
+def cmd_users_token(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from studio.auth import issue_token
+
+    token = issue_token(Path(args.file), args.name)
+    print(token)
+    print(
+        f"(an API token for {args.name}; only its hash is kept in {args.file}, so copy it now)",
+        file=sys.stderr,
+    )
     return 0
 
 
