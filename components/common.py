@@ -96,8 +96,51 @@ def limit_of(value: Any, default: int = 100) -> int | None:
     """A row limit from a number box: 0 or empty means every row."""
     if value in (None, ""):
         return default
-    n = int(value)
+    n = whole(value, "row limit")
     return None if n <= 0 else n
+
+
+def text(value: Any, what: str, *, required: bool = False) -> str:
+    """A text box's value, stripped; a clear error for a non-text value or, when ``required``, an empty one."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InputError(f"the {what} must be text, not {type(value).__name__} {value!r:.40}")
+    if required and not value.strip():
+        raise InputError(f"enter a {what}")
+    return value.strip()
+
+
+def number(value: Any, what: str, *, lo: float | None = None, hi: float | None = None) -> float | None:
+    """A number box's value (None when empty); a clear error for text such as 'lots' or a value out of range."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"the {what} must be a number, not {value!r}")
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"the {what} must be a number, not {value!r:.40}") from None
+    if n != n or n in (float("inf"), float("-inf")):
+        raise InputError(f"the {what} must be a finite number, not {value!r}")
+    if (lo is not None and n < lo) or (hi is not None and n > hi):
+        bounds = (
+            f"between {lo:g} and {hi:g}"
+            if lo is not None and hi is not None
+            else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
+        )
+        raise InputError(f"the {what} must be {bounds}, not {value!r}")
+    return n
+
+
+def whole(value: Any, what: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    """A whole number from a number box; a clear error for text, fractions, empty or out-of-range values."""
+    n = number(value, what, lo=lo, hi=hi)
+    if n is None:
+        raise InputError(f"enter the {what} (a whole number)")
+    if not n.is_integer():
+        raise InputError(f"the {what} must be a whole number, not {value!r}")
+    return int(n)
 
 
 # -- tables ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from components.common import current_user, text
+from studio.access import require_admin
 from studio.backends import GenParams
 from studio.context import AppContext
 from studio.errors import StudioError
@@ -37,7 +39,8 @@ def refreshed(ctx: AppContext) -> list:
 def build(ctx: AppContext) -> Handles:
     gr.Markdown(
         "Every registered model can answer in the Arena and act as a judge. Trained adapters appear here "
-        "with their parent. API keys are read from the environment variable you name, never stored."
+        "with their parent. Only admins add models. API keys are read from the environment variable you name "
+        "(STUDIO_KEY_*, or one an admin allowed in STUDIO_ALLOWED_KEY_ENVS), never stored."
     )
     table = gr.Dataframe(rows(ctx), headers=COLUMNS, interactive=False, label="Registered models")
     with gr.Accordion("Add a model", open=False):
@@ -47,7 +50,7 @@ def build(ctx: AppContext) -> Handles:
         with gr.Row():
             path = gr.Textbox(label="Model (server's model name, local dir, or hub id)")
             base_url = gr.Textbox(label="Base URL (openai)", placeholder="http://127.0.0.1:8000/v1")
-            key_env = gr.Textbox(label="API key env var (openai)", placeholder="OPENAI_API_KEY")
+            key_env = gr.Textbox(label="API key env var (openai)", placeholder="STUDIO_KEY_MYSERVER")
             adapter = gr.Textbox(label="LoRA adapter dir (transformers, optional)")
         add = gr.Button("Add model")
     with gr.Row():
@@ -58,17 +61,19 @@ def build(ctx: AppContext) -> Handles:
         try_btn = gr.Button("Try", scale=0)
     try_output = gr.Textbox(label="Answer", lines=4, interactive=False)
 
-    def add_model(n: str, b: str, p: str, url: str, env: str, ad: str):
-        spec = ModelSpec(
-            name=n.strip(),
-            backend=b,
-            path=p.strip(),
-            base_url=url.strip(),
-            api_key_env=env.strip(),
-            adapter=ad.strip(),
-        )
+    def add_model(n: str, b: str, p: str, url: str, env: str, ad: str, request: gr.Request):
         try:
-            ctx.registry.add(spec)
+            user = current_user(ctx, request)
+            require_admin(user, "add or change models")  # before reading anything else the caller sent
+            spec = ModelSpec(
+                name=text(n, "model name", required=True),
+                backend=text(b, "backend") or "openai",
+                path=text(p, "model"),
+                base_url=text(url, "base URL"),
+                api_key_env=text(env, "API key env var"),
+                adapter=text(ad, "adapter dir"),
+            )
+            ctx.registry.add(spec, user=user)
         except StudioError as e:
             raise gr.Error(str(e)) from None
         gr.Info(f"Registered {spec.name}")

@@ -138,6 +138,8 @@ def _write(path: Path, raw: dict[str, Any]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(tomli_w.dumps(raw))
     tmp.replace(path)
+    with _cache_lock:  # a rewrite within the clock's granularity could otherwise look unchanged
+        _cache.pop(path, None)
 
 
 def add_user(path: Path, name: str, password: str, *, role: str | None = None) -> None:

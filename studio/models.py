@@ -6,6 +6,9 @@ cached: one instance per model per process, never two copies by accident.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -20,11 +23,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from studio import default_model
+from studio.access import User, require_admin
 from studio.backends import BACKENDS, Backend
-from studio.errors import BackendError, InputError, ModelNotFound
+from studio.errors import KEY_ENV_PREFIX, BackendError, InputError, ModelNotFound
 from studio.settings import Settings
 
 NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+LOCAL_ADMIN = "local"  # who registered a model through the CLI or the Python API (both are local admin tools)
 
 
 @dataclass
@@ -40,6 +46,7 @@ class ModelSpec:
     parent: str = ""  # lineage: the model this one was trained from
     training_run: str = ""
     description: str = ""
+    registered_by: str = ""  # the admin who registered it; only such models get the OPENAI_API_KEY fallback
     builtin: bool = False
 
     def to_toml(self) -> dict[str, Any]:
@@ -53,6 +60,29 @@ class ModelSpec:
         where = self.base_url or self.path
         extra = f" + adapter {self.adapter}" if self.adapter else ""
         return f"{self.backend}: {where}{extra}"
+
+
+def check_key_env(name: str, settings: Settings) -> None:
+    """A model may name only an allowed env var as its key: ``STUDIO_KEY_*`` or one an admin listed in the
+    ``allowed_key_envs`` setting. Otherwise whoever registers a model could send any secret of the server's
+    environment (cloud credentials, tokens) to a URL of their choice."""
+    if not name:
+        return
+    if ENV_NAME.match(name) and (name.startswith(KEY_ENV_PREFIX) or name in settings.key_env_names):
+        return
+    raise InputError(
+        f"the key env var {name!r} is not allowed: name one starting with {KEY_ENV_PREFIX} "
+        f"(e.g. {KEY_ENV_PREFIX}MYSERVER), or have an admin list it in STUDIO_ALLOWED_KEY_ENVS"
+    )
+
+
+def api_key_for(spec: ModelSpec, settings: Settings) -> str:
+    """The key sent with ``spec``'s requests: its own (allowed) env var, else the OPENAI_API_KEY setting for
+    models an admin registered, else none."""
+    check_key_env(spec.api_key_env, settings)
+    if spec.api_key_env:
+        return os.environ.get(spec.api_key_env, "")
+    return settings.openai_api_key if spec.registered_by else ""
 
 
 def builtin_specs(settings: Settings) -> dict[str, ModelSpec]:
@@ -105,7 +135,12 @@ class ModelRegistry:
             raise ModelNotFound(f"unknown model {name!r}; known models: {', '.join(specs)}")
         return specs[name]
 
-    def add(self, spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    def add(self, spec: ModelSpec, *, replace: bool = False, user: User | None = None) -> ModelSpec:
+        """Register ``spec``. ``user`` is who asks (None: the local admin, e.g. the CLI); only admins may."""
+        if user is not None:
+            require_admin(user, "add or change models")
+        spec = dataclasses.replace(spec, registered_by=user.name if user is not None else LOCAL_ADMIN)
+        check_key_env(spec.api_key_env, self.settings)
         if not spec.name or not set(spec.name) <= NAME_OK:
             raise InputError(f"model name {spec.name!r} may use only letters, digits and -_.:/@")
         if spec.backend not in BACKENDS:
@@ -119,7 +154,9 @@ class ModelRegistry:
         self._write(current)
         return spec
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, *, user: User | None = None) -> None:
+        if user is not None:
+            require_admin(user, "remove models")
         current = self._read_file()
         if name not in current:
             raise ModelNotFound(f"no user-registered model {name!r}")
@@ -165,8 +202,7 @@ class ModelRegistry:
             "adapter": spec.adapter or None,
             "dtype": self.settings.dtype,
             "base_url": spec.base_url or self.settings.openai_base_url,
-            "api_key_env": spec.api_key_env,
-            "api_key": self.settings.openai_api_key,
+            "api_key": api_key_for(spec, self.settings),
             "timeout": self.settings.request_timeout,
         }
         try:

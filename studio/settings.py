@@ -25,10 +25,16 @@ class Settings:
     max_new_tokens: int = 256  # the Arena's default per-step budget
     request_timeout: float = 60.0  # seconds, for OpenAI-compatible endpoints
     openai_base_url: str = ""  # used for models registered without one
-    openai_api_key: str = ""  # never written to the store or logs
+    openai_api_key: str = ""  # never written to the store or logs; sent only to models an admin registered
+    # env vars a model may name as its key, besides every STUDIO_KEY_* (comma-separated), e.g. "TOGETHER_API_KEY"
+    allowed_key_envs: str = ""
     auth_file: str = ""  # users.toml for annotator logins; empty = no login, a name field per session
     max_upload_mb: int = 100  # uploads (prompt sets, preference files) larger than this are refused
     root_path: str = ""  # the URL prefix when served behind a reverse proxy at a sub-path, e.g. /studio
+    # failed logins before a user name (or, x4, a client address) is locked out for login_lockout_s seconds,
+    # doubling with each further failure up to an hour
+    login_max_failures: int = 5
+    login_lockout_s: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -40,6 +46,8 @@ class Settings:
             raise InputError(f"threads must be >= 0, not {self.threads}")
         if self.max_upload_mb < 1:
             raise InputError(f"max_upload_mb must be >= 1, not {self.max_upload_mb}")
+        if self.login_max_failures < 1 or self.login_lockout_s < 0:
+            raise InputError("login_max_failures must be >= 1 and login_lockout_s >= 0")
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -55,6 +63,11 @@ class Settings:
                 values[f.name] = _coerce(f.name, f.type, raw, var)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def key_env_names(self) -> tuple[str, ...]:
+        """The env var names an admin allowed as model keys in ``allowed_key_envs`` (besides STUDIO_KEY_*)."""
+        return tuple(n.strip() for n in self.allowed_key_envs.split(",") if n.strip())
 
     @property
     def db_path(self) -> Path:

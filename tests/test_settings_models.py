@@ -108,3 +108,101 @@ def test_typed_registry_rejects_duplicates_and_wrong_types() -> None:
         reg.register("c")(int)  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="known: a"):
         reg.get("zzz")
+
+
+# -- who may register a model, and which keys a model may use ---------------------------------------------------
+def test_only_allowed_env_vars_can_hold_a_models_key(tmp_path: Path) -> None:
+    settings = Settings.load(
+        env={"STUDIO_ALLOWED_KEY_ENVS": "TOGETHER_API_KEY, GROQ_API_KEY"}, data_dir=tmp_path
+    )
+    reg = ModelRegistry(settings)
+    endpoint = {"backend": "openai", "path": "m", "base_url": "http://127.0.0.1:9/v1"}
+    for name in ("HOME", "AWS_SECRET_ACCESS_KEY", "OPENAI_API_KEY", "STUDIO_KEY_X; rm", "studio_key_x"):
+        with pytest.raises(InputError, match="not allowed"):
+            reg.add(ModelSpec(name="m1", api_key_env=name, **endpoint))
+    reg.add(ModelSpec(name="m1", api_key_env="STUDIO_KEY_VLLM", **endpoint))
+    reg.add(ModelSpec(name="m2", api_key_env="GROQ_API_KEY", **endpoint))
+    assert reg.get("m2").registered_by == "local"  # the CLI and the Python API are local admin tools
+
+
+def test_annotators_cannot_add_or_remove_models(tmp_path: Path) -> None:
+    from studio.access import ADMIN, ANNOTATOR, User
+
+    reg = ModelRegistry(Settings.load(env={}, data_dir=tmp_path))
+    spec = ModelSpec(name="exfil", backend="openai", path="m", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(InputError, match="only an admin may add or change models; bob is an annotator"):
+        reg.add(spec, user=User("bob", ANNOTATOR))
+    assert "exfil" not in reg.names()
+    reg.add(spec, user=User("alice", ADMIN))
+    assert reg.get("exfil").registered_by == "alice"
+    with pytest.raises(InputError, match="only an admin may remove models"):
+        reg.remove("exfil", user=User("bob", ANNOTATOR))
+    reg.remove("exfil", user=User("alice", ADMIN))
+
+
+def test_the_openai_key_fallback_is_only_for_models_an_admin_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.models import api_key_for
+
+    monkeypatch.setenv("STUDIO_KEY_MINE", "sk-mine-123456")
+    monkeypatch.setenv("SOME_ENV_VAR", "cloud-secret-123456")
+    settings = Settings.load(env={"OPENAI_API_KEY": "sk-fallback-123456"}, data_dir=tmp_path)
+    reg = ModelRegistry(settings)
+    reg.add(ModelSpec(name="admin-made", backend="openai", path="m", base_url="http://127.0.0.1:9/v1"))
+    reg.add(ModelSpec(name="own-key", backend="openai", path="m", base_url="http://127.0.0.1:9/v1",
+                      api_key_env="STUDIO_KEY_MINE"))  # fmt: skip
+    with settings.models_file.open("a") as f:  # entries nobody recorded registering (an older studio's)
+        f.write('[models.legacy]\nbackend = "openai"\npath = "m"\nbase_url = "http://127.0.0.1:9/v1"\n')
+        f.write('[models.legacy-env]\nbackend = "openai"\npath = "m"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                'api_key_env = "SOME_ENV_VAR"\n')  # fmt: skip
+    assert api_key_for(reg.get("admin-made"), settings) == "sk-fallback-123456"
+    assert api_key_for(reg.get("own-key"), settings) == "sk-mine-123456"
+    assert api_key_for(reg.get("legacy"), settings) == ""
+    with pytest.raises(InputError, match="'SOME_ENV_VAR' is not allowed"):
+        reg.backend("legacy-env")  # refused before any request is made
+
+
+def test_redact_removes_keys_tokens_and_the_values_of_key_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.errors import BackendError, redact
+
+    monkeypatch.setenv("STUDIO_KEY_LOCAL", "plainvalue-no-pattern")
+    monkeypatch.setenv("STUDIO_ALLOWED_KEY_ENVS", "OTHER_TOKEN")
+    monkeypatch.setenv("OTHER_TOKEN", "another-plain-value")
+    text = (
+        "401 Incorrect API key provided: Bearer sk-proj-Abc123XYZ789; also sk-abcdefghijklmnop, "
+        'hf_AbCdEfGhIjKlMn, {"api_key": "zzzzzzzz"}, plainvalue-no-pattern and another-plain-value'
+    )
+    clean = redact(text)
+    for secret in ("sk-proj-Abc123XYZ789", "sk-abcdefghijklmnop", "hf_AbCdEfGhIjKlMn", "zzzzzzzz",
+                   "plainvalue-no-pattern", "another-plain-value"):  # fmt: skip
+        assert secret not in clean
+    assert clean.startswith("401 Incorrect API key provided: Bearer [redacted]")
+    assert redact("model gpt-4o at http://127.0.0.1:8000/v1 took 3 tokens") == (
+        "model gpt-4o at http://127.0.0.1:8000/v1 took 3 tokens"
+    )
+    assert "sk-abcdefghijklmnop" not in str(BackendError("HTTP 401: key sk-abcdefghijklmnop"))
+
+
+# -- users, roles and API tokens --------------------------------------------------------------------------------
+def test_users_have_roles_and_api_tokens_stored_as_hashes(tmp_path: Path) -> None:
+    from studio import auth
+    from studio.access import User
+
+    users = tmp_path / "users.toml"
+    auth.add_user(users, "alice", "pw-a", role="admin")
+    auth.add_user(users, "bob", "pw-b")
+    assert auth.user_named(users, "alice") == User("alice", "admin")
+    assert auth.user_named(users, "bob") == User("bob", "annotator") and not User("bob", "annotator").is_admin
+    auth.add_user(users, "alice", "new-pw")  # a new password keeps the role
+    assert auth.user_named(users, "alice").is_admin  # type: ignore[union-attr]
+    token = auth.issue_token(users, "bob")
+    assert token not in users.read_text() and auth.user_for_token(users, token) == User("bob", "annotator")
+    assert auth.user_for_token(users, token + "x") is None and auth.user_for_token(users, "") is None
+    again = auth.issue_token(users, "bob")  # a new token replaces the old one
+    assert auth.user_for_token(users, token) is None and auth.user_for_token(users, again).name == "bob"  # type: ignore[union-attr]
+    with pytest.raises(InputError, match="no user 'carol'"):
+        auth.issue_token(users, "carol")
+    users.write_text(users.read_text().replace('role = "annotator"', 'role = "root"'))
+    with pytest.raises(InputError, match="role 'root'"):
+        auth.load_records(users)

@@ -81,7 +81,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--gguf-file", default="", help="GGUF file name inside --path")
     q.add_argument("--adapter", default="", help="PEFT LoRA adapter dir on top of --path")
     q.add_argument("--base-url", default="", help="openai: e.g. http://127.0.0.1:8000/v1")
-    q.add_argument("--api-key-env", default="", help="openai: env var that holds the API key")
+    q.add_argument(
+        "--api-key-env",
+        default="",
+        help="openai: env var that holds the API key: STUDIO_KEY_* or a name listed in STUDIO_ALLOWED_KEY_ENVS "
+        "(default: OPENAI_API_KEY / STUDIO_OPENAI_API_KEY)",
+    )
     q.add_argument("--description", default="")
     q.add_argument("--replace", action="store_true")
     q.set_defaults(func=cmd_models_add)
