@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from studio.backends.base import Backend, Completion, GenParams, validate_conversation
-from studio.errors import StudioError
+from studio.errors import StudioError, redact
 from studio.strategies.base import (
     RunContext,
     RunResult,
@@ -180,7 +180,7 @@ def _finish(run: _Run, answer: str) -> Iterator[TraceEvent]:
 
 
 def _fail(run: _Run, e: BaseException) -> Iterator[TraceEvent]:
-    msg = str(e) if isinstance(e, StudioError) else f"{type(e).__name__}: {e}"
+    msg = str(e) if isinstance(e, StudioError) else redact(f"{type(e).__name__}: {e}")  # stored and shown
     run.trace.error = msg
     run.trace.final_answer = run.ctx.best or ""
     run.trace.latency_s = time.perf_counter() - run.t0
