@@ -31,6 +31,7 @@ class Settings:
     auth_file: str = ""  # users.toml for annotator logins; empty = no login, a name field per session
     max_upload_mb: int = 100  # uploads (prompt sets, preference files) larger than this are refused
     root_path: str = ""  # the URL prefix when served behind a reverse proxy at a sub-path, e.g. /studio
+    max_prompt_chars: int = 20000  # longer prompts are refused before anything runs or is stored
     # failed logins before a user name (or, x4, a client address) is locked out for login_lockout_s seconds,
     # doubling with each further failure up to an hour
     login_max_failures: int = 5
@@ -44,6 +45,8 @@ class Settings:
             raise InputError(f"port must be between 1 and 65535, not {self.port}")
         if self.threads < 0:
             raise InputError(f"threads must be >= 0, not {self.threads}")
+        if self.max_prompt_chars < 1:
+            raise InputError(f"max_prompt_chars must be >= 1, not {self.max_prompt_chars}")
         if self.max_upload_mb < 1:
             raise InputError(f"max_upload_mb must be >= 1, not {self.max_upload_mb}")
         if self.login_max_failures < 1 or self.login_lockout_s < 0:
