@@ -9,8 +9,10 @@ import gradio as gr
 
 from components import arena, data, judge, models, train
 from components import eval as eval_tab
+from components.common import guard_events
 from studio.auth import authenticator
 from studio.context import AppContext
+from studio.errors import configure_logging
 from studio.settings import Settings
 
 TITLE = "Reasoning Studio"
@@ -46,6 +48,7 @@ def create_app(settings: Settings) -> gr.Blocks:
         demo.load(lambda: arena.column_picker(ctx), None, arena_tab.columns, api_visibility="private")
         demo.load(lambda: models.refreshed(ctx), None, [models_tab.table, models_tab.try_model],
                   api_visibility="private")  # fmt: skip
+    guard_events(demo)  # every handler: user errors as one toast and one log line, faults logged with traceback
     # Quick actions (votes, labels, browsing) run 16 at a time, so they never wait behind a generation;
     # events that generate share concurrency_id="generate", limited to settings.concurrency.
     demo.queue(default_concurrency_limit=16)
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> gr.Blocks:
 
 
 def serve(settings: Settings, *, share: bool = False, preload: bool = True, block: bool = True) -> gr.Blocks:
+    configure_logging()
     auth = authenticator(Path(settings.auth_file)) if settings.auth_file else None  # fail before loading
     # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
@@ -73,6 +77,7 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
         if auth
         else None,
         prevent_thread_lock=not block,
+        show_error=True,  # gradio's own input errors (missing or wrong-typed values) reach API clients
         max_file_size=f"{settings.max_upload_mb}mb",
         root_path=settings.root_path or None,
         theme=gr.themes.Soft(),
