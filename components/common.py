@@ -8,6 +8,7 @@ import functools
 import html
 import inspect
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,19 +22,38 @@ from storage import StoreError
 from studio.access import ADMIN, User
 from studio.auth import user_named
 from studio.context import AppContext
-from studio.errors import InputError, StudioError
+from studio.errors import InputError, StudioError, public_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (StudioError, StoreError)
+log = logging.getLogger("studio.ui")
+
+
+def shown(e: BaseException) -> gr.Error:
+    """A user error as the toast a remote user sees (redacted, no server paths), logged as one line."""
+    message = public_message(str(e))
+    log.warning("user error: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Show a studio or store error as a ``gr.Error`` toast with its message, never as a traceback."""
+    """Show a studio or store error as a ``gr.Error`` toast with its message, logged as one line and never as
+    a traceback. Anything else is a fault: its traceback goes to the log, the user sees its kind only."""
     try:
         yield
+    except gr.Error as e:
+        e.message = public_message(e.message)
+        log.warning("user error: %s", e.message)
+        e.print_exception = False
+        raise
     except USER_ERRORS as e:
-        raise gr.Error(str(e)) from None
+        raise shown(e) from None
+    except Exception as e:
+        log.exception("internal error in a UI handler")
+        raise gr.Error(
+            f"internal error ({type(e).__name__}); the server log has the details", print_exception=False
+        ) from None
 
 
 def friendly(fn: F) -> F:
@@ -54,6 +74,19 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return plain  # type: ignore[return-value]
+
+
+def guard_events(demo: gr.Blocks) -> None:
+    """Wrap every event handler of ``demo`` in :func:`user_errors` (once), so that no handler, however it
+    was written, shows a traceback, a server path or a key."""
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn
+        if fn is None or getattr(fn, "_guarded", False):
+            continue
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            continue
+        block_fn.fn = friendly(fn)
+        block_fn.fn._guarded = True  # type: ignore[attr-defined]
 
 
 # -- who is asking ----------------------------------------------------------------------------------------------

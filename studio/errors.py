@@ -56,6 +56,33 @@ def _keep_label(m: re.Match[str]) -> str:
     return REDACTED
 
 
+# An absolute path of two or more parts (not the path of a URL: that follows a host or a ':').
+_SERVER_PATH = re.compile(r"(?<![\w:/.~-])(?:/[\w.@+-]+){2,}/?")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute server path cut to its last part ('/srv/data/uploads/3f2a/x.jsonl' ->
+    'x.jsonl'): a user of the web app learns nothing about the server's directories from an error."""
+    return _SERVER_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], text) if text else text
+
+
+def public_message(text: str) -> str:
+    """An error text fit to show a remote user: redacted, without server paths, on one short line."""
+    return hide_paths(redact(" ".join(str(text).split())))[:2000]
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One stderr handler for the server's log, redacting every record. Called once by ``studio serve``."""
+    root = logging.getLogger()
+    if any(isinstance(f, RedactingFilter) for h in root.handlers for f in h.filters):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root.addHandler(handler)
+    logging.getLogger("studio").setLevel(level)
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that redacts each record's message (and drops its args once merged in)."""
 
