@@ -9,6 +9,7 @@ import html
 import inspect
 import json
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from storage import StoreError
 from studio.access import ADMIN, User
 from studio.auth import user_named
 from studio.context import AppContext
-from studio.errors import InputError, StudioError, public_message
+from studio.errors import InputError, StudioError, hide_paths, public_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (StudioError, StoreError)
@@ -79,6 +80,7 @@ def friendly(fn: F) -> F:
 def guard_events(demo: gr.Blocks) -> None:
     """Wrap every event handler of ``demo`` in :func:`user_errors` (once), so that no handler, however it
     was written, shows a traceback, a server path or a key."""
+    _guard_preprocessing(demo)
     for block_fn in demo.fns.values():
         fn = block_fn.fn
         if fn is None or getattr(fn, "_guarded", False):
@@ -87,6 +89,52 @@ def guard_events(demo: gr.Blocks) -> None:
             continue
         block_fn.fn = friendly(fn)
         block_fn.fn._guarded = True  # type: ignore[attr-defined]
+
+
+def _guard_preprocessing(demo: gr.Blocks) -> None:
+    """Gradio checks each input (count, type, an uploaded file's path) before a handler runs. A failed check
+    is the caller's mistake: one clear message to them and one log line, not a traceback in the console."""
+    if getattr(demo, "_preprocessing_guarded", False):
+        return
+    original = demo.preprocess_data
+
+    @functools.wraps(original)
+    async def preprocess_data(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            raise shown(InputError(_input_message(str(e)))) from None
+
+    demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
+    demo._preprocessing_guarded = True  # type: ignore[attr-defined]
+
+
+_TOO_FEW = re.compile(
+    r"event handler \((\w+)\) didn't receive enough input values \(needed: (\d+), got: (\d+)\)"
+)
+_WRONG_TYPE = re.compile(
+    r"at index (\d+) \(a `(\w+)` component\) of the event handler \(named \"(\w+)\"\).*?"
+    r"Expected an? `([^`]+)`, but the value passed to the event handler was: (.*?) \(of type",
+    re.DOTALL,
+)
+
+
+_NOT_UPLOADED = re.compile(r"Cannot move (.*?) to the gradio cache dir because it was not uploaded")
+_KINDS = {"float": "a number", "int": "a whole number", "str": "text", "bool": "true or false"}
+
+
+def _input_message(text: str) -> str:
+    """Gradio's input-check messages, shortened to what the caller needs to fix."""
+    if m := _TOO_FEW.search(text):
+        return f"{m[1]} takes {m[2]} input values; {m[3]} were sent"
+    if m := _WRONG_TYPE.search(text):
+        want = m[4].replace(" | None", "")
+        return f"{m[3]}: input {int(m[1]) + 1} (a {m[2]}) must be {_KINDS.get(want, want)}, not {m[5]}"
+    if m := _NOT_UPLOADED.search(text):
+        return f"only files uploaded to this server can be read; {hide_paths(m[1])} was not uploaded"
+    return text
 
 
 # -- who is asking ----------------------------------------------------------------------------------------------
