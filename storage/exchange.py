@@ -40,6 +40,7 @@ class ImportResult:
     rows: int
     prompt_set: str
     annotator: str
+    imported_by: str | None = None
 
 
 # -- export ---------------------------------------------------------------------------------------------------
@@ -127,9 +128,28 @@ def push_to_hub(ds: Any, repo_id: str, kind: str, token: str | None) -> ExportRe
 
 
 def import_preferences(
-    store: Store, path: Path, *, prompt_set: str | None = None, annotator: str | None = None
+    store: Store,
+    path: Path,
+    *,
+    prompt_set: str | None = None,
+    annotator: str | None = None,
+    imported_by: str | None = None,
 ) -> ImportResult:
-    """Read, validate every row (row-numbered errors), then insert everything in one transaction."""
+    """Read, validate every row (row-numbered errors), then insert everything in one transaction.
+
+    The votes' annotator is ``annotator``, else the source ``import:<file name>``; a column of the file never
+    names it. With ``imported_by`` (the importing user), ``annotator`` may only be that user or the source
+    (nobody imports labels under another person's name), and the user is recorded in each imported run's
+    ``params`` as ``imported_by``."""
+    source = f"import:{path.name}"
+    if imported_by is not None:
+        if not isinstance(imported_by, str) or not imported_by.strip():
+            raise StoreError("imported_by must name the importing user")
+        if annotator not in (None, imported_by, source):
+            raise StoreError(
+                f"imported labels carry your own name ({imported_by}) or the source {source}, "
+                f"not {annotator!r}"
+            )
     rows = _read(store, path)
     items, errors = _validate(rows)
     if errors:
@@ -140,11 +160,14 @@ def import_preferences(
     if not items:
         raise StoreError(f"{path.name}: no rows to import")
     prompt_set = prompt_set or f"import:{path.stem}"
-    annotator = annotator or f"import:{path.name}"
+    annotator = annotator or source
     columns = {k: [it[i] for it in items] for i, k in enumerate(("text", "messages", "chosen", "rejected"))}
+    params = json.dumps({"imported_by": imported_by}, ensure_ascii=False) if imported_by else None
     with store._write() as cur:
-        _insert(store, cur, columns, prompt_set=prompt_set, annotator=annotator, source=path.name)
-    return ImportResult(str(path), len(items), prompt_set, annotator)
+        _insert(
+            store, cur, columns, prompt_set=prompt_set, annotator=annotator, source=path.name, params=params
+        )
+    return ImportResult(str(path), len(items), prompt_set, annotator, imported_by)
 
 
 def _read(store: Store, path: Path) -> list[tuple[int, Any]]:
@@ -281,7 +304,7 @@ def _prompt_text(messages: list[dict[str, str]]) -> tuple[str, str | None]:
 
 def _insert(
     store: Store, cur: duckdb.DuckDBPyConnection, columns: dict[str, list], *, prompt_set: str,
-    annotator: str, source: str,
+    annotator: str, source: str, params: str | None = None,
 ) -> None:  # fmt: skip
     """Set-based insert: prompts (get or create), two runs, a comparison and an 'A' vote per row."""
     cur.execute(
@@ -290,12 +313,18 @@ def _insert(
                unnest($chosen) AS chosen, unnest($rejected) AS rejected""",
         columns,
     ).fetchall()
-    _insert_rows(store, cur, len(columns["text"]), prompt_set, annotator, source)
+    _insert_rows(store, cur, len(columns["text"]), prompt_set, annotator, source, params)
     cur.execute("DROP TABLE _import; DROP TABLE _import_prompt").fetchall()  # on error, rollback drops them
 
 
 def _insert_rows(
-    store: Store, cur: duckdb.DuckDBPyConnection, n: int, prompt_set: str, annotator: str, source: str
+    store: Store,
+    cur: duckdb.DuckDBPyConnection,
+    n: int,
+    prompt_set: str,
+    annotator: str,
+    source: str,
+    params: str | None,
 ) -> None:
     p = {"set": prompt_set}
     cur.execute(
@@ -315,15 +344,15 @@ def _insert_rows(
     runs, cmps, votes = (
         store._reserve(cur, t, k) for t, k in (("runs", 2 * n), ("comparisons", n), ("votes", n))
     )
-    ids = {"runs": runs, "cmps": cmps, "votes": votes, "src": source, "who": annotator}
+    ids = {"runs": runs, "cmps": cmps, "votes": votes, "src": source, "who": annotator, "params": params}
     for sql in _IMPORT_INSERTS:
         cur.execute(sql, {k: v for k, v in ids.items() if f"${k}" in sql}).fetchall()
 
 
 # Row i's chosen run is runs + 2(i-1) at position 0, its rejected run the next id at position 1.
 _IMPORT_INSERTS = (
-    """INSERT INTO runs (id, prompt_id, model, strategy, variant, answer)
-    SELECT $runs + 2 * (i.i - 1) + k, ip.prompt_id, 'imported', 'imported', $src,
+    """INSERT INTO runs (id, prompt_id, model, strategy, variant, params, answer)
+    SELECT $runs + 2 * (i.i - 1) + k, ip.prompt_id, 'imported', 'imported', $src, $params::JSON,
            CASE k WHEN 0 THEN i.chosen ELSE i.rejected END
     FROM _import i JOIN _import_prompt ip USING (i) CROSS JOIN range(2) r(k)""",
     """INSERT INTO comparisons (id, prompt_id, blind)

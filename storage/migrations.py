@@ -14,7 +14,8 @@ import duckdb
 
 from storage.errors import StoreError
 
-Migration = Callable[[duckdb.DuckDBPyConnection], None]
+# A migration may return one line for ``Store.migration_report`` (what it changed in existing data).
+Migration = Callable[[duckdb.DuckDBPyConnection], str | None]
 
 _NOW = "(now() AT TIME ZONE 'UTC')"
 
@@ -148,6 +149,50 @@ CREATE TABLE metrics (
 """
 
 
+def vote_json(v: str = "v") -> str:
+    """A vote's value in ``label_audit`` (old/new), as a SQL expression over the votes row aliased ``v``."""
+    return (
+        f"to_json({{'id': {v}.id, 'kind': {v}.kind, 'choice': {v}.choice, 'ranks': {v}.ranks, "
+        f"'comment': {v}.comment, 'created_at': {v}.created_at}})"
+    )
+
+
+_M003 = f"""
+-- Every replaced or deleted label (a vote or a step label) and who did it; ``old``/``new`` are the values as JSON.
+CREATE SEQUENCE label_audit_id_seq;
+CREATE TABLE label_audit (
+    id BIGINT NOT NULL DEFAULT nextval('label_audit_id_seq'),
+    kind VARCHAR NOT NULL CHECK (kind IN ('vote', 'step_label')),
+    row_id BIGINT NOT NULL,
+    comparison_id BIGINT,
+    annotator VARCHAR,
+    actor VARCHAR,
+    action VARCHAR NOT NULL CHECK (action IN ('replace', 'delete', 'dedupe')),
+    old JSON,
+    new JSON,
+    "at" TIMESTAMP NOT NULL DEFAULT {_NOW}
+);
+
+-- A prompt an annotator chose not to label: it is not offered to them again.
+CREATE TABLE skips (
+    prompt_id BIGINT NOT NULL,
+    annotator VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT {_NOW}
+);
+
+-- Settings of a prompt set (``prompts.prompt_set`` names it): Markdown guidelines, labels wanted per prompt.
+CREATE TABLE prompt_sets (
+    name VARCHAR NOT NULL,
+    guidelines VARCHAR,
+    min_labels INTEGER CHECK (min_labels >= 1),
+    updated_at TIMESTAMP NOT NULL DEFAULT {_NOW}
+);
+
+-- A run that failed keeps its error (NULL = it succeeded); failed runs are never compared, judged or exported.
+ALTER TABLE runs ADD COLUMN error VARCHAR;
+"""
+
+
 def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     """Prompts, runs, comparisons, votes, verdicts, step labels, models, training runs and their metrics."""
     con.execute(_INITIAL).fetchall()
@@ -158,7 +203,32 @@ def m002_prompt_messages(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE prompts ADD COLUMN messages JSON").fetchall()
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_prompt_messages]
+def m003_one_label_per_annotator(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The label audit table, skips, prompt-set settings and ``runs.error``; then one label per (comparison,
+    annotator): the latest (by created_at, then id) stays, the others move to ``label_audit`` ('dedupe')."""
+    con.execute(_M003).fetchall()
+    con.execute(
+        """CREATE TEMP TABLE _dupes AS
+        SELECT id AS dup_id, keep_id FROM (
+            SELECT id, first_value(id) OVER (PARTITION BY comparison_id, annotator
+                                             ORDER BY created_at DESC, id DESC) AS keep_id
+            FROM votes)
+        WHERE id <> keep_id"""
+    ).fetchall()
+    moved = con.execute("SELECT count(*) FROM _dupes").fetchall()[0][0]
+    con.execute(
+        f"""INSERT INTO label_audit (kind, row_id, comparison_id, annotator, actor, action, old, new)
+        SELECT 'vote', x.keep_id, v.comparison_id, v.annotator, 'migration', 'dedupe', {vote_json("v")},
+               {vote_json("k")}
+        FROM _dupes x JOIN votes v ON v.id = x.dup_id JOIN votes k ON k.id = x.keep_id
+        ORDER BY v.id;
+        DELETE FROM votes WHERE id IN (SELECT dup_id FROM _dupes);
+        DROP TABLE _dupes"""
+    ).fetchall()
+    return f"moved {moved} duplicate label{'s' if moved != 1 else ''} to label_audit" if moved else None
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_prompt_messages, m003_one_label_per_annotator]
 
 
 def applied(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -170,8 +240,13 @@ def applied(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY version").fetchall()]
 
 
-def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
-    """Apply the pending migrations, each in its own transaction; return the schema version (count applied)."""
+def migrate(
+    con: duckdb.DuckDBPyConnection,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    report: list[str] | None = None,
+) -> int:
+    """Apply the pending migrations, each in its own transaction; return the schema version (count applied).
+    A migration's report line is appended to ``report`` as ``"<name>: <line>"``."""
     done = applied(con)
     names = [m.__name__ for m in migrations]
     if done != names[: len(done)]:
@@ -183,7 +258,7 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MI
     for version, migration in enumerate(migrations[len(done) :], start=len(done) + 1):
         con.begin()
         try:
-            migration(con)
+            line = migration(con)
             con.execute(
                 "INSERT INTO _migrations (version, name) VALUES (?, ?)", [version, migration.__name__]
             ).fetchall()
@@ -191,4 +266,6 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MI
         except BaseException:
             con.rollback()
             raise
+        if line and report is not None:
+            report.append(f"{migration.__name__}: {line}")
     return len(migrations)

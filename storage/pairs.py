@@ -20,6 +20,12 @@ an odd ranking gets no label):
 
 The labels of one (prompt, completion) are then merged by majority; an exact split is dropped.
 
+**Failed runs** (``runs.error`` set) never appear: no pair, KTO row or win count includes one, even if a
+comparison or verdict written before the store refused them holds one.
+
+**One label per annotator.** The store keeps one vote per (comparison, annotator), so a person who submits
+again replaces their label and a pair is asserted once per annotator, not once per click.
+
 **Filters** (``Filters``) select the events, then the runs: ``source``/``annotator``/``since``/``until`` apply
 to the vote or verdict (``annotator`` matches a human annotator id or a judge name); ``model``/``strategy``
 match a pair when either of its runs matches (a KTO row when its own run does); ``prompt_set`` matches the
@@ -157,7 +163,7 @@ selected AS (
     FROM pair_events e
     JOIN runs c ON c.id = e.chosen_id
     JOIN runs r ON r.id = e.rejected_id {prompts}
-    WHERE c.prompt_id = r.prompt_id
+    WHERE c.prompt_id = r.prompt_id AND c.error IS NULL AND r.error IS NULL
       AND {event_where("e", f, params)} AND {run_where(("c", "r"), "p", f, params)} {agree}
 )"""
 
@@ -274,7 +280,7 @@ merged AS (
     SELECT p.text AS prompt_text, p.messages AS prompt_messages, r.answer AS completion_text,
            count_if(e.w > 0) AS pos, count_if(e.w < 0) AS neg, min(r.id) AS first_run
     FROM per_event e JOIN runs r ON r.id = e.run_id JOIN prompts p ON p.id = r.prompt_id
-    WHERE {run_where(("r",), "p", f, params)}
+    WHERE r.error IS NULL AND {run_where(("r",), "p", f, params)}
     GROUP BY p.text, p.messages, r.answer
     HAVING pos <> neg
 )
@@ -301,6 +307,6 @@ FROM pair_events e
 JOIN runs c ON c.id = e.chosen_id
 JOIN runs r ON r.id = e.rejected_id
 JOIN prompts p ON p.id = c.prompt_id
-WHERE c.{by} <> r.{by} AND {event_where("e", f, params)} AND {run_where(("c", "r"), "p", f, params)} {agree}
+WHERE c.{by} <> r.{by} AND c.error IS NULL AND r.error IS NULL AND {event_where("e", f, params)} AND {run_where(("c", "r"), "p", f, params)} {agree}
 GROUP BY ALL ORDER BY winner, loser"""
     return sql, params

@@ -9,6 +9,12 @@
 - **Text** is always bound as a parameter, so any string round-trips exactly (quotes, NUL, emoji, RTL, megabytes).
 - **Times** are naive UTC datetimes; an ``at=`` argument may be naive UTC or timezone-aware.
 - **Readers** (``list_*``) return the newest rows first (prompts: oldest first); ``limit=None`` returns all.
+- **Labels:** one label per (comparison, annotator). Voting again replaces the label in place (same vote id) and
+  writes the replaced value to ``label_audit``; so do deletes and step-label edits, recording the actor. A
+  two-run comparison is always stored as a pairwise vote: a 2-rank ranking given for it is stored as its choice.
+- **Free text** (comments, notes) refuses NUL bytes and is capped at ``MAX_COMMENT_CHARS``.
+- **Failed runs** keep their ``error``; they cannot be compared or judged, and no pair, KTO row, export or win
+  count includes them.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import duckdb
 
 from storage import exchange
 from storage.errors import StoreError, StoreLocked
-from storage.migrations import MIGRATIONS, Migration, migrate
+from storage.migrations import MIGRATIONS, Migration, migrate, vote_json
 from storage.pairs import Filters, kto_sql, pair_details_sql, pairs_sql, win_counts_sql
 
 CHOICES = ("A", "B", "tie", "both_bad")
@@ -36,9 +42,14 @@ VOTE_RANKS = "coalesce(ranks, CASE choice WHEN 'A' THEN [1, 2] WHEN 'B' THEN [2,
 WINNERS = ("A", "B", "tie", "inconsistent")
 TRAINING_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 KINDS = ("dpo", "kto", "rm")
+# The labels the arena offers for one step of a trace ("Flag step"); the store refuses any other.
+STEP_LABELS = ("wrong", "good")
+MAX_COMMENT_CHARS = 4000  # comments on votes, notes on step labels
+MAX_GUIDELINES_CHARS = 100_000  # a prompt set's Markdown guidelines
+OWN_LABELS_ONLY = "you can only change your own labels"
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<holder>.*?) \(PID (?P<pid>\d+)\)")
-_JSON_COLUMNS = {"params", "trace", "judge_config", "scores", "config", "messages"}
+_JSON_COLUMNS = {"params", "trace", "judge_config", "scores", "config", "messages", "old", "new"}
 
 
 def _now() -> datetime:
@@ -66,6 +77,29 @@ def _text(value: Any, what: str, *, empty: bool = True) -> str:
     if not empty and not value.strip():
         raise StoreError(f"{what} must not be empty")
     return value
+
+
+def _free_text(value: Any, what: str, limit: int = MAX_COMMENT_CHARS) -> str | None:
+    """Optional free text: no NUL bytes, at most ``limit`` characters."""
+    if value is None:
+        return None
+    _text(value, what)
+    if "\x00" in value:
+        raise StoreError(f"{what} must not contain NUL bytes")
+    if len(value) > limit:
+        raise StoreError(f"{what} is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+def _step_label(label: Any) -> str:
+    if label not in STEP_LABELS:
+        raise StoreError(f"a step label is one of {', '.join(STEP_LABELS)}, not {label!r}")
+    return label
+
+
+def _check_owner(annotator: str, actor: str | None, admin: bool) -> None:
+    if not admin and actor != annotator:
+        raise StoreError(OWN_LABELS_ONLY)
 
 
 def _holder_cmdline(pid: int) -> str | None:
@@ -113,8 +147,10 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        # What the migrations applied at this open changed in existing data, one line each (see migrations).
+        self.migration_report: list[str] = []
         with self._lock:
-            self._version = migrate(self._con, migrations)
+            self._version = migrate(self._con, migrations, self.migration_report)
 
     # -- connection -------------------------------------------------------------------------------------------
 
@@ -271,6 +307,99 @@ class Store:
     def prompt_sets(self) -> list[str]:
         return [r["prompt_set"] for r in self._rows("SELECT DISTINCT prompt_set FROM prompts ORDER BY 1")]
 
+    # -- prompt sets and the labelling workflow ---------------------------------------------------------------
+
+    def set_prompt_set(
+        self, name: str, *, guidelines: str | None = None, min_labels: int | None = None
+    ) -> dict[str, Any]:
+        """Set a prompt set's Markdown ``guidelines`` and/or ``min_labels`` (distinct annotators wanted per
+        prompt); None keeps the current value. Returns ``get_prompt_set(name)``."""
+        _text(name, "prompt set name", empty=False)
+        guidelines = _free_text(guidelines, "guidelines", MAX_GUIDELINES_CHARS)
+        if min_labels is not None and (
+            not isinstance(min_labels, int) or isinstance(min_labels, bool) or min_labels < 1
+        ):
+            raise StoreError(f"min_labels must be a whole number >= 1, not {min_labels!r}")
+        with self._write() as cur:
+            params = {"n": name, "g": guidelines, "m": min_labels, "at": _now()}
+            if self._scalar("SELECT count(*) FROM prompt_sets WHERE name = ?", [name], cur):
+                cur.execute(
+                    """UPDATE prompt_sets SET guidelines = coalesce($g, guidelines),
+                    min_labels = coalesce($m, min_labels), updated_at = $at WHERE name = $n""",
+                    params,
+                ).fetchall()
+            else:
+                cur.execute("INSERT INTO prompt_sets VALUES ($n, $g, $m, $at)", params).fetchall()
+        return self.get_prompt_set(name)
+
+    def get_prompt_set(self, name: str) -> dict[str, Any]:
+        """``{"name", "guidelines" ('' if none), "min_labels" (1 if unset)}``; defaults for a set never set."""
+        rows = self._rows(
+            "SELECT coalesce(guidelines, '') AS g, coalesce(min_labels, 1) AS m FROM prompt_sets WHERE name = ?",
+            [name],
+        )
+        g, m = (rows[0]["g"], rows[0]["m"]) if rows else ("", 1)
+        return {"name": name, "guidelines": g, "min_labels": int(m)}
+
+    def skip_prompt(self, prompt_id: int, annotator: str) -> None:
+        """Record that ``annotator`` skipped this prompt: ``next_prompt`` no longer offers it to them."""
+        _text(annotator, "annotator", empty=False)
+        with self._write() as cur:
+            self._require("prompts", prompt_id, "prompt", cur)
+            cur.execute(
+                """INSERT INTO skips (prompt_id, annotator, created_at) SELECT $p, $a, $at
+                WHERE NOT EXISTS (SELECT 1 FROM skips WHERE prompt_id = $p AND annotator = $a)""",
+                {"p": prompt_id, "a": annotator, "at": _now()},
+            ).fetchall()
+
+    def next_prompt(
+        self, prompt_set: str | None, annotator: str, *, exclude: Sequence[int] = ()
+    ) -> dict[str, Any] | None:
+        """The next prompt (a ``get_prompt`` row) for ``annotator``: one they have neither labelled (voted on a
+        comparison of it) nor skipped, and not in ``exclude``; prompts with fewer distinct labellers than their
+        set's ``min_labels`` first, then in id order. None when none is left. ``prompt_set`` None: every set."""
+        rows = self._rows(
+            f"""{_PROMPT_LABELS}
+            SELECT p.* FROM prompts p
+            LEFT JOIN labels n ON n.prompt_id = p.id LEFT JOIN prompt_sets s ON s.name = p.prompt_set
+            WHERE ($set IS NULL OR p.prompt_set = $set) AND NOT list_contains($exclude::BIGINT[], p.id)
+              AND NOT EXISTS (SELECT 1 FROM labelled l WHERE l.prompt_id = p.id AND l.annotator = $who)
+              AND NOT EXISTS (SELECT 1 FROM skips k WHERE k.prompt_id = p.id AND k.annotator = $who)
+            ORDER BY coalesce(n.labels, 0) >= coalesce(s.min_labels, 1), p.id LIMIT 1""",
+            {"set": prompt_set, "who": annotator, "exclude": [int(i) for i in exclude]},
+        )
+        return rows[0] if rows else None
+
+    def annotator_progress(self, prompt_set: str | None, annotator: str) -> dict[str, int]:
+        """``{"total", "labelled", "skipped", "remaining"}`` of a prompt set for one annotator (a prompt both
+        skipped and labelled counts as labelled)."""
+        row = self._rows(
+            f"""{_PROMPT_LABELS}
+            SELECT count(*) AS total, count_if(lab) AS labelled, count_if(sk AND NOT lab) AS skipped FROM (
+                SELECT EXISTS (SELECT 1 FROM labelled l WHERE l.prompt_id = p.id AND l.annotator = $who) AS lab,
+                       EXISTS (SELECT 1 FROM skips k WHERE k.prompt_id = p.id AND k.annotator = $who) AS sk
+                FROM prompts p WHERE $set IS NULL OR p.prompt_set = $set)""",
+            {"set": prompt_set, "who": annotator},
+        )[0]
+        out = {k: int(row[k] or 0) for k in ("total", "labelled", "skipped")}
+        return {**out, "remaining": out["total"] - out["labelled"] - out["skipped"]}
+
+    def prompt_status(self, prompt_set: str | None) -> list[dict[str, Any]]:
+        """Each prompt of the set (None: all) in id order: prompt_id, text, labels (distinct annotators who
+        labelled it), min_labels, skips (distinct annotators who skipped it) and status ('complete' when
+        labels >= min_labels, 'in progress' when some, 'unlabelled')."""
+        return self._rows(
+            f"""{_PROMPT_LABELS}
+            SELECT p.id AS prompt_id, p.text, coalesce(n.labels, 0) AS labels,
+                   coalesce(s.min_labels, 1) AS min_labels,
+                   (SELECT count(DISTINCT annotator) FROM skips k WHERE k.prompt_id = p.id) AS skips,
+                   CASE WHEN coalesce(n.labels, 0) >= coalesce(s.min_labels, 1) THEN 'complete'
+                        WHEN n.labels > 0 THEN 'in progress' ELSE 'unlabelled' END AS status
+            FROM prompts p LEFT JOIN labels n ON n.prompt_id = p.id LEFT JOIN prompt_sets s ON s.name = p.prompt_set
+            WHERE $set IS NULL OR p.prompt_set = $set ORDER BY p.id""",
+            {"set": prompt_set},
+        )
+
     # -- runs -------------------------------------------------------------------------------------------------
 
     def add_run(
@@ -287,8 +416,12 @@ class Store:
         tokens_out: int | None = None,
         latency_s: float | None = None,
         at: datetime | None = None,
+        error: str | None = None,
     ) -> int:
-        """Record one answer; ``trace`` is the strategy's JSON-serialisable trace, stored as JSON text."""
+        """Record one answer; ``trace`` is the strategy's JSON-serialisable trace, stored as JSON text.
+
+        A run that failed is stored with its ``error`` (and whatever ``answer`` it got, often ''): it keeps the
+        record of what was tried, but it is never compared, judged or exported."""
         values = {
             "prompt_id": prompt_id,
             "model": _text(model, "model", empty=False),
@@ -301,6 +434,7 @@ class Store:
             "tokens_out": tokens_out,
             "latency_s": latency_s,
             "created_at": _utc(at),
+            "error": None if error is None else _text(error, "error"),
         }
         with self._write() as cur:
             self._require("prompts", prompt_id, "prompt", cur)
@@ -310,8 +444,17 @@ class Store:
         """Insert many runs from an Arrow table or pandas frame; ids in row order.
 
         Columns: ``prompt_id, model, strategy, answer`` and optionally ``variant, params, trace`` (JSON text),
-        ``tokens_in, tokens_out, latency_s, created_at``."""
-        optional = ("variant", "params", "trace", "tokens_in", "tokens_out", "latency_s", "created_at")
+        ``tokens_in, tokens_out, latency_s, created_at, error`` (NULL = the run succeeded)."""
+        optional = (
+            "variant",
+            "params",
+            "trace",
+            "tokens_in",
+            "tokens_out",
+            "latency_s",
+            "created_at",
+            "error",
+        )
         required = ("prompt_id", "model", "strategy", "answer")
         with self._write() as cur, self._source(cur, rows) as src:
             cols = self._columns(cur, src, required, optional)
@@ -355,15 +498,18 @@ class Store:
         prompt_id: int | None = None,
         model: str | None = None,
         strategy: str | None = None,
+        failed: bool | None = None,
         limit: int | None = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Runs without their traces (use ``get_run`` for one run's trace), newest first."""
+        """Runs without their traces (use ``get_run`` for one run's trace), newest first. ``failed`` False
+        keeps the runs that succeeded, True those with an error, None all."""
         return self._rows(
             """SELECT * EXCLUDE (trace) FROM runs
             WHERE ($p IS NULL OR prompt_id = $p) AND ($m IS NULL OR model = $m) AND ($s IS NULL OR strategy = $s)
+              AND ($f IS NULL OR (error IS NOT NULL) = $f)
             ORDER BY id DESC LIMIT $limit OFFSET $offset""",
-            {"p": prompt_id, "m": model, "s": strategy, "limit": limit, "offset": offset},
+            {"p": prompt_id, "m": model, "s": strategy, "f": failed, "limit": limit, "offset": offset},
         )
 
     # -- comparisons, votes, rankings -------------------------------------------------------------------------
@@ -371,19 +517,22 @@ class Store:
     def add_comparison(
         self, run_ids: Sequence[int], *, blind: bool = True, at: datetime | None = None
     ) -> int:
-        """Runs of one prompt as shown on screen: ``run_ids[0]`` at position 0 (left or first)."""
+        """Runs of one prompt as shown on screen: ``run_ids[0]`` at position 0 (left or first). Runs that
+        failed are refused: a comparison holds only answers that can be ranked."""
         ids = list(run_ids)
         if len(ids) < 2 or len(set(ids)) != len(ids):
             raise StoreError(f"a comparison needs two or more distinct runs, not {ids}")
         with self._write() as cur:
             prompts = cur.execute(
-                "SELECT id, prompt_id FROM runs WHERE list_contains(?, id)", [ids]
+                "SELECT id, prompt_id, error FROM runs WHERE list_contains(?, id) ORDER BY id", [ids]
             ).fetchall()
             if len(prompts) != len(ids):
                 missing = sorted(set(ids) - {r[0] for r in prompts})
                 raise StoreError(f"no run with id {missing[0]}")
             if len({r[1] for r in prompts}) != 1:
                 raise StoreError("the runs of a comparison must answer the same prompt")
+            if failed := [r[0] for r in prompts if r[2] is not None]:
+                raise StoreError(f"run {failed[0]} failed; a comparison holds only runs that succeeded")
             cid = self._insert(
                 cur, "comparisons", {"prompt_id": prompts[0][1], "blind": bool(blind), "created_at": _utc(at)}
             )
@@ -413,12 +562,13 @@ class Store:
             FROM {table} t LEFT JOIN (SELECT i, unnest(run_ids) AS run_id FROM {table}) u ON u.i = t.i
             LEFT JOIN runs r ON r.id = u.run_id GROUP BY ALL
             HAVING len(t.run_ids) < 2 OR len(list_distinct(t.run_ids)) <> len(t.run_ids)
-                OR count(r.id) <> len(t.run_ids) OR count(DISTINCT r.prompt_id) <> 1
+                OR count(r.id) <> len(t.run_ids) OR count(DISTINCT r.prompt_id) <> 1 OR count(r.error) > 0
             ORDER BY t.i LIMIT 1"""
         ).fetchall()
         if bad:
             raise StoreError(
-                f"comparison row {bad[0][0]}: needs two or more distinct, existing runs of one prompt"
+                f"comparison row {bad[0][0]}: needs two or more distinct, existing runs of one prompt "
+                "that succeeded (none failed)"
             )
         n = int(self._scalar(f"SELECT count(*) FROM {table}", cur=cur))
         first = self._reserve(cur, "comparisons", n)
@@ -471,19 +621,22 @@ class Store:
         *,
         comment: str | None = None,
         at: datetime | None = None,
+        actor: str | None = None,
     ) -> int:
-        """A pairwise vote on a two-run comparison: 'A' (position 0), 'B' (position 1), 'tie' or 'both_bad'."""
+        """A pairwise vote on a two-run comparison: 'A' (position 0), 'B' (position 1), 'tie' or 'both_bad'.
+
+        One label per (comparison, annotator): if ``annotator`` already labelled this comparison, that label is
+        replaced in place (the same vote id is returned) and the old value goes to ``label_audit`` with
+        ``actor`` (default: the annotator). Submitting the same label again changes nothing."""
         if choice not in CHOICES:
             raise StoreError(f"a vote is one of {', '.join(CHOICES)}, not {choice!r}")
         _text(annotator, "annotator", empty=False)
+        comment = _free_text(comment, "comment")
         with self._write() as cur:
             if (k := self._size(cur, comparison_id)) != 2:
                 raise StoreError(f"comparison {comparison_id} shows {k} runs; rank them with add_ranking")
-            return self._insert(
-                cur,
-                "votes",
-                self._vote(comparison_id, "pairwise", choice, None, annotator, comment, at),
-            )
+            values = self._vote(comparison_id, "pairwise", choice, None, annotator, comment, at)
+            return self._upsert_vote(cur, values, actor)
 
     def add_ranking(
         self,
@@ -493,20 +646,29 @@ class Store:
         *,
         comment: str | None = None,
         at: datetime | None = None,
+        actor: str | None = None,
     ) -> int:
-        """A k-way ranking: ``ranks[i]`` is the rank of the run at position ``i`` (1 = best; equal = tie)."""
+        """A k-way ranking: ``ranks[i]`` is the rank of the run at position ``i`` (1 = best, at most k; equal =
+        tie). Exactly one rank per run. On a two-run comparison it is stored as the pairwise vote it equals
+        ([1, 2] = 'A', [2, 1] = 'B', equal = 'tie'). Replaces this annotator's label as ``add_vote`` does."""
         ranks = list(ranks)
         if not ranks or any(not isinstance(r, int) or isinstance(r, bool) or r < 1 for r in ranks):
             raise StoreError(f"ranks must be whole numbers >= 1 (1 = best), not {ranks}")
         _text(annotator, "annotator", empty=False)
+        comment = _free_text(comment, "comment")
         with self._write() as cur:
             if (k := self._size(cur, comparison_id)) != len(ranks):
                 raise StoreError(
                     f"comparison {comparison_id} shows {k} runs but {len(ranks)} ranks were given"
                 )
-            return self._insert(
-                cur, "votes", self._vote(comparison_id, "ranking", None, ranks, annotator, comment, at)
-            )
+            if max(ranks) > k:
+                raise StoreError(f"ranks go from 1 (best) to {k} for {k} runs, not {ranks}")
+            if k == 2:
+                choice = "A" if ranks[0] < ranks[1] else "B" if ranks[1] < ranks[0] else "tie"
+                values = self._vote(comparison_id, "pairwise", choice, None, annotator, comment, at)
+            else:
+                values = self._vote(comparison_id, "ranking", None, ranks, annotator, comment, at)
+            return self._upsert_vote(cur, values, actor)
 
     @staticmethod
     def _vote(
@@ -528,54 +690,153 @@ class Store:
             "created_at": _utc(at),
         }
 
-    def add_votes_bulk(self, rows: Any) -> list[int]:
-        """Many votes from an Arrow table or pandas frame; ids in row order.
+    def _upsert_vote(self, cur: duckdb.DuckDBPyConnection, values: dict[str, Any], actor: str | None) -> int:
+        """Insert the label, or replace this annotator's label on the comparison (auditing the old value)."""
+        old = cur.execute(
+            "SELECT id, kind, choice, ranks, comment FROM votes WHERE comparison_id = ? AND annotator = ?",
+            [values["comparison_id"], values["annotator"]],
+        ).fetchall()
+        if not old:
+            return self._insert(cur, "votes", values)
+        vid = int(old[0][0])
+        if tuple(old[0][1:]) == (values["kind"], values["choice"], values["ranks"], values["comment"]):
+            return vid  # the same label again (a double submit): nothing to replace
+        new = {"id": vid, **{k: values[k] for k in ("kind", "choice", "ranks", "comment", "created_at")}}
+        new_json = json.dumps({**new, "created_at": str(new["created_at"])}, ensure_ascii=False)
+        self._audit(cur, "vote", vid, "replace", actor or values["annotator"], new_json)
+        cur.execute(
+            "UPDATE votes SET kind = ?, choice = ?, ranks = ?, comment = ?, created_at = ? WHERE id = ?",
+            [values["kind"], values["choice"], values["ranks"], values["comment"], values["created_at"], vid],
+        ).fetchall()
+        return vid
+
+    @staticmethod
+    def _audit(
+        cur: duckdb.DuckDBPyConnection,
+        kind: str,
+        row_id: int,
+        action: str,
+        actor: str | None,
+        new: str | None,
+    ) -> None:
+        """Write the stored value of a vote or step label to ``label_audit`` before it is replaced or deleted."""
+        if kind == "vote":
+            source = f"SELECT v.comparison_id, v.annotator, {vote_json('v')} FROM votes v WHERE v.id = $id"
+        else:
+            source = f"SELECT NULL, s.annotator, {STEP_LABEL_JSON} FROM step_labels s WHERE s.id = $id"
+        cur.execute(
+            f"""INSERT INTO label_audit (kind, row_id, comparison_id, annotator, actor, action, old, new, "at")
+            SELECT $kind, $id, x.comparison_id, x.annotator, $actor, $action, x.old, $new::JSON, $at
+            FROM ({source}) x(comparison_id, annotator, old)""",
+            {"kind": kind, "id": row_id, "actor": actor, "action": action, "new": new, "at": _now()},
+        ).fetchall()
+
+    def get_label(self, comparison_id: int, annotator: str) -> dict[str, Any] | None:
+        """This annotator's label on the comparison (a ``list_votes`` row), or None."""
+        rows = self._rows(
+            f"SELECT * REPLACE ({VOTE_RANKS} AS ranks) FROM votes WHERE comparison_id = ? AND annotator = ?",
+            [comparison_id, annotator],
+        )
+        return rows[0] if rows else None
+
+    def add_votes_bulk(self, rows: Any, *, actor: str | None = None) -> list[int]:
+        """Many votes from an Arrow table or pandas frame; the vote id of each row, in row order.
 
         Columns: ``comparison_id, annotator`` and ``choice`` (pairwise) or ``ranks`` (ranking), optionally
-        ``comment, created_at``. Every row is checked against its comparison's size."""
+        ``comment, created_at``. Every row is checked as ``add_vote``/``add_ranking`` check it (a 2-rank
+        ranking on a two-run comparison becomes its choice). One label per (comparison, annotator): within the
+        batch the latest row (by ``created_at``, then row order) is the label, and it replaces a stored one;
+        every replaced value goes to ``label_audit`` (``actor`` default: the annotator). Rows of one
+        (comparison, annotator) all get that label's id. Set-based: no per-row Python."""
         with self._write() as cur, self._source(cur, rows) as src:
             cols = self._columns(
                 cur, src, ("comparison_id", "annotator"), ("choice", "ranks", "comment", "created_at")
             )
             if "choice" not in cols and "ranks" not in cols:
                 raise StoreError("bulk votes need a 'choice' or a 'ranks' column")
-            return self._insert_votes(cur, src, cols)
+            try:
+                return self._upsert_votes(cur, src, cols, actor)
+            finally:
+                cur.execute("DROP TABLE IF EXISTS _bulk_votes; DROP TABLE IF EXISTS _bulk_keys").fetchall()
 
-    def _insert_votes(self, cur: duckdb.DuckDBPyConnection, src: str, cols: list[str]) -> list[int]:
-        """Check every row against its comparison's size, then append with consecutive ids."""
-        choice = "choice" if "choice" in cols else "NULL::VARCHAR AS choice"
-        ranks = "ranks" if "ranks" in cols else "NULL::INTEGER[] AS ranks"
-        extra = [c for c in ("comment", "created_at") if c in cols]
-        rows = f"SELECT {', '.join(['comparison_id', 'annotator', choice, ranks, *extra])} FROM {src}"
-        ok = """coalesce(c.k IS NOT NULL AND s.annotator <> '' AND (
-                   (s.choice IN ('A', 'B', 'tie', 'both_bad') AND s.ranks IS NULL AND c.k = 2)
-                OR (s.choice IS NULL AND len(s.ranks) = c.k AND list_min(s.ranks) >= 1)), FALSE)"""
-        sizes = "(SELECT comparison_id, count(*) AS k FROM comparison_runs GROUP BY 1) c"
+    def _upsert_votes(
+        self, cur: duckdb.DuckDBPyConnection, src: str, cols: list[str], actor: str | None
+    ) -> list[int]:
+        """Number and check the rows, normalise two-run rankings, pick each key's label, audit, write."""
 
-        def bad(rel: str, what: str) -> Any:
-            sql = f"SELECT {what} FROM ({rel}) s LEFT JOIN {sizes} ON c.comparison_id = s.comparison_id WHERE NOT {ok}"
-            return self._scalar(sql, cur=cur)
+        def col(name: str, cast: str) -> str:
+            return f"{name}::{cast}" if name in cols else f"NULL::{cast}"
 
-        if bad(rows, "count(*)"):  # only then number the rows, to name the first bad one
-            first_bad = bad(f"SELECT row_number() OVER () AS i, * FROM ({rows})", "min(s.i)")
-            raise StoreError(
-                f"vote row {first_bad}: unknown comparison, bad choice or ranks, or no annotator"
-            )
-        n = int(self._scalar(f"SELECT count(*) FROM {src}", cur=cur))
-        first = self._reserve(cur, "votes", n)
-        listed = ", ".join(["comparison_id", "annotator", "choice", "ranks", *extra])
         cur.execute(
-            f"""INSERT INTO votes (id, kind, {listed})
-            SELECT ids.id, CASE WHEN s.choice IS NULL THEN 'ranking' ELSE 'pairwise' END, {listed}
-            FROM ({rows}) s POSITIONAL JOIN (SELECT $first + range AS id FROM range($n)) ids""",
-            {"first": first, "n": n},
+            f"""CREATE OR REPLACE TEMP TABLE _bulk_votes AS
+            SELECT row_number() OVER () AS i, comparison_id, annotator, {col("choice", "VARCHAR")} AS choice,
+                   {col("ranks", "INTEGER[]")} AS ranks, {col("comment", "VARCHAR")} AS comment,
+                   coalesce({col("created_at", "TIMESTAMP")}, $now) AS created_at
+            FROM {src}""",
+            {"now": _now()},
         ).fetchall()
-        return list(range(first, first + n))
+        bad = cur.execute(
+            f"""SELECT i, why FROM (SELECT s.i, {_BULK_VOTE_CHECK} AS why FROM _bulk_votes s
+                LEFT JOIN (SELECT comparison_id, count(*) AS k FROM comparison_runs GROUP BY 1) c
+                ON c.comparison_id = s.comparison_id)
+            WHERE why IS NOT NULL ORDER BY i LIMIT 1""",
+            {"max_comment": MAX_COMMENT_CHARS},
+        ).fetchall()
+        if bad:
+            raise StoreError(f"vote row {bad[0][0]}: {bad[0][1]}")
+        # A two-run comparison is stored as a pairwise vote; then rank each key's rows, latest first.
+        cur.execute(
+            """CREATE OR REPLACE TEMP TABLE _bulk_votes AS
+            SELECT i, comparison_id, annotator, comment, created_at,
+                   CASE WHEN choice IS NULL AND len(ranks) > 2 THEN 'ranking' ELSE 'pairwise' END AS kind,
+                   coalesce(choice, CASE WHEN len(ranks) > 2 THEN NULL WHEN ranks[1] < ranks[2] THEN 'A'
+                                         WHEN ranks[2] < ranks[1] THEN 'B' ELSE 'tie' END) AS choice,
+                   CASE WHEN choice IS NULL AND len(ranks) > 2 THEN ranks END AS ranks,
+                   row_number() OVER (PARTITION BY comparison_id, annotator ORDER BY created_at DESC, i DESC) AS rn
+            FROM _bulk_votes"""
+        ).fetchall()
+        cur.execute(
+            """CREATE OR REPLACE TEMP TABLE _bulk_keys AS
+            SELECT w.comparison_id, w.annotator, w.i AS win, f.first_i, v.id AS old_id, NULL::BIGINT AS id
+            FROM _bulk_votes w
+            JOIN (SELECT comparison_id, annotator, min(i) AS first_i FROM _bulk_votes GROUP BY ALL) f
+              ON f.comparison_id = w.comparison_id AND f.annotator = w.annotator
+            LEFT JOIN votes v ON v.comparison_id = w.comparison_id AND v.annotator = w.annotator
+            WHERE w.rn = 1"""
+        ).fetchall()
+        n_new = int(self._scalar("SELECT count(*) FROM _bulk_keys WHERE old_id IS NULL", cur=cur))
+        first = self._reserve(cur, "votes", n_new)
+        for sql in _BULK_VOTE_WRITES:
+            cur.execute(sql, {k: v for k, v in {"first": first, "actor": actor, "at": _now()}.items()
+                              if f"${k}" in sql}).fetchall()  # fmt: skip
+        ids = cur.execute(
+            """SELECT k.id FROM _bulk_votes b JOIN _bulk_keys k
+            ON k.comparison_id = b.comparison_id AND k.annotator = b.annotator ORDER BY b.i"""
+        ).fetchnumpy()["id"]
+        return [int(x) for x in ids]
 
-    def delete_vote(self, vote_id: int) -> None:
+    def delete_vote(self, vote_id: int, *, actor: str | None = None, admin: bool = True) -> None:
+        """Delete a vote; its value goes to ``label_audit`` with ``actor``. With ``admin`` False only the vote's
+        own annotator (``actor``) may delete it."""
         with self._write() as cur:
             self._require("votes", vote_id, "vote", cur)
+            _check_owner(
+                self._scalar("SELECT annotator FROM votes WHERE id = ?", [vote_id], cur), actor, admin
+            )
+            self._audit(cur, "vote", vote_id, "delete", actor, None)
             cur.execute("DELETE FROM votes WHERE id = ?", [vote_id]).fetchall()
+
+    def label_audit(
+        self, *, comparison_id: int | None = None, annotator: str | None = None, limit: int | None = 100
+    ) -> list[dict[str, Any]]:
+        """Replaced, deleted and deduplicated labels, newest first: id, kind ('vote' | 'step_label'), row_id,
+        comparison_id, annotator (the label's), actor (who changed it), action ('replace' | 'delete' |
+        'dedupe'), old and new (the values; new is None for a delete), at."""
+        return self._rows(
+            """SELECT * FROM label_audit WHERE ($c IS NULL OR comparison_id = $c) AND ($a IS NULL OR annotator = $a)
+            ORDER BY id DESC LIMIT $limit""",
+            {"c": comparison_id, "a": annotator, "limit": limit},
+        )
 
     def list_votes(
         self, *, comparison_id: int | None = None, annotator: str | None = None, limit: int | None = 100
@@ -648,6 +909,11 @@ class Store:
             raise StoreError(f"a {mode} verdict concerns {want} run(s), not {len(ids)}")
         for rid in ids:
             self._require("runs", rid, "run", cur)
+        failed = cur.execute(
+            "SELECT min(id) FROM runs WHERE list_contains(?, id) AND error IS NOT NULL", [ids]
+        )
+        if (rid := failed.fetchall()[0][0]) is not None:
+            raise StoreError(f"run {rid} failed; judges never see failed runs")
         return ids
 
     def list_verdicts(
@@ -671,12 +937,12 @@ class Store:
     def add_step_label(
         self, run_id: int, step_id: str, label: str, annotator: str, *, note: str | None = None
     ) -> int:
-        """A person's label on one step of a run's trace (for example 'wrong' or 'good')."""
+        """A person's label on one step of a run's trace: one of ``STEP_LABELS`` ('wrong' or 'good')."""
         values = {
             "run_id": run_id,
             "step_id": _text(step_id, "step id", empty=False),
-            "label": _text(label, "label", empty=False),
-            "note": note,
+            "label": _step_label(label),
+            "note": _free_text(note, "note"),
             "annotator": _text(annotator, "annotator", empty=False),
             "created_at": _now(),
         }
@@ -684,18 +950,47 @@ class Store:
             self._require("runs", run_id, "run", cur)
             return self._insert(cur, "step_labels", values)
 
-    def update_step_label(self, label_id: int, *, label: str | None = None, note: str | None = None) -> None:
+    def update_step_label(
+        self,
+        label_id: int,
+        *,
+        label: str | None = None,
+        note: str | None = None,
+        actor: str | None = None,
+        admin: bool = True,
+    ) -> None:
+        """Change a step label's label and/or note (None keeps it); the old value goes to ``label_audit``. With
+        ``admin`` False only the label's own annotator (``actor``) may change it."""
+        label = None if label is None else _step_label(label)
+        note = _free_text(note, "note")
         with self._write() as cur:
             self._require("step_labels", label_id, "step label", cur)
+            row = cur.execute(
+                "SELECT annotator, label, note FROM step_labels WHERE id = ?", [label_id]
+            ).fetchall()
+            annotator, old_label, old_note = row[0]
+            _check_owner(annotator, actor, admin)
+            new_label, new_note = label or old_label, old_note if note is None else note
+            if (new_label, new_note) == (old_label, old_note):
+                return
+            new = self._rows(
+                f"SELECT {STEP_LABEL_JSON} AS j FROM (SELECT * REPLACE (?::VARCHAR AS label, ?::VARCHAR AS note) "
+                "FROM step_labels WHERE id = ?) s",
+                [new_label, new_note, label_id],
+            )[0]["j"]
+            self._audit(cur, "step_label", label_id, "replace", actor, new)
             cur.execute(
-                """UPDATE step_labels SET label = coalesce(?, label), note = coalesce(?, note), updated_at = ?
-                WHERE id = ?""",
-                [label, note, _now(), label_id],
+                "UPDATE step_labels SET label = ?, note = ?, updated_at = ? WHERE id = ?",
+                [new_label, new_note, _now(), label_id],
             ).fetchall()
 
-    def delete_step_label(self, label_id: int) -> None:
+    def delete_step_label(self, label_id: int, *, actor: str | None = None, admin: bool = True) -> None:
+        """Delete a step label (audited with ``actor``); with ``admin`` False only its own annotator may."""
         with self._write() as cur:
             self._require("step_labels", label_id, "step label", cur)
+            owner = self._scalar("SELECT annotator FROM step_labels WHERE id = ?", [label_id], cur)
+            _check_owner(owner, actor, admin)
+            self._audit(cur, "step_label", label_id, "delete", actor, None)
             cur.execute("DELETE FROM step_labels WHERE id = ?", [label_id]).fetchall()
 
     def list_step_labels(self, run_id: int | None = None) -> list[dict[str, Any]]:
@@ -736,6 +1031,13 @@ class Store:
 
     def list_models(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM models ORDER BY id")
+
+    def remove_model(self, name: str) -> bool:
+        """Forget a model's lineage row; runs that used it keep its name. Whether there was one."""
+        with self._write() as cur:
+            found = self._scalar("SELECT count(*) FROM models WHERE name = ?", [name], cur)
+            cur.execute("DELETE FROM models WHERE name = ?", [name])
+        return bool(found)
 
     def lineage(self, name: str) -> list[dict[str, Any]]:
         """The model, then its parent, grandparent... as far as the store knows them."""
@@ -903,12 +1205,21 @@ class Store:
         )  # fmt: skip
 
     def import_preferences(
-        self, path: str | Path, *, prompt_set: str | None = None, annotator: str | None = None
+        self,
+        path: str | Path,
+        *,
+        prompt_set: str | None = None,
+        annotator: str | None = None,
+        imported_by: str | None = None,
     ) -> exchange.ImportResult:
         """Load a TRL preference set (JSONL, Parquet or a ``save_to_disk`` dir; standard or conversational).
         Each row becomes a prompt, two runs (strategy 'imported'), a comparison and an 'A' vote by
-        ``import:<file name>``, so imported pairs come back out of every export."""
-        return exchange.import_preferences(self, Path(path), prompt_set=prompt_set, annotator=annotator)
+        ``annotator`` (default ``import:<file name>``), so imported pairs come back out of every export. The
+        file never names the annotator. ``imported_by`` (the logged-in user) restricts ``annotator`` to that
+        user or the source, and is recorded in the runs' ``params``."""
+        return exchange.import_preferences(
+            self, Path(path), prompt_set=prompt_set, annotator=annotator, imported_by=imported_by
+        )
 
     # -- summary ----------------------------------------------------------------------------------------------
 
@@ -935,6 +1246,79 @@ class Store:
             sql, params = self.items_sql(kind)
             out[f"{kind}_rows"] = int(self._scalar(f"SELECT count(*) FROM ({sql})", params))
         return out
+
+
+# CTEs: who labelled which prompt (a vote on one of its comparisons), and how many distinct annotators each.
+_PROMPT_LABELS = """WITH labelled AS (
+    SELECT DISTINCT c.prompt_id, v.annotator FROM votes v JOIN comparisons c ON c.id = v.comparison_id
+), labels AS (SELECT prompt_id, count(*) AS labels FROM labelled GROUP BY 1)"""
+
+STEP_LABEL_JSON = (
+    "to_json({'id': s.id, 'run_id': s.run_id, 'step_id': s.step_id, 'label': s.label, 'note': s.note, "
+    "'annotator': s.annotator})"
+)
+
+# Why a bulk vote row ``s`` (with its comparison's size ``c.k``) is refused, or NULL: the checks of add_vote and
+# add_ranking, in the same words.
+_BULK_VOTE_CHECK = """CASE
+    WHEN c.k IS NULL THEN 'no comparison with id ' || coalesce(s.comparison_id::VARCHAR, 'NULL')
+    WHEN s.annotator IS NULL OR trim(s.annotator) = '' THEN 'annotator must not be empty'
+    WHEN s.choice IS NOT NULL AND s.ranks IS NOT NULL THEN 'give a choice or ranks, not both'
+    WHEN s.choice IS NULL AND s.ranks IS NULL THEN 'give a choice (A, B, tie, both_bad) or ranks'
+    WHEN s.choice IS NOT NULL AND s.choice NOT IN ('A', 'B', 'tie', 'both_bad')
+        THEN 'a vote is one of A, B, tie, both_bad, not ' || s.choice
+    WHEN s.choice IS NOT NULL AND c.k <> 2
+        THEN 'comparison ' || s.comparison_id || ' shows ' || c.k || ' runs; give ranks'
+    WHEN s.choice IS NULL AND len(s.ranks) <> c.k
+        THEN 'comparison ' || s.comparison_id || ' shows ' || c.k || ' runs but ' || len(s.ranks)
+             || ' ranks were given'
+    WHEN s.choice IS NULL AND (list_min(s.ranks) < 1 OR list_max(s.ranks) > c.k
+                               OR len(list_filter(s.ranks, lambda x: x IS NULL)) > 0)
+        THEN 'ranks go from 1 (best) to ' || c.k || ' for ' || c.k || ' runs'
+    WHEN strpos(s.comment, chr(0)) > 0 THEN 'comment must not contain NUL bytes'
+    WHEN length(s.comment) > $max_comment
+        THEN 'comment is ' || length(s.comment) || ' characters long; the limit is ' || $max_comment
+END"""
+
+
+def _batch_json(row: str) -> str:
+    """A bulk row's value as the label ``k.id`` (for ``label_audit``), in the shape of ``vote_json``."""
+    return (
+        f"to_json({{'id': k.id, 'kind': {row}.kind, 'choice': {row}.choice, 'ranks': {row}.ranks, "
+        f"'comment': {row}.comment, 'created_at': {row}.created_at}})"
+    )
+
+
+def _differ(a: str, b: str) -> str:
+    return " OR ".join(f"{a}.{c} IS DISTINCT FROM {b}.{c}" for c in ("kind", "choice", "ranks", "comment"))
+
+
+# After _bulk_keys holds one row per (comparison, annotator) with its winning row ``win`` and stored ``old_id``:
+# give new keys consecutive ids, audit every replaced value, update stored labels, insert new ones.
+_BULK_VOTE_WRITES = (
+    """CREATE OR REPLACE TEMP TABLE _bulk_keys AS
+    SELECT * REPLACE (coalesce(old_id, $first - 1 + row_number() OVER (PARTITION BY old_id IS NULL
+                                                                       ORDER BY first_i)) AS id)
+    FROM _bulk_keys""",
+    f"""INSERT INTO label_audit (kind, row_id, comparison_id, annotator, actor, action, old, new, "at")
+    SELECT 'vote', k.id, v.comparison_id, v.annotator, coalesce($actor, v.annotator), 'replace', {vote_json("v")},
+           {_batch_json("w")}, $at
+    FROM _bulk_keys k JOIN votes v ON v.id = k.old_id JOIN _bulk_votes w ON w.i = k.win
+    WHERE {_differ("v", "w")} ORDER BY k.id""",
+    f"""INSERT INTO label_audit (kind, row_id, comparison_id, annotator, actor, action, old, new, "at")
+    SELECT 'vote', k.id, l.comparison_id, l.annotator, coalesce($actor, l.annotator), 'replace', {_batch_json("l")},
+           {_batch_json("w")}, $at
+    FROM _bulk_votes l JOIN _bulk_keys k ON k.comparison_id = l.comparison_id AND k.annotator = l.annotator
+    JOIN _bulk_votes w ON w.i = k.win
+    WHERE l.rn > 1 AND ({_differ("l", "w")}) ORDER BY l.i""",
+    f"""UPDATE votes SET kind = w.kind, choice = w.choice, ranks = w.ranks, comment = w.comment,
+                      created_at = w.created_at
+    FROM _bulk_keys k JOIN _bulk_votes w ON w.i = k.win
+    WHERE votes.id = k.old_id AND ({_differ("votes", "w")})""",
+    """INSERT INTO votes (id, comparison_id, kind, choice, ranks, annotator, comment, created_at)
+    SELECT k.id, w.comparison_id, w.kind, w.choice, w.ranks, w.annotator, w.comment, w.created_at
+    FROM _bulk_keys k JOIN _bulk_votes w ON w.i = k.win WHERE k.old_id IS NULL ORDER BY k.id""",
+)
 
 
 def _check_status(status: str) -> None:

@@ -37,13 +37,13 @@ def _prompt_and_runs(store: Store, n: int = 2, text: str = "Q?") -> tuple[int, l
 def test_migrations_from_empty(tmp_path: Path) -> None:
     path = tmp_path / "studio.duckdb"
     with Store(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 2
+        assert s.schema_version == len(MIGRATIONS) == 3
     with Store(path) as s:  # reopening applies nothing and keeps the version
         assert s.schema_version == len(MIGRATIONS)
     con = duckdb.connect(str(path))
     rows = con.execute("SELECT version, name FROM _migrations ORDER BY version").fetchall()
     con.close()
-    assert rows == [(1, "m001_initial"), (2, "m002_prompt_messages")]
+    assert rows == [(1, "m001_initial"), (2, "m002_prompt_messages"), (3, "m003_one_label_per_annotator")]
 
 
 def test_migration_from_older_version_keeps_data(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_migration_from_older_version_keeps_data(tmp_path: Path) -> None:
     con.execute("INSERT INTO prompts (id, text) VALUES (nextval('prompts_id_seq'), 'old prompt')").fetchall()
     con.close()
     with Store(path) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == len(MIGRATIONS)
         assert s.list_prompts()[0]["text"] == "old prompt"
         assert s.list_prompts()[0]["messages"] is None  # m002's column exists now
         multi = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
@@ -66,9 +66,9 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     with Store(path):
         pass
     con = duckdb.connect(str(path))
-    con.execute("INSERT INTO _migrations (version, name) VALUES (3, 'm003_from_the_future')").fetchall()
+    con.execute("INSERT INTO _migrations (version, name) VALUES (99, 'm099_from_the_future')").fetchall()
     con.close()
-    with pytest.raises(StoreError, match="m003_from_the_future.*newer studio"):
+    with pytest.raises(StoreError, match="m099_from_the_future.*newer studio"):
         Store(path)
 
 
@@ -125,7 +125,7 @@ def test_run_round_trip(store: Store) -> None:
     assert run | {"created_at": None} == {
         "id": rid, "prompt_id": pid, "model": "smollm2-135m", "strategy": "cove", "variant": "factored",
         "params": {"temperature": 0.7}, "answer": "4", "trace": trace, "tokens_in": 20, "tokens_out": 5,
-        "latency_s": 1.25, "created_at": None,
+        "latency_s": 1.25, "created_at": None, "error": None,
     }  # fmt: skip
     assert abs(run["created_at"] - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(minutes=1)
     prompt = store.get_prompt(pid)
@@ -223,15 +223,19 @@ def test_step_labels(store: Store) -> None:
     _, (run, _) = _prompt_and_runs(store)
     lid = store.add_step_label(run, "execute_verifications.2", "wrong", "alice", note="date is off")
     store.add_step_label(run, "baseline", "good", "bob")
-    store.update_step_label(lid, label="partly wrong")
+    store.update_step_label(lid, label="good")
     labels = store.list_step_labels(run)
     assert [(x["step_id"], x["label"], x["note"]) for x in labels] == [
-        ("execute_verifications.2", "partly wrong", "date is off"),
+        ("execute_verifications.2", "good", "date is off"),
         ("baseline", "good", None),
     ]
     assert labels[0]["updated_at"] is not None and labels[1]["updated_at"] is None
     store.delete_step_label(lid)
     assert [x["label"] for x in store.list_step_labels()] == ["good"]
+    assert [(a["action"], a["old"]["label"]) for a in store.label_audit()] == [
+        ("delete", "good"),
+        ("replace", "wrong"),
+    ]
     with pytest.raises(StoreError, match="no step label"):
         store.update_step_label(lid, note="gone")
 
@@ -317,10 +321,15 @@ def test_threads_write_concurrently(store: Store) -> None:
         t.join()
     assert not errors
     stats = store.stats()
-    assert stats["votes"] == n_threads * per_thread
+    # one label per (comparison, annotator): each thread's 25 submissions edit one vote, and 24 go to the audit
+    assert stats["votes"] == n_threads
+    assert {v["annotator"]: v["choice"] for v in store.list_votes()} == {
+        f"thread-{t}": "A" for t in range(8)
+    }  # i = 24 is even
+    assert len(store.label_audit(limit=None)) == n_threads * (per_thread - 1)
     assert stats["runs"] == n_threads * per_thread + 2
     ids = store._rows("SELECT count(DISTINCT id) AS n, count(*) AS m FROM votes")[0]
-    assert ids["n"] == ids["m"] == n_threads * per_thread
+    assert ids["n"] == ids["m"] == n_threads
 
 
 def test_second_process_gets_a_clear_lock_message(tmp_path: Path) -> None:
