@@ -1,15 +1,18 @@
-"""The openai backend against a real, independent server: `transformers serve` on 127.0.0.1."""
+"""The openai backend against real servers on 127.0.0.1: `transformers serve` for chat, streaming and retries
+(through a proxy that fails the first requests), and a log-prob server on the real model for ``choice_probs``
+(`transformers serve` accepts ``logprobs`` but returns none). Broken servers give clear errors."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
 from studio.backends import GenParams
 from studio.backends.openai_backend import OpenAIBackend
 from studio.errors import BackendError, InputError
-from tests.servers import broken_server, free_port, stop, transformers_serve
+from studio.judges import make_judge
+from studio.judges.base import JudgeItem
+from studio.judges.logprob import logprob_conversation
+from tests.servers import broken_server, closed_port, flaky_proxy, logprob_server, stop, transformers_serve
 
 Q = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -42,15 +45,76 @@ def test_server_killed_mid_test_gives_clear_error(default_model_dir, tmp_path) -
             b.chat([Q], GenParams(max_new_tokens=4))
 
 
+# -- retries: the OpenAI client's, through a proxy that fails the first requests -------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("status", [500, 503])
+def test_retries_get_through_to_the_real_server(served, status: int) -> None:
+    url, _, model = served
+    with flaky_proxy(url, fail_first=2, status=status) as proxy:
+        b = OpenAIBackend(model, base_url=proxy.url, max_retries=2)
+        [answer] = b.chat([Q], GenParams(max_new_tokens=16))
+    assert proxy.statuses == [status, status, 200]  # two failures, retried, then transformers serve answered
+    assert "Paris" in answer.text and answer.completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_retries_are_bounded_and_the_last_error_is_shown(served) -> None:
+    url, _, model = served
+    with flaky_proxy(url, fail_first=3, status=503) as proxy:
+        b = OpenAIBackend(model, base_url=proxy.url, max_retries=1)
+        with pytest.raises(BackendError, match="answered HTTP 503: .*overloaded"):
+            b.chat([Q], GenParams(max_new_tokens=4))
+    assert proxy.statuses == [503, 503]  # the first try and one retry; the third failure is never asked for
+    with flaky_proxy(url, fail_first=1, status=503) as proxy:
+        b = OpenAIBackend(model, base_url=proxy.url, max_retries=0)
+        with pytest.raises(BackendError, match="HTTP 503"):
+            b.chat([Q], GenParams(max_new_tokens=4))
+    assert proxy.statuses == [503]
+
+
+# -- choice_probs ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_choice_probs_from_a_server_without_logprobs_is_a_clear_error(served) -> None:
+    url, _, model = served
+    b = OpenAIBackend(model, base_url=url, max_retries=0)
+    with pytest.raises(BackendError, match="does not return logprobs; use a text-verdict judge"):
+        b.choice_probs([Q], ["A", "B"])
+
+
+@pytest.mark.slow
+def test_choice_probs_over_http_are_the_models_next_token_probabilities(default_model_dir) -> None:
+    """The top_logprobs of the first token, read and renormalised over the choices, equal the same model's
+    next-token probabilities computed in this process (float32 on both sides, one conversation at a time)."""
+    from studio.backends.transformers_backend import TransformersBackend
+
+    item = JudgeItem.pair(
+        "What is the capital of France?", "The capital of France is Paris.", "I like turtles."
+    )
+    convs = [logprob_conversation(item, order) for order in ("AB", "BA")]
+    local = TransformersBackend(str(default_model_dir), dtype="float32")
+    with logprob_server(default_model_dir) as server:
+        b = OpenAIBackend(str(default_model_dir), base_url=server.url, max_retries=0)
+        remote = b.choice_probs(convs, ["A", "B"])
+        verdict = make_judge("logprob").judge([item], b)[0]
+    assert {(r["logprobs"], r["top_logprobs"], r["max_tokens"]) for r in server.requests} == {(True, 20, 1)}
+    for conv, probs in zip(convs, remote, strict=True):
+        [expected] = local.choice_probs([conv], ["A", "B"])
+        assert probs == pytest.approx(expected, abs=1e-4)
+        assert sum(probs.values()) == pytest.approx(1.0)
+    assert verdict.ok and verdict.prob_a == pytest.approx((remote[0]["A"] + remote[1]["B"]) / 2)
+
+
+# -- failures without a model ------------------------------------------------------------------------------------
 def test_unreachable_endpoint_names_the_url() -> None:
-    url = f"http://127.0.0.1:{free_port()}/v1"
-    b = OpenAIBackend("m", base_url=url, timeout=3, max_retries=0)
-    t0 = time.monotonic()
-    with pytest.raises(BackendError, match="cannot reach endpoint " + url.replace(".", r"\.")):
-        b.chat([Q], GenParams(max_new_tokens=4))
-    with pytest.raises(BackendError, match="cannot reach"):
-        list(b.stream(Q, GenParams(max_new_tokens=4)))
-    assert time.monotonic() - t0 < 10
+    """A refused connection fails at once with the URL and the refusal (not a timeout, not a retry loop)."""
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}/v1"
+        b = OpenAIBackend("m", base_url=url, timeout=30, max_retries=0)
+        pattern = "cannot reach endpoint " + url.replace(".", r"\.") + ".*(refused|Errno 111)"
+        with pytest.raises(BackendError, match=pattern):
+            b.chat([Q], GenParams(max_new_tokens=4))
+        with pytest.raises(BackendError, match="cannot reach.*(refused|Errno 111)"):
+            list(b.stream(Q, GenParams(max_new_tokens=4)))
 
 
 @pytest.mark.parametrize(
