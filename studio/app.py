@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from components import arena, data, judge, models, train
 from components import eval as eval_tab
 from components.common import guard_events
-from studio.auth import authenticator
+from studio.auth import AuthGuard, LoginLimiter, authenticator
 from studio.context import AppContext
 from studio.errors import configure_logging
 from studio.settings import Settings
@@ -48,7 +49,7 @@ def create_app(settings: Settings) -> gr.Blocks:
         demo.load(lambda: arena.column_picker(ctx), None, arena_tab.columns, api_visibility="private")
         demo.load(lambda: models.refreshed(ctx), None, [models_tab.table, models_tab.try_model],
                   api_visibility="private")  # fmt: skip
-    guard_events(demo)  # every handler: user errors as one toast and one log line, faults logged with traceback
+    guard_events(demo)  # user errors: one toast and one log line; faults: logged with their traceback
     # Quick actions (votes, labels, browsing) run 16 at a time, so they never wait behind a generation;
     # events that generate share concurrency_id="generate", limited to settings.concurrency.
     demo.queue(default_concurrency_limit=16)
@@ -57,7 +58,8 @@ def create_app(settings: Settings) -> gr.Blocks:
 
 def serve(settings: Settings, *, share: bool = False, preload: bool = True, block: bool = True) -> gr.Blocks:
     configure_logging()
-    auth = authenticator(Path(settings.auth_file)) if settings.auth_file else None  # fail before loading
+    limiter = LoginLimiter(settings.login_max_failures, settings.login_lockout_s)
+    auth = authenticator(Path(settings.auth_file), limiter) if settings.auth_file else None  # fails early
     # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
     demo = create_app(settings)  # opens the store: fails before loading when another studio holds it
@@ -83,5 +85,7 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
         theme=gr.themes.Soft(),
         css=CSS,
         footer_links=["api"],
+        # AuthGuard: login backoff per client address; no API description before login
+        app_kwargs={"middleware": [Middleware(AuthGuard)]},
     )
     return demo
