@@ -18,8 +18,18 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from components.common import downloadable, friendly, limit_of, optional, render_trace_html, row_id, table
+from components.common import (
+    current_user,
+    downloadable,
+    friendly,
+    limit_of,
+    optional,
+    render_trace_html,
+    row_id,
+    table,
+)
 from storage import Filters, Store
+from studio.access import require_admin
 from studio.api import list_strategies
 from studio.context import AppContext
 from studio.errors import InputError
@@ -377,23 +387,27 @@ def build(ctx: AppContext) -> Handles:
 
     # -- handlers: write --------------------------------------------------------------------------------------
     @friendly
-    def data_delete_vote(vid: Any) -> str:
+    def data_delete_vote(vid: Any, request: gr.Request) -> str:
         vid = row_id(vid, "vote")
-        ctx.store.delete_vote(vid)
+        user = current_user(ctx, request)  # annotators delete only their own votes; the audit names who did
+        ctx.store.delete_vote(vid, actor=user.name, admin=user.is_admin)
         return f"Deleted vote {vid}."
 
     @friendly
-    def data_update_step_label(lid: Any, lab: Any, text: Any) -> str:
+    def data_update_step_label(lid: Any, lab: Any, text: Any, request: gr.Request) -> str:
         lid = row_id(lid, "step label")
         if optional(lab) is None and optional(text) is None:
             raise InputError("give a new label or a note to save")
-        ctx.store.update_step_label(lid, label=optional(lab), note=optional(text))
+        user = current_user(ctx, request)
+        ctx.store.update_step_label(lid, label=optional(lab), note=optional(text), actor=user.name,
+                                    admin=user.is_admin)  # fmt: skip
         return f"Saved step label {lid}."
 
     @friendly
-    def data_delete_step_label(lid: Any) -> str:
+    def data_delete_step_label(lid: Any, request: gr.Request) -> str:
         lid = row_id(lid, "step label")
-        ctx.store.delete_step_label(lid)
+        user = current_user(ctx, request)
+        ctx.store.delete_step_label(lid, actor=user.name, admin=user.is_admin)
         return f"Deleted step label {lid}."
 
     @friendly
@@ -418,12 +432,19 @@ def build(ctx: AppContext) -> Handles:
         path: Any,
         ps: Any,
         ann: Any,
+        request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> str:
+        user = current_user(ctx, request)
+        require_admin(user, "import data")
         if not path:
             raise InputError("choose a JSONL or Parquet file to import")
         progress(0.1, desc="checking every row, then importing")
-        result = ctx.store.import_preferences(path, prompt_set=optional(ps), annotator=optional(ann))
+        # with logins, the labels carry the importer's name or the file's import:<name> source, never another's
+        by = user.name if ctx.settings.auth_file else None
+        result = ctx.store.import_preferences(
+            path, prompt_set=optional(ps), annotator=optional(ann), imported_by=by
+        )
         progress(1.0, desc="done")
         return (
             f"Imported **{result.rows}** preference pairs into prompt set `{result.prompt_set}` "
