@@ -387,12 +387,27 @@ def check_verdicts(verdicts: list[Verdict], n: int, judge: str) -> None:
     assert verdicts[0].self_judge and not verdicts[-1].self_judge
 
 
+SWAP = {"A": "B", "B": "A", "tie": "tie", "inconsistent": "inconsistent", None: None}
+
+
 @pytest.mark.slow
 def test_real_pairwise(backend):
-    verdicts = make_judge("pairwise", {"max_new_tokens": 48}).judge(REAL_ITEMS, backend)
-    check_verdicts(verdicts, 2, "pairwise")
+    """Whatever the model writes, the verdict is what its two outputs say, read in the caller's labels; and the
+    same pair with its answers swapped (greedy: the same two prompts) gives the mirrored verdict."""
+    first, second = REAL_ITEMS[0].answers
+    swapped = JudgeItem.pair(QUESTION, second, first, key="c1-swapped")
+    verdicts = make_judge("pairwise", {"max_new_tokens": 48}).judge([*REAL_ITEMS, swapped], backend)
+    check_verdicts(verdicts[:2], 2, "pairwise")
     for v in verdicts:
-        assert v.winner in ("A", "B", "tie", "inconsistent", None) and len(v.raw) == 2
+        picks = [parse_pairwise(text) for text in v.raw]
+        assert len(v.raw) == 2 and v.scores["picks"] == dict(zip(("AB", "BA"), picks, strict=True))
+        assert v.order_winners == [to_caller_label(p, o) for p, o in zip(picks, ("AB", "BA"), strict=True)]
+        assert v.winner == combine_orders(v.order_winners) and v.ok == (v.winner is not None)
+    c1, again = verdicts[0], verdicts[2]
+    assert (
+        again.raw == c1.raw[::-1]
+    )  # order AB of one is order BA of the other: the same prompt, the same text
+    assert again.winner == SWAP[c1.winner]
 
 
 @pytest.mark.slow
@@ -413,6 +428,21 @@ def test_real_additive(backend):
     for v in verdicts:
         assert len(v.raw) == 2 and v.scores["failed_samples"] in (0, 1, 2)
         assert v.rating is None or 0 <= v.rating <= 5
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="SmolLM2-135M answers 'A' whichever answer is shown first: P('A') = 0.82 with Paris first and 0.87 "
+    "with turtles first (bf16 on this CPU), so P(Paris better) = 0.475, a tie; issue #13 must make the "
+    "default judge prefer the right answer",
+)
+def test_real_logprob_judge_prefers_the_right_answer_in_both_orders(backend):
+    paris, turtles = "The capital of France is Paris.", "I like turtles."
+    first, second = make_judge("logprob").judge(
+        [JudgeItem.pair(QUESTION, paris, turtles), JudgeItem.pair(QUESTION, turtles, paris)], backend
+    )
+    assert (first.winner, second.winner) == ("A", "B"), (first.prob_a, second.prob_a, first.scores["probs"])
 
 
 @pytest.mark.slow

@@ -14,7 +14,9 @@ from storage import Store
 from studio.backends.base import Backend, Completion, Conversation, GenParams
 from studio.cli import main
 from studio.errors import BackendError
-from studio.judges import make_judge
+from studio.judges import JudgeItem, combine_orders, make_judge, to_caller_label
+from studio.judges.logprob import p_a_better, winner_from_prob
+from studio.judges.pairwise import parse_pairwise
 from studio.judging import (
     HUMAN,
     Scope,
@@ -212,15 +214,46 @@ def test_agreement_biases_disagreements_and_leaderboard_by_hand(store):
 
 @pytest.mark.slow
 def test_real_model_judges_the_store(store, backend):
-    populate(store)
-    res = judge_scope(store, backend, make_judge("logprob"), Scope(labelled=True), batch_size=8)
+    """The stored verdicts are the model's: the same pairs judged directly, in the same order and batch, give the
+    same probabilities, each stored under its runs in the order shown (A = the first run)."""
+    r = populate(store)
+    judge = make_judge("logprob")
+    res = judge_scope(store, backend, judge, Scope(labelled=True), batch_size=8)
     assert (res.judged, res.ok, res.failed) == (5, 5, 0)
+    pairs = [("r1", "r2"), ("r3", "r4"), ("r5", "r6"), ("r5", "r7"), ("r6", "r7")]
+    runs = {key: store.get_run(r[key]) for key in r}
+    direct = judge.judge(
+        [
+            JudgeItem.pair(
+                store.get_prompt(runs[a]["prompt_id"])["text"], runs[a]["answer"], runs[b]["answer"]
+            )
+            for a, b in pairs
+        ],
+        backend,
+    )
+    stored = {tuple(row["run_ids"]): verdict_from_row(row) for row in store.list_verdicts(limit=None)}
+    assert set(stored) == {(r[a], r[b]) for a, b in pairs}
+    for (a, b), want in zip(pairs, direct, strict=True):
+        got = stored[(r[a], r[b])]
+        assert got.prob_a == pytest.approx(want.prob_a, abs=1e-4) and got.winner == want.winner
+        assert got.scores["probs"]["AB"] == pytest.approx(want.scores["probs"]["AB"], abs=1e-4)
+        probs = got.scores["probs"]
+        assert got.prob_a == pytest.approx(p_a_better(probs["AB"], probs["BA"]))
+        assert got.winner == winner_from_prob(got.prob_a, judge.config.tie_margin)
+
     res = judge_scope(
         store, backend, make_judge("pairwise", {"max_new_tokens": 24}), Scope(prompt_set="math")
     )
-    assert res.judged == 1 and res.ok + res.failed == 1
-    rows = store.list_verdicts(limit=100)
-    assert len(rows) == 6 and all(0 <= row["prob_a"] <= 1 for row in rows if row["judge"] == "logprob")
+    [row] = store.list_verdicts(judge="pairwise", limit=None)
+    v = verdict_from_row(row)
+    assert res.judged == 1 and tuple(row["run_ids"]) == (r["r1"], r["r2"]) and len(v.raw) == 2
+    picks = [parse_pairwise(text) for text in v.raw]  # the stored raw outputs decide the stored winner
+    assert v.winner == combine_orders(
+        [to_caller_label(p, o) for p, o in zip(picks, ("AB", "BA"), strict=True)]
+    )
+    assert (res.ok, res.failed) == ((1, 0) if v.winner is not None else (0, 1)) and v.ok == (
+        v.winner is not None
+    )
 
 
 @pytest.mark.slow
