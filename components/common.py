@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from storage import StoreError
-from studio.access import ADMIN, User
+from studio.access import ADMIN, User, require_admin
 from studio.auth import user_named
 from studio.context import AppContext
 from studio.errors import InputError, StudioError, hide_paths, public_message
@@ -77,9 +77,26 @@ def friendly(fn: F) -> F:
     return plain  # type: ignore[return-value]
 
 
-def guard_events(demo: gr.Blocks) -> None:
-    """Wrap every event handler of ``demo`` in :func:`user_errors` (once), so that no handler, however it
-    was written, shows a traceback, a server path or a key."""
+# What only an admin may do, by event (api) name: the one table of the roles' rules for the UI. Annotators
+# label, flag, skip, run the arena, try models and browse; everything that changes the studio is here.
+ADMIN_ONLY = {
+    "add_model": "add or change models",
+    "remove_model": "remove models",
+    "train_start": "start training jobs",
+    "train_cancel": "cancel training jobs",
+    "train_resume": "resume training jobs",
+    "compare_with_parent": "start comparison jobs",
+    "eval_run": "start evaluation runs",
+    "judge_run": "start judge runs",
+    "import_prompts": "import data",
+    "data_import": "import data",
+    "data_save_prompt_set": "change a prompt set's guidelines",
+}
+
+
+def guard_events(demo: gr.Blocks, ctx: AppContext) -> None:
+    """Wrap every event handler of ``demo`` (once): the admin-only ones (:data:`ADMIN_ONLY`) first check the
+    caller's role; all of them show user errors as one toast and never a traceback, a server path or a key."""
     _guard_preprocessing(demo)
     for block_fn in demo.fns.values():
         fn = block_fn.fn
@@ -87,8 +104,35 @@ def guard_events(demo: gr.Blocks) -> None:
             continue
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
             continue
+        if block_fn.api_name in ADMIN_ONLY:
+            fn = _admin_only(fn, ctx, ADMIN_ONLY[str(block_fn.api_name)])
         block_fn.fn = friendly(fn)
         block_fn.fn._guarded = True  # type: ignore[attr-defined]
+
+
+def _admin_only(fn: F, ctx: AppContext, action: str) -> F:
+    """``fn``, refused unless the caller (gradio's request for this event) is an admin."""
+
+    def check() -> None:
+        from gradio.context import LocalContext
+
+        require_admin(current_user(ctx, LocalContext.request.get(None)), action)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen(*args: Any, **kwargs: Any) -> Any:
+            check()
+            yield from fn(*args, **kwargs)
+
+        return gen  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        check()
+        return fn(*args, **kwargs)
+
+    return plain  # type: ignore[return-value]
 
 
 def _guard_preprocessing(demo: gr.Blocks) -> None:

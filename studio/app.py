@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> gr.Blocks:
         demo.load(lambda: arena.column_picker(ctx), None, arena_tab.columns, api_visibility="private")
         demo.load(lambda: models.refreshed(ctx), None, [models_tab.table, models_tab.try_model],
                   api_visibility="private")  # fmt: skip
-    guard_events(demo)  # user errors: one toast and one log line; faults: logged with their traceback
+    guard_events(demo, ctx)  # admin-only events check the role; user errors: one toast and one log line
     # Quick actions (votes, labels, browsing) run 16 at a time, so they never wait behind a generation;
     # events that generate share concurrency_id="generate", limited to settings.concurrency.
     demo.queue(default_concurrency_limit=16)
