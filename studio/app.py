@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from components import arena, data, judge, models, train
 from components import eval as eval_tab
 from components.common import guard_events
+from studio import rest
 from studio.auth import AuthGuard, LoginLimiter, authenticator
 from studio.context import AppContext
 from studio.errors import configure_logging
@@ -26,9 +27,9 @@ CSS = """
 """
 
 
-def create_app(settings: Settings) -> gr.Blocks:
+def create_app(settings: Settings, ctx: AppContext | None = None) -> gr.Blocks:
     settings.ensure_dirs()
-    ctx = AppContext(settings)
+    ctx = ctx or AppContext(settings)
     _ = ctx.store  # open it now: a second studio on this data dir stops here, naming the holder
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nSystem 1 vs System 2 prompting, side by side.")
@@ -62,9 +63,10 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
     auth = authenticator(Path(settings.auth_file), limiter) if settings.auth_file else None  # fails early
     # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
-    demo = create_app(settings)  # opens the store: fails before loading when another studio holds it
+    ctx = AppContext(settings)
+    demo = create_app(settings, ctx)  # opens the store: fails before loading when another studio holds it
+    api = rest.Api(ctx)  # the REST API (/api/v1) on the same server, sharing the store
     if preload:  # load (and, on first run, convert) the default model before the first click
-        ctx = AppContext(settings)
         ctx.registry.backend(None, progress=lambda f, m: print(f"[{f:4.0%}] {m}", flush=True))
     print(
         f"Reasoning Studio on http://{settings.host}:{settings.port} (data dir: {settings.data_dir})",
@@ -86,6 +88,6 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
         css=CSS,
         footer_links=["api"],
         # AuthGuard: login backoff per client address; no API description before login
-        app_kwargs={"middleware": [Middleware(AuthGuard)]},
+        app_kwargs={"lifespan": rest.lifespan(api), "middleware": [Middleware(AuthGuard)]},
     )
     return demo
