@@ -112,13 +112,18 @@ class Snapshot:
 
 
 def snapshot(store: Store) -> Snapshot:
-    """Everything the figures need, read with the store's own readers (no SQL here)."""
+    """Everything the figures need, read with the store's own readers (no SQL here). Failed runs are left out,
+    with any comparison, vote or verdict that involves one: judges and figures never see a failed run."""
+    runs = {r["id"]: r for r in store.list_runs(failed=False, limit=ALL)}
+    comparisons = {
+        c["id"]: c for c in store.list_comparisons(limit=ALL) if all(r in runs for r in c["run_ids"])
+    }
     return Snapshot(
         prompts={p["id"]: p for p in store.list_prompts(limit=ALL)},
-        runs={r["id"]: r for r in store.list_runs(limit=ALL)},
-        comparisons={c["id"]: c for c in store.list_comparisons(limit=ALL)},
-        votes=store.list_votes(limit=ALL),
-        verdicts=store.list_verdicts(limit=ALL),
+        runs=runs,
+        comparisons=comparisons,
+        votes=[v for v in store.list_votes(limit=ALL) if v["comparison_id"] in comparisons],
+        verdicts=[d for d in store.list_verdicts(limit=ALL) if all(r in runs for r in d["run_ids"])],
     )
 
 
@@ -312,11 +317,13 @@ class Outcomes:
     """Per rater, per canonical run pair, every outcome given (None for a failed verdict)."""
 
     votes: dict[str, dict[tuple[int, int], list[str | None]]] = field(default_factory=dict)
+    who: dict[str, dict[tuple[int, int], list[str]]] = field(default_factory=dict)  # annotator of each vote
     failed: dict[str, int] = field(default_factory=dict)  # failed verdicts per judge rater
     total: dict[str, int] = field(default_factory=dict)  # verdicts per judge rater
 
-    def add(self, rater: str, pair: tuple[int, int], label: str | None) -> None:
+    def add(self, rater: str, pair: tuple[int, int], label: str | None, who: str | None = None) -> None:
         self.votes.setdefault(rater, {}).setdefault(pair, []).append(label)
+        self.who.setdefault(rater, {}).setdefault(pair, []).append(who or rater)
 
 
 def outcomes(snap: Snapshot, *, self_judge: bool | None = None) -> Outcomes:
@@ -330,7 +337,7 @@ def outcomes(snap: Snapshot, *, self_judge: bool | None = None) -> Outcomes:
         ids = snap.comparisons[v["comparison_id"]]["run_ids"]
         for (i, a), (j, b) in itertools.combinations(enumerate(ids), 2):
             ri, rj = v["ranks"][i], v["ranks"][j]
-            out.add(HUMAN, *_canonical(a, b, "A" if ri < rj else "B" if rj < ri else "tie"))
+            out.add(HUMAN, *_canonical(a, b, "A" if ri < rj else "B" if rj < ri else "tie"), v["annotator"])
     ratings: dict[str, dict[int, float]] = {}
     for d in snap.verdicts:
         if self_judge is not None and bool((d.get("scores") or {}).get("self_judge")) != self_judge:
@@ -366,10 +373,15 @@ def pair_attrs(snap: Snapshot, pair: tuple[int, int]) -> dict[str, Any]:
 
 # -- agreement ----------------------------------------------------------------------------------------------------
 def agreement_rows(
-    snap: Snapshot, x: dict[Hashable, list], y: dict[Hashable, list], same: bool
+    snap: Snapshot,
+    x: dict[Hashable, list],
+    y: dict[Hashable, list],
+    same: bool,
+    who: dict[Hashable, list] | None = None,
 ) -> list[dict]:
-    """Vote-pair rows for :func:`studio.metrics.agreement_report`: within one rater (``same``) or across two."""
-    pairs = metrics.within_pairs(x) if same else metrics.cross_pairs(x, y)
+    """Vote-pair rows for :func:`studio.metrics.agreement_report`: within one rater (``same``; only between
+    different annotators, given by ``who``) or across two."""
+    pairs = metrics.within_pairs(x, who or {}) if same else metrics.cross_pairs(x, y)
     return [{**pair_attrs(snap, item), "x": a, "y": b} for item, a, b in pairs]  # type: ignore[arg-type]
 
 
@@ -391,7 +403,9 @@ def agreement(
         comparisons += list(itertools.combinations(judges, 2))
     results = []
     for x, y in comparisons:
-        rows = agreement_rows(snap, out.votes.get(x, {}), out.votes.get(y, {}), same=x == y)
+        rows = agreement_rows(
+            snap, out.votes.get(x, {}), out.votes.get(y, {}), same=x == y, who=out.who.get(x, {})
+        )
         report = metrics.agreement_report(rows, by, n_boot=n_boot, seed=seed)
         entry: dict[str, Any] = {
             "x": x,

@@ -20,6 +20,7 @@ from studio.metrics import (
     cross_pairs,
     flip,
     group_votes,
+    inter_annotator_alpha,
     kendall_tau,
     length_bias,
     mean_kendall_tau,
@@ -93,7 +94,8 @@ def test_vote_pairs_follow_mt_bench_counting():
         (1, "A", "B"),
         (2, "B", "tie"),
     ]
-    within = within_pairs(humans)  # items 1 (3 pairs) and 3 (1 pair); item 2 has one annotator
+    who = {1: ["ann", "bob", "cy"], 2: ["ann"], 3: ["ann", "bob"]}
+    within = within_pairs(humans, who)  # items 1 (3 pairs) and 3 (1 pair); item 2 has one annotator
     assert len(within) == 4
     assert agreement([a for _, a, _ in within], [b for _, _, b in within]).value == pytest.approx(2 / 4)
     rows = [{"item": 1, "winner": "A"}, {"item": 1, "winner": "inconsistent"}, {"item": 2, "winner": None}]
@@ -180,3 +182,108 @@ def test_winner_from_ratings():
     assert winner_from_ratings(2, 2.4, margin=0.5) == "tie"
     assert winner_from_ratings(1, 3) == "B"
     assert winner_from_ratings(None, 3) is None
+
+
+def test_within_pairs_only_pair_different_annotators():
+    """#18: one annotator voting three times on an item is no human-human agreement (it gave 3 pairs, S1 = 1)."""
+    assert within_pairs({1: ["A", "A", "A"]}, {1: ["ann", "ann", "ann"]}) == []
+    # ann twice and bob once: only ann-bob pairs count, so ann's two votes each meet bob's
+    pairs = within_pairs({1: ["A", "B", "A"]}, {1: ["ann", "ann", "bob"]})
+    assert sorted(pairs) == [(1, "A", "A"), (1, "B", "A")]
+    with pytest.raises(ValueError, match="3 votes but 2 annotators"):
+        within_pairs({1: ["A", "B", "A"]}, {1: ["ann", "bob"]})
+
+
+def _rows(table: dict[str, list], kind: str) -> list[dict]:
+    """Store-like vote rows from {annotator: value per item} (None = no label)."""
+    rows = []
+    for who, values in table.items():
+        for item, v in enumerate(values):
+            if v is None:
+                continue
+            rows.append({
+                "id": len(rows) + 1, "comparison_id": item, "annotator": who, "kind": kind,
+                "choice": v if kind == "pairwise" else None, "ranks": [v] if kind == "ranking" else None,
+            })  # fmt: skip
+    return rows
+
+
+# Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C: 4 observers, 12 units, values 1-5
+# with missing data. Published: nominal 0.743, ordinal 0.815.
+_K2011 = {
+    "A": [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+    "B": [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+    "C": [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+    "D": [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+}
+
+
+def test_alpha_matches_krippendorffs_published_example():
+    ordinal = inter_annotator_alpha(_rows(_K2011, "ranking"), level="ordinal", n_boot=200)
+    assert ordinal["alpha"] == pytest.approx(0.815, abs=5e-4)
+    assert (ordinal["n_items"], ordinal["n_annotators"]) == (11, 4)  # unit 12 has one value: not pairable
+    labels = {w: [None if v is None else f"value {v}" for v in vs] for w, vs in _K2011.items()}
+    nominal = inter_annotator_alpha(_rows(labels, "pairwise"), level="nominal", n_boot=200)
+    assert nominal["alpha"] == pytest.approx(0.743, abs=5e-4)
+    assert nominal["lo"] <= nominal["alpha"] <= nominal["hi"] and nominal["lo"] < nominal["hi"]
+
+
+def test_alpha_nominal_hand_computed_and_its_bootstrap():
+    # alice A A B B, bob A A B A: coincidences o_AA = 4, o_BB = 2, o_AB = o_BA = 1; n_A = 5, n_B = 3, n = 8;
+    # alpha = 1 - (n - 1) * (o_AB + o_BA) / (2 n_A n_B) = 1 - 7 * 2 / 30 = 8/15
+    rows = _rows({"alice": ["A", "A", "B", "B"], "bob": ["A", "A", "B", "A"]}, "pairwise")
+    a = inter_annotator_alpha(rows, level="nominal", n_boot=500, seed=1)
+    assert a["alpha"] == pytest.approx(8 / 15)
+    assert (a["n_items"], a["n_annotators"]) == (4, 2)
+    assert a["lo"] < a["alpha"] <= a["hi"] <= 1.0
+    assert inter_annotator_alpha(rows, level="nominal", n_boot=500, seed=1) == a  # seeded: reproducible
+    # a ranking row is no pairwise choice, and a pairwise row is no ranking
+    assert inter_annotator_alpha(rows, level="ordinal", n_boot=10)["n_items"] == 0
+
+
+def test_alpha_uses_each_annotators_latest_label_and_handles_no_data():
+    rows = _rows({"alice": ["A", "B"], "bob": ["A", "B"]}, "pairwise")
+    assert inter_annotator_alpha(rows, level="nominal", n_boot=50)["alpha"] == pytest.approx(1.0)
+    later = {**rows[0], "id": 99, "choice": "B"}  # alice changes her mind on item 0 (a later row)
+    assert inter_annotator_alpha([*rows, later], level="nominal", n_boot=50)["alpha"] < 1.0
+    one = inter_annotator_alpha(_rows({"alice": ["A", "B"]}, "pairwise"), level="nominal")
+    assert one["n_items"] == 0 and math.isnan(one["alpha"]) and math.isnan(one["lo"])
+    same = inter_annotator_alpha(_rows({"a": ["A", "A"], "b": ["A", "A"]}, "pairwise"), level="nominal")
+    assert same["n_items"] == 2 and math.isnan(same["alpha"])  # one value everywhere: alpha is 0/0
+    with pytest.raises(ValueError, match="nominal, ordinal"):
+        inter_annotator_alpha(rows, level="interval")
+
+
+def test_alpha_ordinal_over_real_rankings():
+    """Rankings of three runs: each position's rank is one ordinal item; identical rankings agree fully."""
+    base = {"comparison_id": 1, "kind": "ranking", "choice": None}
+    rows = [
+        {**base, "id": 1, "annotator": "a", "ranks": [1, 2, 3]},
+        {**base, "id": 2, "annotator": "b", "ranks": [1, 2, 3]},
+    ]
+    rows += [{**base, "id": 3, "comparison_id": 2, "annotator": "a", "ranks": [3, 2, 1]},
+             {**base, "id": 4, "comparison_id": 2, "annotator": "b", "ranks": [3, 2, 1]}]  # fmt: skip
+    full = inter_annotator_alpha(rows, level="ordinal", n_boot=100)
+    assert full["alpha"] == pytest.approx(1.0) and full["n_items"] == 2
+    rows[1] = {**rows[1], "ranks": [3, 2, 1]}  # b reverses a on comparison 1
+    assert inter_annotator_alpha(rows, level="ordinal", n_boot=100)["alpha"] < 0.5
+
+
+def test_human_agreement_counts_only_different_annotators_on_a_store(tmp_path):
+    """#18 on a hand-built store: alice votes on the same run pair in three comparisons, so human-human agreement
+    has nothing to compare (it counted 3 pairs with S1 = 1.0); bob's vote then pairs with each of hers."""
+    from storage import Store
+    from studio import judging
+
+    with Store(tmp_path / "s.duckdb") as store:
+        pid = store.add_prompt("What is 2+2?")
+        a, b = store.add_run(pid, "m1", "cot", "4"), store.add_run(pid, "m2", "system1", "5")
+        cids = [store.add_comparison([a, b]) for _ in range(3)]
+        for cid in cids:
+            store.add_vote(cid, "A", "alice")
+        human = judging.agreement(judging.snapshot(store), n_boot=10)[0]
+        assert (human["x"], human["y"], human["pairs"]) == ("human", "human", 0)
+        store.add_vote(cids[0], "B", "bob")
+        human = judging.agreement(judging.snapshot(store), n_boot=10)[0]
+        assert human["pairs"] == 3
+        assert human["s1"][0]["value"] == pytest.approx(0.0)  # bob disagrees with each of alice's votes

@@ -7,7 +7,10 @@ and MT-Bench's '[[C]]' are ties; a failed verdict (None) is no outcome and drops
 - **S1** counts every vote pair, ties included; **S2** leaves out each pair in which either vote is a tie
   (MT-Bench's ``ban=["tie"]``). GPT-4 vs humans: S1 66%, S2 85%; humans vs humans: 63% and 81%.
 - A judge vs human pair is every judge vote against every human vote on the same item; a human vs human pair
-  is every two votes on an item with two or more annotators.
+  is every two votes on an item by two *different* annotators (one person's repeated votes are not agreement).
+- **Krippendorff's α** (:func:`inter_annotator_alpha`, via the maintained ``krippendorff`` package) is
+  chance-corrected agreement among any number of annotators with missing labels: nominal over pairwise choices,
+  ordinal over the ranks of a k-way ranking; its CI is a bootstrap over items.
 """
 
 from __future__ import annotations
@@ -110,12 +113,18 @@ def cross_pairs(x: Mapping[Hashable, Sequence[Any]], y: Mapping[Hashable, Sequen
     return out
 
 
-def within_pairs(votes: Mapping[Hashable, Sequence[Any]]) -> list[VotePair]:
-    """Every two votes on an item with two or more of them (human vs human)."""
+def within_pairs(
+    votes: Mapping[Hashable, Sequence[Any]], annotators: Mapping[Hashable, Sequence[Hashable]]
+) -> list[VotePair]:
+    """Every two votes on an item by two different annotators (human vs human); ``annotators[item][i]`` is who
+    gave ``votes[item][i]``. One person's repeated votes never pair with each other."""
     out = []
     for item, labels in votes.items():
-        valid = [o for o in map(outcome, labels) if o]
-        out += [(item, a, b) for a, b in itertools.combinations(valid, 2)]
+        who = annotators.get(item, ())
+        if len(who) != len(labels):
+            raise ValueError(f"item {item!r}: {len(labels)} votes but {len(who)} annotators")
+        valid = [(w, o) for w, o in zip(who, map(outcome, labels), strict=True) if o]
+        out += [(item, a, b) for (p, a), (q, b) in itertools.combinations(valid, 2) if p != q]
     return out
 
 
@@ -153,3 +162,88 @@ def mean_kendall_tau(pairs: Iterable[tuple[Sequence[float], Sequence[float]]]) -
     """
     taus = [t for x, y in pairs if not math.isnan(t := kendall_tau(x, y)[0])]
     return (float(np.mean(taus)) if taus else math.nan), len(taus)
+
+
+# -- Krippendorff's alpha ------------------------------------------------------------------------------------------
+ALPHA_LEVELS = ("nominal", "ordinal")
+
+
+def inter_annotator_alpha(
+    votes: Iterable[Mapping[str, Any]], *, level: str, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Krippendorff's α among the annotators of store vote rows, with a bootstrap CI over items.
+
+    - ``level="nominal"``: pairwise votes (rows with a ``choice``); an item is a comparison and its value the
+      choice ('A', 'B', 'tie', 'both_bad' are four categories).
+    - ``level="ordinal"``: rankings (``kind == 'ranking'``); an item is a (comparison, position) and its value
+      that position's rank. The bootstrap resamples whole comparisons, whose positions belong together.
+
+    Only items with two or more annotators count. If an annotator has several rows for one comparison (the
+    store keeps one), the latest (by ``created_at``, then ``id``) is used. Returns ``{"alpha", "lo", "hi",
+    "n_items", "n_annotators"}``: the 95% percentile interval of ``n_boot`` resamples (NaN where α is
+    undefined: no pairable item, or a single value everywhere).
+    """
+    import krippendorff
+
+    if level not in ALPHA_LEVELS:
+        raise ValueError(f"level is one of {', '.join(ALPHA_LEVELS)}, not {level!r}")
+    units = _alpha_units(votes, level)  # comparison -> {position: {annotator: value}}
+    cells = [
+        (cid, pos, by) for cid, positions in units.items() for pos, by in positions.items() if len(by) > 1
+    ]
+    domain = sorted({v for _, _, by in cells for v in by.values()}, key=_alpha_key)
+    nan = math.nan
+    result: dict[str, Any] = {
+        "alpha": nan, "lo": nan, "hi": nan, "n_items": len({cid for cid, _, _ in cells}),
+        "n_annotators": len({a for _, _, by in cells for a in by}),
+    }  # fmt: skip
+    if not cells or len(domain) < 2:
+        return result
+    index = {v: i for i, v in enumerate(domain)}
+    counts = np.zeros((len(cells), len(domain)))  # per unit, how many annotators gave each value
+    for row, (_, _, by) in enumerate(cells):
+        for value in by.values():
+            counts[row, index[value]] += 1
+    groups: dict[Hashable, list[int]] = {}
+    for row, (cid, _, _) in enumerate(cells):
+        groups.setdefault(cid, []).append(row)
+    rows_of = list(groups.values())
+
+    def alpha(rows: np.ndarray) -> float:
+        sample = counts[rows]
+        if np.count_nonzero(sample.sum(axis=0)) < 2:
+            return nan  # one value everywhere: α is 0/0
+        return float(krippendorff.alpha(value_counts=sample, value_domain=list(range(len(domain))),
+                                        level_of_measurement=level))  # fmt: skip
+
+    result["alpha"] = alpha(np.arange(len(cells)))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        picked = rng.integers(len(rows_of), size=len(rows_of))
+        boots.append(alpha(np.concatenate([rows_of[i] for i in picked])))
+    finite = np.array([b for b in boots if not math.isnan(b)])
+    if finite.size:
+        result["lo"], result["hi"] = (float(x) for x in np.percentile(finite, [2.5, 97.5]))
+    return result
+
+
+def _alpha_units(votes: Iterable[Mapping[str, Any]], level: str) -> dict[Hashable, dict[int, dict]]:
+    latest: dict[tuple[Hashable, Hashable], Mapping[str, Any]] = {}
+    order = sorted(votes, key=lambda v: (str(v.get("created_at") or ""), v.get("id") or 0))
+    for v in order:
+        if level == "nominal" and v.get("choice") is not None:
+            latest[(v["comparison_id"], v["annotator"])] = v
+        elif level == "ordinal" and v.get("kind") == "ranking" and v.get("ranks"):
+            latest[(v["comparison_id"], v["annotator"])] = v
+    units: dict[Hashable, dict[int, dict]] = {}
+    for (cid, who), v in latest.items():
+        values = [v["choice"]] if level == "nominal" else list(v["ranks"])
+        for pos, value in enumerate(values):
+            units.setdefault(cid, {}).setdefault(pos, {})[who] = value
+    return units
+
+
+def _alpha_key(value: Any) -> tuple[int, Any]:
+    """Numbers in numeric order (ordinal ranks), then text (nominal choices)."""
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
