@@ -23,7 +23,7 @@ from storage import StoreError
 from studio.access import ADMIN, User, require_admin
 from studio.auth import user_named
 from studio.context import AppContext
-from studio.errors import InputError, StudioError, hide_paths, public_message
+from studio.errors import InputError, StudioError, hide_paths, private_root, public_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (StudioError, StoreError)
@@ -97,6 +97,7 @@ ADMIN_ONLY = {
 def guard_events(demo: gr.Blocks, ctx: AppContext) -> None:
     """Wrap every event handler of ``demo`` (once): the admin-only ones (:data:`ADMIN_ONLY`) first check the
     caller's role; all of them show user errors as one toast and never a traceback, a server path or a key."""
+    private_root(ctx.settings.data_dir)
     _guard_preprocessing(demo)
     for block_fn in demo.fns.values():
         fn = block_fn.fn
@@ -149,7 +150,8 @@ def _guard_preprocessing(demo: gr.Blocks) -> None:
         except gr.Error:
             raise
         except Exception as e:
-            raise shown(InputError(_input_message(str(e)))) from None
+            block_fn = args[0] if args else kwargs.get("block_fn")
+            raise shown(InputError(_input_message(str(e), getattr(block_fn, "inputs", [])))) from None
 
     demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
     demo._preprocessing_guarded = True  # type: ignore[attr-defined]
@@ -169,13 +171,15 @@ _NOT_UPLOADED = re.compile(r"Cannot move (.*?) to the gradio cache dir because i
 _KINDS = {"float": "a number", "int": "a whole number", "str": "text", "bool": "true or false"}
 
 
-def _input_message(text: str) -> str:
-    """Gradio's input-check messages, shortened to what the caller needs to fix."""
+def _input_message(text: str, inputs: Sequence[Any] = ()) -> str:
+    """Gradio's input-check messages, shortened to what the caller needs to fix (naming the field)."""
     if m := _TOO_FEW.search(text):
         return f"{m[1]} takes {m[2]} input values; {m[3]} were sent"
     if m := _WRONG_TYPE.search(text):
-        want = m[4].replace(" | None", "")
-        return f"{m[3]}: input {int(m[1]) + 1} (a {m[2]}) must be {_KINDS.get(want, want)}, not {m[5]}"
+        i, want = int(m[1]), m[4].replace(" | None", "")
+        label = getattr(inputs[i], "label", None) if i < len(inputs) else None
+        field = f"'{label}'" if label else f"input {i + 1}"
+        return f"{m[3]}: {field} (a {m[2]}) must be {_KINDS.get(want, want)}, not {m[5]}"
     if m := _NOT_UPLOADED.search(text):
         return f"only files uploaded to this server can be read; {hide_paths(m[1])} was not uploaded"
     return text

@@ -58,12 +58,40 @@ def _keep_label(m: re.Match[str]) -> str:
 
 # An absolute path of two or more parts (not the path of a URL: that follows a host or a ':').
 _SERVER_PATH = re.compile(r"(?<![\w:/.~-])(?:/[\w.@+-]+){2,}/?")
+_private_roots: set[str] = set()
+
+
+def private_root(path: str | os.PathLike[str]) -> None:
+    """Add a directory whose paths error texts shown to remote users must not reveal (the data dir)."""
+    for p in {os.path.abspath(path), os.path.realpath(path)}:
+        _private_roots.add(p.rstrip("/") or "/")
+
+
+def _roots() -> list[str]:
+    import sys
+    import tempfile
+
+    found = {*_private_roots, os.getcwd(), tempfile.gettempdir(), os.path.expanduser("~"), sys.prefix}
+    found |= {os.environ[v] for v in ("GRADIO_TEMP_DIR", "STUDIO_HOME") if os.environ.get(v)}
+    return [r for r in found if r not in ("", "/")]
 
 
 def hide_paths(text: str) -> str:
-    """``text`` with every absolute server path cut to its last part ('/srv/data/uploads/3f2a/x.jsonl' ->
-    'x.jsonl'): a user of the web app learns nothing about the server's directories from an error."""
-    return _SERVER_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], text) if text else text
+    """``text`` with every path inside the server's own directories (the data dir, its uploads, temp and
+    home dirs, the working dir, the Python install) cut to its last part ('/srv/data/uploads/3f2a/x.jsonl'
+    -> 'x.jsonl'): a user of the web app learns nothing about the server's directories from an error. Paths
+    elsewhere, such as one the user typed for a model dir, stay as they are."""
+    if not text:
+        return text
+    roots = [os.path.abspath(r) for r in _roots()]
+
+    def cut(m: re.Match[str]) -> str:
+        path = m.group(0).rstrip("/")
+        if any(path == r or path.startswith(r + "/") for r in roots):
+            return path.rsplit("/", 1)[-1]
+        return m.group(0)
+
+    return _SERVER_PATH.sub(cut, text)
 
 
 def public_message(text: str) -> str:
