@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -24,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--to", dest="fmt", choices=["parquet", "jsonl", "hf", "hub"], required=True,
         help="parquet or jsonl file, hf = datasets.save_to_disk dir, hub = push_to_hub (PATH is the repo id)",
     )  # fmt: skip
-    p.add_argument("path", metavar="PATH", help="output file or dir (or user/name for --to hub)")
+    p.add_argument(
+        "path",
+        metavar="PATH",
+        help="output file or dir, anywhere (a relative path resolves against the current directory, not the "
+        "data dir); or user/name for --to hub",
+    )
     add_filter_flags(p)
     p.add_argument("--good-rating", type=float, help="KTO: single-verdict ratings >= this are desirable")
     p.set_defaults(func=lambda args, settings: cmd_export(args, settings))
@@ -86,15 +92,31 @@ def open_store(settings: Any) -> Iterator[Store]:
 def cmd_export(args: argparse.Namespace, settings: Any) -> int:
     if args.fmt != "hub":
         args.path = str(Path(args.path).expanduser().resolve())
+        writable_target(Path(args.path))  # before the store opens or anything is computed
     with open_store(settings) as store:
-        result = store.export(
-            args.kind, args.fmt, args.path, filters_from_args(args), conversational=args.conversational,
-            good_rating=args.good_rating, allow_outside=True,  # the user named this path
-        )  # fmt: skip
+        try:
+            result = store.export(
+                args.kind, args.fmt, args.path, filters_from_args(args), conversational=args.conversational,
+                good_rating=args.good_rating, allow_outside=True,  # the user named this path
+            )  # fmt: skip
+        except OSError as e:  # a full disk, a read-only dir: the path's problem, said in one line
+            raise InputError(f"cannot write {args.path}: {e.strerror or e}") from None
     print(f"wrote {result.rows} {args.kind} rows to {result.path}")
     if not result.rows:
         print("note: no rows matched; `studio stats` shows what the store holds")
     return 0
+
+
+def writable_target(path: Path) -> None:
+    """Refuse an output path that cannot be created: a parent that is a file (``/dev/null/x``), or a
+    directory we may not write to."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: {parent} is not writable")
 
 
 def cmd_import(args: argparse.Namespace, settings: Any) -> int:
