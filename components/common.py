@@ -95,66 +95,45 @@ ADMIN_ONLY = {
 
 
 def guard_events(demo: gr.Blocks, ctx: AppContext) -> None:
-    """Wrap every event handler of ``demo`` (once): the admin-only ones (:data:`ADMIN_ONLY`) first check the
-    caller's role; all of them show user errors as one toast and never a traceback, a server path or a key."""
-    private_root(ctx.settings.data_dir)
-    _guard_preprocessing(demo)
-    for block_fn in demo.fns.values():
-        fn = block_fn.fn
-        if fn is None or getattr(fn, "_guarded", False):
-            continue
-        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-            continue
-        if block_fn.api_name in ADMIN_ONLY:
-            fn = _admin_only(fn, ctx, ADMIN_ONLY[str(block_fn.api_name)])
-        block_fn.fn = friendly(fn)
-        block_fn.fn._guarded = True  # type: ignore[attr-defined]
-
-
-def _admin_only(fn: F, ctx: AppContext, action: str) -> F:
-    """``fn``, refused unless the caller (gradio's request for this event) is an admin."""
-
-    def check() -> None:
-        from gradio.context import LocalContext
-
-        require_admin(current_user(ctx, LocalContext.request.get(None)), action)
-
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def gen(*args: Any, **kwargs: Any) -> Any:
-            check()
-            yield from fn(*args, **kwargs)
-
-        return gen  # type: ignore[return-value]
-
-    @functools.wraps(fn)
-    def plain(*args: Any, **kwargs: Any) -> Any:
-        check()
-        return fn(*args, **kwargs)
-
-    return plain  # type: ignore[return-value]
-
-
-def _guard_preprocessing(demo: gr.Blocks) -> None:
-    """Gradio checks each input (count, type, an uploaded file's path) before a handler runs. A failed check
-    is the caller's mistake: one clear message to them and one log line, not a traceback in the console."""
-    if getattr(demo, "_preprocessing_guarded", False):
+    """Guard every event of ``demo`` (once): an admin-only one (:data:`ADMIN_ONLY`) checks the caller's role
+    before anything else, even before gradio reads the inputs; a failed input check and every handler's user
+    error become one toast and one log line, never a traceback, a server path or a key."""
+    if getattr(demo, "_studio_guarded", False):
         return
-    original = demo.preprocess_data
+    demo._studio_guarded = True  # type: ignore[attr-defined]
+    private_root(ctx.settings.data_dir)
+    process_api, preprocess_data = demo.process_api, demo.preprocess_data
 
-    @functools.wraps(original)
-    async def preprocess_data(*args: Any, **kwargs: Any) -> Any:
+    @functools.wraps(process_api)
+    async def checked_process_api(block_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        fn = demo.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        action = ADMIN_ONLY.get(str(fn.api_name))
+        if action:
+            request = kwargs.get("request", args[2] if len(args) > 2 else None)
+            request = request[0] if isinstance(request, list) and request else request
+            try:
+                require_admin(current_user(ctx, request), action)
+            except StudioError as e:
+                raise shown(e) from None
+        return await process_api(block_fn, *args, **kwargs)
+
+    @functools.wraps(preprocess_data)
+    async def checked_preprocess_data(*args: Any, **kwargs: Any) -> Any:
         try:
-            return await original(*args, **kwargs)
+            return await preprocess_data(*args, **kwargs)
         except gr.Error:
             raise
-        except Exception as e:
+        except Exception as e:  # a missing or wrong-typed value, a file that was not uploaded: the caller's
             block_fn = args[0] if args else kwargs.get("block_fn")
             raise shown(InputError(_input_message(str(e), getattr(block_fn, "inputs", [])))) from None
 
-    demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
-    demo._preprocessing_guarded = True  # type: ignore[attr-defined]
+    demo.process_api = checked_process_api  # type: ignore[method-assign]
+    demo.preprocess_data = checked_preprocess_data  # type: ignore[method-assign]
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn
+        if fn is None or inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            continue
+        block_fn.fn = friendly(fn)
 
 
 _TOO_FEW = re.compile(
