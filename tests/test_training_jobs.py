@@ -5,6 +5,8 @@ its error; also how out-of-memory and full-disk errors read."""
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -49,25 +51,39 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_cancel_a_running_job_then_resume_it(settings, store: Store) -> None:
-    runner = Runner(settings, store)
-    job = runner.start("dpo", {**TINY, "max_steps": 4, "save_steps": 1})
+    """The cancel lands at a known step: checkpoint-3's weights file is a FIFO, so the job's save at step 3 waits
+    there (opening a FIFO for writing blocks until someone reads it) with checkpoint-2 complete. Resumed, the
+    job must continue from step 2: the steps it logs after the resume are 3 and 4, never 1 or 2 again."""
+    runner = Runner(settings, store, autostart=False)
+    # save_total_limit: no checkpoint is rotated away (TRL deletes the oldest by mtime: the trap would go first)
+    job = runner.start("dpo", {**TINY, "max_steps": 4, "save_steps": 1, "save_total_limit": 10})
     run = RunDir(job.run_dir)
-    assert job.state == "running" and job.pid
-    wait_for(lambda: run.last_checkpoint() is not None or run.state != "running", 240, "a first checkpoint")
+    trap = run.checkpoints / "checkpoint-3"
+    trap.mkdir(parents=True)
+    os.mkfifo(trap / "adapter_model.safetensors")
+    schedule(settings.runs_dir)
+    assert run.state == "running" and run.status()["pid"]
+    second = str(run.checkpoints / "checkpoint-2")
+    wait_for(lambda: run.last_checkpoint() == second or run.state != "running", 300, "checkpoint-2")
     status = run.status()
+    assert status["state"] == "running", run.tail(40)
     job = runner.cancel(job.id)
     assert job.state == "cancelled" and not alive(status)
     assert not Path(f"/proc/{status['pid']}").exists()  # reaped, not a zombie
     assert store.get_training_run(job.id)["status"] == "cancelled"
-    saved = int(Path(run.last_checkpoint()).name.split("-")[1])
-    assert 1 <= saved < 4
+    assert run.last_checkpoint() == second  # the job could not get past step 3's save
+    logged_before = len(run.read_metrics()[0])
 
+    shutil.rmtree(trap)
     job = runner.resume(job.id)
     assert job.state == "running"
     job = runner.wait(job.id, timeout=300)
     assert job.state == "succeeded", job.error
-    assert f"resuming from {run.checkpoints}/checkpoint-" in run.tail(400)
-    assert run.result()["steps"] == 4  # continued to max_steps, not restarted from 0
+    assert f"[studio] resuming from {second}" in run.tail(400)
+    after = run.read_metrics()[0][logged_before:]
+    assert [row["step"] for row in after if "loss" in row] == [3, 4]  # continued from step 2, not from 0
+    assert min(row["step"] for row in after) == 3
+    assert run.result()["steps"] == 4
     row = store.get_training_run(job.id)
     assert row["status"] == "done" and row["error"] == ""
     assert f"dpo-{job.id}" in job.models
