@@ -241,8 +241,16 @@ def method_markdown(info: MethodInfo) -> str:
 
 
 def settings_frame(info: MethodInfo) -> pd.DataFrame:
-    rows = [{"setting": f.name, "default": f.default, "type": f.type, "help": f.help} for f in info.fields]
+    rows = [{"setting": f.name, "default": shown_default(f.default), "type": f.type, "help": f.help}
+            for f in info.fields]  # fmt: skip
     return pd.DataFrame(table(rows, SETTING_COLUMNS, width=200), columns=SETTING_COLUMNS)
+
+
+def shown_default(value: Any) -> Any:
+    """A default as the form's widget shows it: a float in full (5e-05 reads 0.00005, never a rounded 0)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return np.format_float_positional(value, trim="-")
+    return value
 
 
 # -- data preview -------------------------------------------------------------------------------------------------
@@ -288,7 +296,7 @@ def job_markdown(job: Job) -> str:
              f"base `{job.base_model or '-'}` → `{job.output_name or '-'}`", f"device {job.device or '-'}"]  # fmt: skip
     text = " · ".join(parts)
     if job.resumed:
-        text += " · resumed"
+        text += f" · resumed: {job.resume_note}" if job.resume_note else " · resumed"
     if job.error:
         text += f"\n\n❌ **{job.error}**"
     if job.models:
@@ -371,6 +379,12 @@ def trained_models(ctx: AppContext) -> list[str]:
     return [name for name, spec in ctx.registry.specs().items() if spec.parent]
 
 
+def model_pickers(ctx: AppContext) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:
+    """The base model, the trained model to compare and the judge model, for the models registered now."""
+    names = ctx.model_names()
+    return gr.Dropdown(choices=names), gr.Dropdown(choices=trained_models(ctx)), gr.Dropdown(choices=names)
+
+
 def strategy_choices() -> list[str]:
     out = []
     for info in list_strategies():
@@ -414,7 +428,9 @@ def compare_markdown(r: CompareResult) -> str:
 
 
 # -- the tab ------------------------------------------------------------------------------------------------------
-def build(ctx: AppContext) -> Handles:
+def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
+    """The tab's widgets and events. ``opened``: the events on which the model and prompt-set pickers are read
+    again (the app passes the page load and the tab's select); none given, the page load."""
     infos = {m.name: m for m in methods()}
     gr.Markdown(
         "Fine-tune on the store's preferences. Each job runs as its own process: closing the page does not stop "
@@ -431,7 +447,21 @@ def build(ctx: AppContext) -> Handles:
     wire_form(ctx, infos, form, jobs, compare)
     wire_jobs(ctx, form, jobs, compare)
     wire_compare(ctx, compare)
+    wire_open(ctx, opened, form, compare)
     return Handles(form, jobs, compare)
+
+
+def wire_open(ctx: AppContext, opened: Sequence[Any], f: FormHandles, c: CompareHandles) -> None:
+    """Opening the tab rereads its pickers: a model registered since (Models tab, a job) and new prompt sets."""
+
+    @friendly
+    def train_open() -> tuple[gr.Dropdown, ...]:
+        names = ctx.store.prompt_sets()
+        sets = (gr.Dropdown(choices=[("any", ""), *names]), gr.Dropdown(choices=names))
+        return (*model_pickers(ctx), *sets)
+
+    outputs = [f.base_model, c.model, c.judge_model, f.prompt_set, c.prompt_set]
+    gr.on(list(opened) or None, train_open, None, outputs, api_name="train_open", **OPEN)
 
 
 def form_layout(ctx: AppContext, infos: dict[str, MethodInfo]) -> FormHandles:
@@ -525,6 +555,7 @@ SCROLL_LOG_JS = """() => setTimeout(() => {
 
 # -- events -------------------------------------------------------------------------------------------------------
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+OPEN: dict[str, Any] = {"api_visibility": "undocumented", "show_progress": "hidden"}  # callable, not listed
 QUIET: dict[str, Any] = {**PRIVATE, "show_progress": "hidden"}  # the live view redraws without a spinner
 
 
@@ -557,11 +588,6 @@ def wire_form(
         msg = f"Started job **{job.id}** ({job.method}, {job.state}); it trains `{job.output_name}`."
         return msg, job.id, jobs_frame(runner.list())
 
-    @friendly
-    def prompt_sets() -> tuple[gr.Dropdown, gr.Dropdown]:
-        names = ctx.store.prompt_sets()
-        return gr.Dropdown(choices=[("any", ""), *names]), gr.Dropdown(choices=names)
-
     outputs = [f.about, f.settings, f.every, *f.groups, *f.shared_fields.values(), *own]
     f.method.input(pick_method, f.method, outputs, **PRIVATE)
     for name, component in f.shared_fields.items():
@@ -579,7 +605,6 @@ def wire_form(
     f.start.click(train_start, f.inputs, [f.message, jobs.job_id, jobs.jobs], api_name="train_start").success(
         live_view_fn(ctx), [jobs.job_id, jobs.seen], live_outputs(f, jobs, compare), **QUIET
     )
-    gr.on(None, prompt_sets, None, [f.prompt_set, compare.prompt_set], **PRIVATE)
 
 
 def _default(info: MethodInfo, name: str) -> Any:
@@ -587,7 +612,7 @@ def _default(info: MethodInfo, name: str) -> Any:
 
 
 def live_outputs(f: FormHandles, j: JobHandles, c: CompareHandles) -> list[gr.components.Component]:
-    return [j.jobs, j.job_id, *j.view, f.base_model, c.model, j.timer, j.seen]
+    return [j.jobs, j.job_id, *j.view, f.base_model, c.model, c.judge_model, j.timer, j.seen]
 
 
 def live_view_fn(ctx: AppContext) -> Callable[[Any, Any], tuple[Any, ...]]:
@@ -597,17 +622,17 @@ def live_view_fn(ctx: AppContext) -> Callable[[Any, Any], tuple[Any, ...]]:
         try:
             all_jobs = runner.refresh()
         except Exception as e:  # a poll must never raise a toast every 2 s; say it once in the status line
-            return (gr.skip(),) * 2 + (f"⚠ could not refresh the jobs: {e}",) + (gr.skip(),) * 6 + (last,)
+            return (gr.skip(),) * 2 + (f"⚠ could not refresh the jobs: {e}",) + (gr.skip(),) * 7 + (last,)
         live = any(j.state in LIVE for j in all_jobs)
         chosen = int(jid) if jid not in (None, "") else None
         if chosen is None or all(j.id != chosen for j in all_jobs):
             chosen = getattr(pick_job(all_jobs), "id", None)
         sig = signature(runner, all_jobs, chosen)
         if sig == last:
-            return (*(gr.skip(),) * 8, gr.Timer(active=live), last)
+            return (*(gr.skip(),) * 9, gr.Timer(active=live), last)
         view = job_view(runner, chosen) if chosen is not None else empty_view()
-        return (jobs_frame(all_jobs), chosen, *view, gr.Dropdown(choices=ctx.model_names()),
-                gr.Dropdown(choices=trained_models(ctx)), gr.Timer(active=live), sig)  # fmt: skip
+        # a job that just finished registered its model: every picker of this tab offers it now
+        return (jobs_frame(all_jobs), chosen, *view, *model_pickers(ctx), gr.Timer(active=live), sig)
 
     return live_view
 
@@ -635,7 +660,7 @@ def wire_jobs(ctx: AppContext, f: FormHandles, j: JobHandles, c: CompareHandles)
     def train_resume(jid: Any) -> tuple[str, pd.DataFrame]:
         runner = runner_for(ctx)
         job = runner.resume(row_id(jid, "job"))
-        msg = f"Job **{job.id}** is {job.state} again; it continues from its last checkpoint."
+        msg = f"Job **{job.id}** is {job.state} again: {job.resume_note}."
         return msg, jobs_frame(runner.list())
 
     def select_job(evt: gr.SelectData) -> Any:

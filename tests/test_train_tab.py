@@ -1,7 +1,9 @@
 """The Train tab: the form helpers, then the served app through gradio_client on the real default model -- data
 preview, a start with no pairs (a clear error, nothing launched), a tiny DPO job followed to the end with its
-curves, cancel and resume on a queued job, and Compare with parent on the trained model; the rows are checked
-in the DuckDB file after the server stops."""
+curves and a log without progress bars, cancel and resume (saying what resume will do) on a second job, and
+Compare with parent on the trained model; the rows are checked in the DuckDB file after the server stops. Then
+the runner behind Resume: a job cancelled after its first checkpoint continues from it and keeps its first
+start time."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import pytest
 
 from components import train as tab
 from storage import Store
-from studio.training import Job, describe
+from studio.training import Job, Runner, describe
+from studio.training.rundir import RunDir
 from tests.servers import free_port, stop, wait_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -67,6 +70,33 @@ def test_a_widget_puts_only_changed_values_into_the_settings_box() -> None:
         )
         out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
         assert out == want, (text, value, method)
+
+
+def test_every_setting_shows_defaults_as_the_widgets_do() -> None:
+    defaults = {f.name: f.default for f in describe("dpo").fields}
+    frame = tab.settings_frame(describe("dpo"))
+    shown = dict(zip(frame["setting"], frame["default"], strict=True))
+    assert shown["learning_rate"] == "0.00005"  # was rounded to 0 while the widget showed 0.00005
+    assert float(shown["learning_rate"]) == defaults["learning_rate"] == 5e-05
+    assert shown["max_steps"] == defaults["max_steps"] and shown["use_lora"] == defaults["use_lora"]
+
+
+def test_the_log_leaves_out_progress_bars(tmp_path: Path) -> None:
+    from tqdm import tqdm
+
+    run = RunDir(tmp_path / "7")
+    run.path.mkdir()
+    with open(run.log, "w", encoding="utf-8") as log:
+        log.write("[studio] dpo: 3 pairs\n")
+        for _ in tqdm(range(3), file=log, mininterval=0, desc="Map"):  # tqdm redraws with carriage returns
+            pass
+        for _ in tqdm(iter(range(2)), file=log, mininterval=0):  # no total: '2it [00:00, 9.1it/s]'
+            pass
+        log.write("{'loss': 0.6931, 'epoch': 1.0}\n[studio] done\n")
+    assert "%|" in run.tail(bars=True) and "it/s" in run.tail(bars=True)  # the bars are really in the file
+    kept = ["[studio] dpo: 3 pairs", "{'loss': 0.6931, 'epoch': 1.0}", "[studio] done"]
+    assert run.tail().splitlines() == kept
+    assert run.tail(2).splitlines() == ["{'loss': 0.6931, 'epoch': 1.0}", "[studio] done"]
 
 
 def test_a_reopened_page_follows_the_running_job() -> None:
@@ -127,18 +157,23 @@ def test_train_tab_through_gradio_client(settings, tmp_path: Path) -> None:
         _, job_id, jobs = client.predict("dpo", *FORM, api_name="/train_start")
         job_id = int(job_id)
         assert column(jobs, "id") == [job_id]
-        queued_form = (FORM[0], json.dumps({**TINY, "output_name": "never-trained"}), *FORM[2:])
-        _, second, _ = client.predict("dpo", *queued_form, api_name="/train_start")
-        second = int(second)  # one job per device: it waits behind the first
-        assert "**queued**" in client.predict(second, api_name="/train_status")[0]
+        # a second job, queued or already running: cancel and resume hold either way, and with 500 steps between
+        # checkpoints it cannot have saved one, so Resume must say it restarts
+        never = {**TINY, "max_steps": 1000, "save_steps": 500, "output_name": "never-trained"}
+        _, second, _ = client.predict("dpo", FORM[0], json.dumps(never), *FORM[2:], api_name="/train_start")
+        second = int(second)
         assert "cancelled" in client.predict(second, api_name="/train_cancel")[0]
-        assert "queued again" in client.predict(second, api_name="/train_resume")[0]
+        message = client.predict(second, api_name="/train_resume")[0]
+        assert "queued again: no checkpoint yet: restarts from step 0; checkpoints every 500 steps" in message
+        assert "continues from" not in message
         assert "cancelled" in client.predict(second, api_name="/train_cancel")[0]
 
         summary, plot, latest, logs = status_until(client, job_id, ("succeeded", "failed"), timeout=300)
         assert "**succeeded**" in summary, f"{summary}\n{logs}"
         assert {"loss", "rewards/margins", "rewards/chosen"} <= set(column(latest, "curve"))
         assert plot and logs.strip()
+        bars = [line for line in logs.splitlines() if "it/s" in line or "s/it" in line or "%|" in line]
+        assert not bars, bars  # TRL's tqdm bars are in train.log, not in the log box
         jobs = client.predict(api_name="/train_jobs")
         states = dict(zip(column(jobs, "id"), column(jobs, "state"), strict=True))
         assert states == {job_id: "succeeded", second: "cancelled"}
@@ -171,3 +206,32 @@ def test_train_tab_through_gradio_client(settings, tmp_path: Path) -> None:
             [verdict] = store.list_verdicts(comparison_id=cid)
             assert verdict["judge"] == "logprob" and verdict["ok"]
             assert store.list_votes(comparison_id=cid) == []  # queued for people
+
+
+# -- the runner behind Resume ------------------------------------------------------------------------------------
+def test_resume_continues_from_the_checkpoint_and_keeps_the_start_time(settings) -> None:
+    with Store(settings.db_path, data_dir=settings.data_dir) as store:
+        seed(store)
+        runner = Runner(settings, store)
+        job = runner.start("dpo", {**TINY, "max_steps": 1000, "save_steps": 1}, filters=tab.data_filters(
+            "tab-test", "human", ""))  # fmt: skip
+        run = runner.rundir(job.id)
+        try:
+            deadline = time.monotonic() + 600
+            while run.newest_checkpoint() is None:  # the first step's checkpoint
+                assert time.monotonic() < deadline and runner.sync(job.id).state == "running", run.tail(20)
+                time.sleep(1)
+            first = runner.get(job.id).started_at
+            assert first and runner.cancel(job.id).state == "cancelled"
+            time.sleep(1.1)  # start times are stamped to the second: a restart would show a later one
+            step = max(int(p.name.split("-")[1]) for p in run.checkpoints.glob("checkpoint-*"))
+            assert runner.resume_plan(job.id).startswith(f"continues from its checkpoint at step {step}")
+            resumed = runner.resume(job.id)
+            assert resumed.state == "running" and resumed.resumed  # the device is free: it starts at once
+            assert resumed.resume_note.startswith("continues from its checkpoint at step")
+            assert resumed.started_at == first  # the original start time, not the restart's
+            assert run.status()["attempt_started_at"] > first and run.status()["attempt"] == 2
+        finally:
+            if runner.get(job.id).state in ("queued", "running"):
+                runner.cancel(job.id)
+        assert store.get_training_run(job.id)["started_at"].isoformat() == first

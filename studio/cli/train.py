@@ -284,7 +284,7 @@ def cmd_jobs_cancel(args: argparse.Namespace, settings: Any) -> int:
 def cmd_jobs_resume(args: argparse.Namespace, settings: Any) -> int:
     with runner(settings, need_store=False) as r:
         job = r.resume(args.id)
-        print(f"job {job.id} ({job.method}) {job.state}, resuming from its last checkpoint", file=sys.stderr)
+        print(f"job {job.id} ({job.method}) {job.state}: {job.resume_note}", file=sys.stderr)
         return follow(r, job.id, False) if args.wait else 0
 
 

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -30,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+#: A progress-bar line in a log: tqdm's ``| 3/10 [00:01<00:02`` or a rate such as ``2.5it/s`` / ``1.3s/it``.
+PROGRESS_BAR = re.compile(r"\|\s*\d+/\d+\s*\[[\d:]+<|\d(?:\.\d+)?\s*(?:it/s|s/it)\b|^\s*\d+it \[")
 
 #: Job states, as the run dir records them.
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -74,6 +78,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _last_redraw(line: str) -> str:
+    """What a terminal shows of a line that redraws itself with carriage returns: its last non-empty part."""
+    parts = [part for part in line.split("\r") if part]
+    return parts[-1] if parts else ""
 
 
 class RunDir:
@@ -167,8 +177,9 @@ class RunDir:
         return {name: sorted(points.items()) for name, points in series.items()}
 
     # -- log ---------------------------------------------------------------------------------------------------
-    def tail(self, lines: int = 200) -> str:
-        """The last ``lines`` lines of the log (carriage-return redraws collapsed)."""
+    def tail(self, lines: int = 200, *, bars: bool = False) -> str:
+        """The last ``lines`` lines of the log, carriage-return redraws collapsed; progress bars (tqdm's
+        ``50%|█████| 1/2 [00:01<00:01, 1.2s/it]`` and ``it/s`` lines) are left out unless ``bars``."""
         if not self.log.exists():
             return ""
         with open(self.log, "rb") as fh:
@@ -176,7 +187,13 @@ class RunDir:
             size = fh.tell()
             fh.seek(max(0, size - 256 * 1024))
             text = fh.read().decode("utf-8", errors="replace")
-        rows = [row.rsplit("\r", 1)[-1] for row in text.splitlines()]
+        # a line is what ends in "\n"; within it, a "\r" redraw replaces what came before (str.splitlines would
+        # also split at every "\r", showing each redraw as a line of its own)
+        rows = [_last_redraw(row) for row in text.replace("\r\n", "\n").split("\n")]
+        if text.endswith("\n"):
+            rows.pop()
+        if not bars:
+            rows = [row for row in rows if not PROGRESS_BAR.search(row)]
         return "\n".join(rows[-lines:])
 
     # -- result ------------------------------------------------------------------------------------------------
@@ -193,6 +210,20 @@ class RunDir:
             return
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+    def newest_checkpoint(self) -> tuple[Path, int] | None:
+        """The checkpoint a resume would continue from, anywhere in the run dir (``checkpoints/``, or a
+        Self-Rewarding iteration's), with its step; None when the job saved none yet."""
+        found = [
+            (p.stat().st_mtime, int(p.name.split("-")[-1]), p)
+            for base in (self.checkpoints, *sorted(self.path.glob("iter_*/checkpoints")))
+            for p in base.glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+        ]
+        if not found:
+            return None
+        _, step, path = max(found)
+        return path, step
 
     def last_checkpoint(self, where: Path | None = None) -> str | None:
         """The newest ``checkpoint-N`` dir under ``where`` (default ``checkpoints/``) that has trainer state."""

@@ -63,6 +63,7 @@ class Job:
     started_at: str | None = None
     finished_at: str | None = None
     resumed: bool = False
+    resume_note: str = ""  # what the last resume said it would do (continue from a checkpoint, or restart)
     models: list[str] = field(default_factory=list)
 
     @property
@@ -260,7 +261,7 @@ class Runner:
             device=st.get("device", ""), step=int(st.get("step") or 0), max_steps=int(st.get("max_steps") or 0),
             pid=st.get("pid"), error=st.get("error"), queued_at=st.get("queued_at"),
             started_at=st.get("started_at"), finished_at=st.get("finished_at"), resumed=bool(st.get("resume")),
-            models=list(synced.get("registered", [])),
+            resume_note=st.get("resume_note", ""), models=list(synced.get("registered", [])),
         )  # fmt: skip
 
     def list(self) -> list[Job]:
@@ -311,7 +312,8 @@ class Runner:
         return self.sync(job_id)
 
     def resume(self, job_id: int) -> Job:
-        """Queue a failed or cancelled job again; it continues from its last checkpoint."""
+        """Queue a failed or cancelled job again: it continues from its newest checkpoint, or, with none yet,
+        restarts from step 0 (``Job.resume_note`` says which). Its first start time is kept."""
         run = self.rundir(job_id)
         st = run.status()
         if st.get("state") not in ("failed", "cancelled"):
@@ -320,9 +322,25 @@ class Runner:
             )
         run.update_status(
             state="queued", force=True, resume=True, queued_at=now_iso(), error=None, finished_at=None,
+            resume_note=self.resume_plan(job_id),
         )  # fmt: skip
         schedule(self.runs_dir)
         return self.sync(job_id)
+
+    def resume_plan(self, job_id: int) -> str:
+        """What a resume of this job does now: continue from a checkpoint, or restart from step 0."""
+        run = self.rundir(job_id)
+        doc = run.read_config() if run.config.exists() else {}
+        method = doc.get("method") or run.status().get("method", "")
+        if method in TRAINERS and not TRAINERS.get(method).resumable:
+            return f"{method} cannot continue from a checkpoint (TRL's trainer cannot): restarts from step 0"
+        found = run.newest_checkpoint()
+        if found is not None:
+            path, step = found
+            return f"continues from its checkpoint at step {step} ({path.relative_to(run.path)})"
+        every = (doc.get("config") or {}).get("save_steps")
+        plan = "no checkpoint yet: restarts from step 0"
+        return f"{plan}; checkpoints every {every} steps" if every else plan
 
     def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 1.0) -> Job:
         """Poll (and sync) until the job ends or ``timeout`` seconds pass; returns the job as it is then."""

@@ -122,7 +122,8 @@ def spawn(run: RunDir) -> dict[str, Any]:
         )
     _children[proc.pid] = proc
     run.update_status(
-        pid=proc.pid, pid_start=start_time(proc.pid), boot_id=boot_id(), started_at=now_iso(),
+        pid=proc.pid, pid_start=start_time(proc.pid), boot_id=boot_id(), attempt_started_at=now_iso(),
+        started_at=status.get("started_at") or now_iso(),  # a resumed job keeps its first start time
         attempt=int(status.get("attempt", 0)) + 1, exit_code=None, error=None, finished_at=None,
     )  # fmt: skip
     # Only a still-queued job becomes running: a very quick job may already have reported its end.
