@@ -206,6 +206,27 @@ def test_import_parquet_and_hf_dir_round_trip(store: Store, data_dir: Path, tmp_
             assert fresh.to_dataset("dpo", conversational=True).to_list() == expected
 
 
+def test_import_annotator_is_the_importing_user_or_the_source(store: Store, tmp_path: Path) -> None:
+    """#18: bob's import was stored as alice's votes. The file's annotator column is never read, and with
+    ``imported_by`` the votes carry bob's name or the ``import:<file>`` source, never another person's."""
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b", "annotator": "alice"}]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    with pytest.raises(StoreError, match="imported labels carry your own name \\(bob\\) or the source "
+                                         "import:p.jsonl, not 'alice'"):  # fmt: skip
+        store.import_preferences(path, annotator="alice", imported_by="bob")
+    assert store.stats()["votes"] == 0
+    result = store.import_preferences(path, imported_by="bob")
+    assert (result.annotator, result.imported_by) == ("import:p.jsonl", "bob")
+    assert store.import_preferences(path, annotator="bob", imported_by="bob").annotator == "bob"
+    assert sorted(v["annotator"] for v in store.list_votes()) == ["bob", "import:p.jsonl"]
+    assert {r["params"]["imported_by"] for r in store.list_runs()} == {"bob"}
+    with pytest.raises(StoreError, match="imported_by must name the importing user"):
+        store.import_preferences(path, imported_by=" ")
+    # without imported_by (the local admin's CLI) the file still never names the annotator
+    assert store.import_preferences(path).annotator == "import:p.jsonl"
+    assert "alice" not in {v["annotator"] for v in store.list_votes()}
+
+
 def test_import_twice_deduplicates_pairs(store: Store, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
     store.import_preferences(path)
