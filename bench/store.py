@@ -75,7 +75,10 @@ def make_data(n_votes: int, n_pairs: int, seed: int = 0) -> Data:
     kind = rng.choice(4, n_votes, p=[0.9, 0.0, 0.05, 0.05])  # decisive, -, tie, both_bad
     decisive = np.where(a_wins[vote_cmp], "A", "B")
     vote_choice = np.where(kind == 0, decisive, np.where(kind == 2, "tie", "both_bad"))
-    vote_annotator = rng.choice(np.array(ANNOTATORS), n_votes)
+    # one label per (comparison, annotator), as the store keeps: the k-th vote on a comparison is by a distinct
+    # annotator (the SQLite side counts every row, so the two agree while votes per comparison <= 50)
+    offset = rng.integers(len(ANNOTATORS), size=n_pairs)[vote_cmp]
+    vote_annotator = np.array(ANNOTATORS)[(np.arange(n_votes) // n_pairs + offset) % len(ANNOTATORS)]
     return Data(prompts, run_prompt, run_model, answers, comparisons, vote_cmp, vote_choice, vote_annotator,
                 strengths)  # fmt: skip
 

@@ -754,66 +754,83 @@ class Store:
             )
             if "choice" not in cols and "ranks" not in cols:
                 raise StoreError("bulk votes need a 'choice' or a 'ranks' column")
-            try:
-                return self._upsert_votes(cur, src, cols, actor)
-            finally:
-                cur.execute("DROP TABLE IF EXISTS _bulk_votes; DROP TABLE IF EXISTS _bulk_keys").fetchall()
+            return self._upsert_votes(cur, src, cols, actor)
 
     def _upsert_votes(
         self, cur: duckdb.DuckDBPyConnection, src: str, cols: list[str], actor: str | None
     ) -> list[int]:
-        """Number and check the rows, normalise two-run rankings, pick each key's label, audit, write."""
+        """Check the rows; append them if no label repeats or replaces another (the common bulk load), else
+        number them, pick each key's label, audit and write (``_merge_votes``)."""
 
         def col(name: str, cast: str) -> str:
             return f"{name}::{cast}" if name in cols else f"NULL::{cast}"
 
+        rows = f"""SELECT comparison_id, annotator, {col("choice", "VARCHAR")} AS choice,
+            {col("ranks", "INTEGER[]")} AS ranks, {col("comment", "VARCHAR")} AS comment,
+            coalesce({col("created_at", "TIMESTAMP")}, $now) AS created_at FROM {src}"""
+        now, check = _now(), {"max_comment": MAX_COMMENT_CHARS}
+        bad = f"""FROM ({{rows}}) s LEFT JOIN (SELECT comparison_id, count(*) AS k FROM comparison_runs GROUP BY 1) c
+            ON c.comparison_id = s.comparison_id WHERE ({_BULK_VOTE_CHECK}) IS NOT NULL"""
+        if self._scalar(f"SELECT count(*) {bad.format(rows=rows)}", {**check, "now": now}, cur):
+            numbered = f"SELECT row_number() OVER () AS i, * FROM ({rows})"  # only now: to name the first
+            first_bad = cur.execute(
+                f"SELECT s.i, {_BULK_VOTE_CHECK} {bad.format(rows=numbered)} ORDER BY s.i LIMIT 1",
+                {**check, "now": now},
+            ).fetchall()[0]
+            raise StoreError(f"vote row {first_bad[0]}: {first_bad[1]}")
+        n = int(self._scalar(f"SELECT count(*) FROM {src}", cur=cur))
+        repeats = self._scalar(
+            f"""SELECT (SELECT count(*) - count(DISTINCT (comparison_id, annotator)) FROM {src})
+                     + (SELECT count(*) FROM {src} s WHERE EXISTS (SELECT 1 FROM votes v
+                        WHERE v.comparison_id = s.comparison_id AND v.annotator = s.annotator))""",
+            cur=cur,
+        )
+        if repeats:
+            return self._merge_votes(cur, rows, now, actor)
+        first = self._reserve(cur, "votes", n)
         cur.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _bulk_votes AS
-            SELECT row_number() OVER () AS i, comparison_id, annotator, {col("choice", "VARCHAR")} AS choice,
-                   {col("ranks", "INTEGER[]")} AS ranks, {col("comment", "VARCHAR")} AS comment,
-                   coalesce({col("created_at", "TIMESTAMP")}, $now) AS created_at
-            FROM {src}""",
-            {"now": _now()},
+            f"""INSERT INTO votes (id, comparison_id, annotator, kind, choice, ranks, comment, created_at)
+            SELECT ids.id, s.comparison_id, s.annotator, {_NORMALISED}, s.comment, s.created_at
+            FROM ({rows}) s POSITIONAL JOIN (SELECT $first + range AS id FROM range($n)) ids""",
+            {"first": first, "n": n, "now": now},
         ).fetchall()
-        bad = cur.execute(
-            f"""SELECT i, why FROM (SELECT s.i, {_BULK_VOTE_CHECK} AS why FROM _bulk_votes s
-                LEFT JOIN (SELECT comparison_id, count(*) AS k FROM comparison_runs GROUP BY 1) c
-                ON c.comparison_id = s.comparison_id)
-            WHERE why IS NOT NULL ORDER BY i LIMIT 1""",
-            {"max_comment": MAX_COMMENT_CHARS},
-        ).fetchall()
-        if bad:
-            raise StoreError(f"vote row {bad[0][0]}: {bad[0][1]}")
-        # A two-run comparison is stored as a pairwise vote; then rank each key's rows, latest first.
-        cur.execute(
-            """CREATE OR REPLACE TEMP TABLE _bulk_votes AS
-            SELECT i, comparison_id, annotator, comment, created_at,
-                   CASE WHEN choice IS NULL AND len(ranks) > 2 THEN 'ranking' ELSE 'pairwise' END AS kind,
-                   coalesce(choice, CASE WHEN len(ranks) > 2 THEN NULL WHEN ranks[1] < ranks[2] THEN 'A'
-                                         WHEN ranks[2] < ranks[1] THEN 'B' ELSE 'tie' END) AS choice,
-                   CASE WHEN choice IS NULL AND len(ranks) > 2 THEN ranks END AS ranks,
-                   row_number() OVER (PARTITION BY comparison_id, annotator ORDER BY created_at DESC, i DESC) AS rn
-            FROM _bulk_votes"""
-        ).fetchall()
-        cur.execute(
-            """CREATE OR REPLACE TEMP TABLE _bulk_keys AS
-            SELECT w.comparison_id, w.annotator, w.i AS win, f.first_i, v.id AS old_id, NULL::BIGINT AS id
-            FROM _bulk_votes w
-            JOIN (SELECT comparison_id, annotator, min(i) AS first_i FROM _bulk_votes GROUP BY ALL) f
-              ON f.comparison_id = w.comparison_id AND f.annotator = w.annotator
-            LEFT JOIN votes v ON v.comparison_id = w.comparison_id AND v.annotator = w.annotator
-            WHERE w.rn = 1"""
-        ).fetchall()
-        n_new = int(self._scalar("SELECT count(*) FROM _bulk_keys WHERE old_id IS NULL", cur=cur))
-        first = self._reserve(cur, "votes", n_new)
-        for sql in _BULK_VOTE_WRITES:
-            cur.execute(sql, {k: v for k, v in {"first": first, "actor": actor, "at": _now()}.items()
-                              if f"${k}" in sql}).fetchall()  # fmt: skip
-        ids = cur.execute(
-            """SELECT k.id FROM _bulk_votes b JOIN _bulk_keys k
-            ON k.comparison_id = b.comparison_id AND k.annotator = b.annotator ORDER BY b.i"""
-        ).fetchnumpy()["id"]
-        return [int(x) for x in ids]
+        return list(range(first, first + n))
+
+    def _merge_votes(
+        self, cur: duckdb.DuckDBPyConnection, rows: str, now: datetime, actor: str | None
+    ) -> list[int]:
+        """Bulk rows with repeated keys or stored labels: the latest row per (comparison, annotator) is the
+        label; replaced values (stored, or earlier rows of the batch) go to the audit."""
+        try:
+            cur.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _bulk_votes AS
+                SELECT i, comparison_id, annotator, comment, created_at, {_NORMALISED},
+                       row_number() OVER (PARTITION BY comparison_id, annotator ORDER BY created_at DESC, i DESC)
+                       AS rn
+                FROM (SELECT row_number() OVER () AS i, * FROM ({rows})) s""",
+                {"now": now},
+            ).fetchall()
+            cur.execute(
+                """CREATE OR REPLACE TEMP TABLE _bulk_keys AS
+                SELECT w.comparison_id, w.annotator, w.i AS win, f.first_i, v.id AS old_id, NULL::BIGINT AS id
+                FROM _bulk_votes w
+                JOIN (SELECT comparison_id, annotator, min(i) AS first_i FROM _bulk_votes GROUP BY ALL) f
+                  ON f.comparison_id = w.comparison_id AND f.annotator = w.annotator
+                LEFT JOIN votes v ON v.comparison_id = w.comparison_id AND v.annotator = w.annotator
+                WHERE w.rn = 1"""
+            ).fetchall()
+            n_new = int(self._scalar("SELECT count(*) FROM _bulk_keys WHERE old_id IS NULL", cur=cur))
+            first = self._reserve(cur, "votes", n_new)
+            for sql in _BULK_VOTE_WRITES:
+                params = {"first": first, "actor": actor, "at": _now()}
+                cur.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql}).fetchall()
+            ids = cur.execute(
+                """SELECT k.id FROM _bulk_votes b JOIN _bulk_keys k
+                ON k.comparison_id = b.comparison_id AND k.annotator = b.annotator ORDER BY b.i"""
+            ).fetchnumpy()["id"]
+            return [int(x) for x in ids]
+        finally:
+            cur.execute("DROP TABLE IF EXISTS _bulk_votes; DROP TABLE IF EXISTS _bulk_keys").fetchall()
 
     def delete_vote(self, vote_id: int, *, actor: str | None = None, admin: bool = True) -> None:
         """Delete a vote; its value goes to ``label_audit`` with ``actor``. With ``admin`` False only the vote's
@@ -1279,6 +1296,13 @@ _BULK_VOTE_CHECK = """CASE
     WHEN length(s.comment) > $max_comment
         THEN 'comment is ' || length(s.comment) || ' characters long; the limit is ' || $max_comment
 END"""
+
+
+# A checked bulk row ``s`` as stored: a ranking of two runs becomes its pairwise choice (see add_ranking).
+_NORMALISED = """CASE WHEN s.choice IS NULL AND len(s.ranks) > 2 THEN 'ranking' ELSE 'pairwise' END AS kind,
+    coalesce(s.choice, CASE WHEN len(s.ranks) > 2 THEN NULL WHEN s.ranks[1] < s.ranks[2] THEN 'A'
+                            WHEN s.ranks[2] < s.ranks[1] THEN 'B' ELSE 'tie' END) AS choice,
+    CASE WHEN s.choice IS NULL AND len(s.ranks) > 2 THEN s.ranks END AS ranks"""
 
 
 def _batch_json(row: str) -> str:
