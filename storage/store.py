@@ -768,14 +768,16 @@ class Store:
         rows = f"""SELECT comparison_id, annotator, {col("choice", "VARCHAR")} AS choice,
             {col("ranks", "INTEGER[]")} AS ranks, {col("comment", "VARCHAR")} AS comment,
             coalesce({col("created_at", "TIMESTAMP")}, $now) AS created_at FROM {src}"""
-        now, check = _now(), {"max_comment": MAX_COMMENT_CHARS}
-        bad = f"""FROM ({{rows}}) s LEFT JOIN (SELECT comparison_id, count(*) AS k FROM comparison_runs GROUP BY 1) c
-            ON c.comparison_id = s.comparison_id WHERE ({_BULK_VOTE_CHECK}) IS NOT NULL"""
-        if self._scalar(f"SELECT count(*) {bad.format(rows=rows)}", {**check, "now": now}, cur):
-            numbered = f"SELECT row_number() OVER () AS i, * FROM ({rows})"  # only now: to name the first
+        check = {"max_comment": MAX_COMMENT_CHARS, "now": (now := _now())}
+        sizes = "(SELECT comparison_id, count(*) AS k FROM comparison_runs GROUP BY 1) c"
+        n_bad = f"""SELECT count(*) FROM ({rows}) s LEFT JOIN {sizes} ON c.comparison_id = s.comparison_id
+            WHERE ({_BULK_VOTE_CHECK}) IS NOT NULL"""
+        if self._scalar(n_bad, check, cur):  # only then number the rows, to name the first bad one
             first_bad = cur.execute(
-                f"SELECT s.i, {_BULK_VOTE_CHECK} {bad.format(rows=numbered)} ORDER BY s.i LIMIT 1",
-                {**check, "now": now},
+                f"""SELECT s.i, {_BULK_VOTE_CHECK} FROM (SELECT row_number() OVER () AS i, * FROM ({rows})) s
+                LEFT JOIN {sizes} ON c.comparison_id = s.comparison_id
+                WHERE ({_BULK_VOTE_CHECK}) IS NOT NULL ORDER BY s.i LIMIT 1""",
+                check,
             ).fetchall()[0]
             raise StoreError(f"vote row {first_bad[0]}: {first_bad[1]}")
         n = int(self._scalar(f"SELECT count(*) FROM {src}", cur=cur))
