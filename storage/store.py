@@ -739,6 +739,16 @@ class Store:
         )
         return rows[0] if rows else None
 
+    def labelled(self, keys: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which of these (comparison, annotator) pairs already have a label, in one query (a label writer asks
+        before each batch, to tell each caller whether their vote replaced an earlier one)."""
+        if not keys:
+            return set()
+        sql = """SELECT DISTINCT v.comparison_id, v.annotator FROM votes v
+            JOIN (SELECT unnest($c) AS comparison_id, unnest($a) AS annotator) k USING (comparison_id, annotator)"""
+        params = {"c": [int(c) for c, _ in keys], "a": [str(a) for _, a in keys]}
+        return {(int(c), str(a)) for c, a in self._cur().execute(sql, params).fetchall()}
+
     def add_votes_bulk(self, rows: Any, *, actor: str | None = None) -> list[int]:
         """Many votes from an Arrow table or pandas frame; the vote id of each row, in row order.
 
