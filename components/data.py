@@ -1,5 +1,7 @@
 """Data tab: browse, filter and search prompts, runs, votes, verdicts and step labels; open a run's trace; delete
-votes and edit step labels; export preference data (dpo/kto/rm as Parquet or JSONL) and import TRL files.
+votes and edit step labels; see who changed which label (the label audit); per prompt set, edit the annotation
+guidelines and how many annotators each prompt needs, and see each prompt's labelling status; export preference
+data (dpo/kto/rm as Parquet or JSONL) and import TRL files. Every table loads fresh when the tab is opened.
 
 Filters the store's readers take (prompt set of prompts, model and strategy of runs, annotator of votes, judge
 of verdicts) go to the store; the rest (text search, a run's prompt set, a vote's runs) are applied here to the
@@ -48,6 +50,9 @@ VOTE_COLUMNS = ["id", "comparison_id", "kind", "choice", "ranks", "annotator", "
 VERDICT_COLUMNS = ["id", "judge", "judge_model", "mode", "comparison_id", "run_ids", "winner", "rating",
                    "prob_a", "ok", "self_judge", "contestants", "error", "created_at"]  # fmt: skip
 STEP_LABEL_COLUMNS = ["id", "run_id", "step_id", "label", "note", "annotator", "created_at", "updated_at"]
+AUDIT_COLUMNS = ["id", "at", "kind", "row_id", "comparison_id", "annotator", "actor", "action", "old", "new"]
+STATUS_COLUMNS = ["prompt_id", "status", "labels", "min_labels", "skips", "text"]
+NO_GUIDELINES = "*No guidelines yet for this prompt set.*"
 
 
 @dataclass
@@ -67,6 +72,12 @@ class Handles:
     export_file: gr.File
     import_file: gr.File
     message: gr.Markdown
+    workflow_set: gr.Dropdown
+    guidelines: gr.Textbox
+    guidelines_preview: gr.Markdown
+    min_labels: gr.Number
+    prompt_status: gr.Dataframe
+    audit: gr.Dataframe
 
 
 # -- reading ------------------------------------------------------------------------------------------------------
@@ -212,6 +223,22 @@ def step_label_rows(store: Store, q: Query) -> pd.DataFrame:
     return frame(q.take(rows), STEP_LABEL_COLUMNS)
 
 
+def audit_rows(store: Store, q: Query) -> pd.DataFrame:
+    """Who replaced or deleted which label, newest first (the store's label audit)."""
+    return frame(store.label_audit(annotator=q.annotator, limit=q.limit), AUDIT_COLUMNS, width=200)
+
+
+def status_rows(store: Store, prompt_set: str | None) -> tuple[str, pd.DataFrame]:
+    """Each prompt of a set with its labels, skips and status; a one-line summary above."""
+    if not prompt_set:
+        return "Pick a prompt set.", frame([], STATUS_COLUMNS)
+    rows = store.prompt_status(prompt_set)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("complete", "in progress", "unlabelled")}
+    by_status = " · ".join(f"{n} {s}" for s, n in counts.items())
+    summary = f"`{prompt_set}`: **{len(rows)}** prompts · {by_status}"
+    return summary, frame(rows, STATUS_COLUMNS)
+
+
 def stats_markdown(store: Store) -> str:
     s = store.stats()
     return (
@@ -271,7 +298,9 @@ def export_name(kind: str, fmt: str) -> str:
 
 
 # -- the tab ------------------------------------------------------------------------------------------------------
-def build(ctx: AppContext) -> Handles:
+def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
+    """The tab's widgets and events. ``opened``: the events on which every table and picker is read again (the
+    app passes the page load and the tab's select); none given, the page load."""
     strategies = [s.name for s in list_strategies()] + ["imported"]
     gr.Markdown(
         "Everything the studio has recorded. Filters apply to every table; the text search looks in prompts, "
@@ -315,6 +344,30 @@ def build(ctx: AppContext) -> Handles:
                 note = gr.Textbox(label="Note", scale=3)
                 save_label = gr.Button("Save", scale=0)
                 delete_label = gr.Button("Delete", variant="stop", scale=0)
+        with gr.Tab("Prompt sets"):
+            gr.Markdown(
+                "Per prompt set: the **annotation guidelines** (Markdown, shown above the Arena), how many "
+                "annotators each prompt needs (**min labels**; *Next prompt* prefers prompts that still need "
+                "labels), and each prompt's status."
+            )
+            with gr.Row(equal_height=True):
+                workflow_set = gr.Dropdown([], label="Prompt set", scale=2)
+                min_labels = gr.Number(1, label="Min labels per prompt", precision=0, minimum=1, scale=1)
+                save_set = gr.Button("Save guidelines and min labels", variant="primary", scale=1)
+            with gr.Row():
+                guidelines = gr.Textbox(label="Guidelines (Markdown)", lines=10, max_lines=30, scale=1)
+                with gr.Column(scale=1):
+                    gr.Markdown("**Preview**")
+                    guidelines_preview = gr.Markdown(NO_GUIDELINES)
+            status_summary = gr.Markdown()
+            prompt_status = gr.Dataframe(headers=STATUS_COLUMNS, interactive=False, wrap=True, max_height=420,
+                                         label="Prompt status")  # fmt: skip
+        with gr.Tab("Label audit"):
+            gr.Markdown(
+                "Every replaced or deleted label: who labelled it, who changed it (actor), the old and the new "
+                "value. The annotator filter and the row limit above apply."
+            )
+            audit = gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, wrap=True, max_height=420)
         with gr.Tab("Export / import"):
             gr.Markdown(
                 "**Export** preference data in TRL's layout, with the filters above (prompt set, model, "
@@ -361,6 +414,35 @@ def build(ctx: AppContext) -> Handles:
         store = ctx.store
         sets = [ANY, *store.prompt_sets()]
         return stats_markdown(store), gr.Dropdown(choices=sets)
+
+    @friendly
+    def data_open() -> tuple[Any, ...]:
+        """Opening the tab: the counts and the pickers as they are now (prompt sets, models)."""
+        store = ctx.store
+        names = store.prompt_sets()
+        return (stats_markdown(store), gr.Dropdown(choices=[ANY, *names]),
+                gr.Dropdown(choices=[ANY, *ctx.model_names()]), gr.Dropdown(choices=names))  # fmt: skip
+
+    @friendly
+    def data_prompt_set(name: Any) -> tuple[Any, ...]:
+        """A prompt set's guidelines (and their preview), min labels, and each prompt's status."""
+        name = optional(name)
+        if name is None:
+            return "", NO_GUIDELINES, 1, *status_rows(ctx.store, None)
+        found = ctx.store.get_prompt_set(name)
+        text = found["guidelines"]
+        return text, text or NO_GUIDELINES, found["min_labels"], *status_rows(ctx.store, name)
+
+    @friendly
+    def data_save_prompt_set(name: Any, text: Any, n: Any) -> tuple[str, str, pd.DataFrame]:
+        name = optional(name)
+        if name is None:
+            raise InputError("pick a prompt set to save its guidelines")
+        if n in (None, "") or float(n) != int(float(n)) or int(float(n)) < 1:
+            raise InputError(f"min labels is a whole number of annotators, at least 1, not {n!r}")
+        need = int(float(n))
+        ctx.store.set_prompt_set(name, guidelines=str(text or ""), min_labels=need)
+        return f"Saved the guidelines of `{name}` (min labels {need}).", *status_rows(ctx.store, name)
 
     @friendly
     def data_run_trace(rid: Any) -> str:
@@ -460,12 +542,24 @@ def build(ctx: AppContext) -> Handles:
         (step_labels, step_label_rows, "data_step_labels"),
     ]
     # each table loads with the page and follows the filters; Refresh rereads them all
-    gr.on(None, data_stats, None, [stats, prompt_set], api_name="data_stats")
-    refresh.click(data_stats, None, [stats, prompt_set], api_visibility="private")
-    for component, fn, name in tables:
+    refresh.click(data_stats, None, [stats, prompt_set], api_name="data_stats")
+    tables.append((audit, audit_rows, "data_label_audit"))
+    on_open = list(opened) or None  # None: gradio's page load
+    pickers = [stats, prompt_set, model, workflow_set]
+    gr.on(on_open, data_open, None, pickers, api_name="data_open", api_visibility="undocumented",
+          show_progress="hidden")  # fmt: skip
+    for component, fn, name in tables:  # each table follows the filters, and is read again when the tab opens
         read = reader(fn)
-        gr.on(None, read, filters, component, api_name=name, trigger_mode="always_last")
+        gr.on([*opened, *(c.change for c in filters)] if opened else None, read, filters, component,
+              api_name=name, trigger_mode="always_last")  # fmt: skip
         refresh.click(read, filters, component, api_visibility="private")
+    workflow = [guidelines, guidelines_preview, min_labels, status_summary, prompt_status]
+    workflow_set.change(data_prompt_set, workflow_set, workflow, api_name="data_prompt_set")
+    guidelines.input(lambda text: text or NO_GUIDELINES, guidelines, guidelines_preview, api_visibility="private",
+                     show_progress="hidden")  # fmt: skip
+    save_set.click(data_save_prompt_set, [workflow_set, guidelines, min_labels],
+                   [message, status_summary, prompt_status], api_name="data_save_prompt_set")  # fmt: skip
+    gr.on([refresh.click, *opened], data_prompt_set, workflow_set, workflow, api_visibility="private")
 
     def reread(event: Any, *which: gr.Dataframe) -> None:
         """After a change, reread the stats and the tables it touched."""
@@ -488,16 +582,16 @@ def build(ctx: AppContext) -> Handles:
         data_run_trace, run_id, trace, api_visibility="private"
     )
 
-    reread(delete_vote.click(data_delete_vote, vote_id, message, api_name="data_delete_vote"), votes)
+    reread(delete_vote.click(data_delete_vote, vote_id, message, api_name="data_delete_vote"), votes, audit)
     reread(
         save_label.click(data_update_step_label, [label_id, label, note], message,
                          api_name="data_update_step_label"),
-        step_labels,
+        step_labels, audit,
     )  # fmt: skip
     reread(
         delete_label.click(data_delete_step_label, label_id, message, api_name="data_delete_step_label"),
-        step_labels,
-    )
+        step_labels, audit,
+    )  # fmt: skip
     export.click(
         data_export,
         [kind, fmt, source, conversational, agree_only, prompt_set, model, strategy, annotator],
@@ -510,4 +604,5 @@ def build(ctx: AppContext) -> Handles:
         prompts, runs, votes,
     )  # fmt: skip
     return Handles(prompt_set, model, strategy, annotator, search, prompts, runs, votes, verdicts,
-                   step_labels, run_id, trace, export_file, import_file, message)  # fmt: skip
+                   step_labels, run_id, trace, export_file, import_file, message, workflow_set, guidelines,
+                   guidelines_preview, min_labels, prompt_status, audit)  # fmt: skip

@@ -4,6 +4,7 @@ CSV / Markdown exports. Handlers call :mod:`studio.eval`; nothing here computes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +91,9 @@ def run_request(
             downloadable(files["csv"]), downloadable(files["markdown"]))  # fmt: skip
 
 
-def build(ctx: AppContext) -> Handles:
+def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
+    """The tab's widgets and events. ``opened``: the events on which the dataset and model pickers are read again
+    (the app passes the page load and the tab's select); none given, the page load."""
     gr.Markdown(
         "Score strategies × models on a dataset, shaped like the papers' tables (95% bootstrap CIs). "
         "Runs are batched, stored (prompt set `eval:<dataset>`) and resumed: runs already done are skipped. "
@@ -139,7 +142,13 @@ def build(ctx: AppContext) -> Handles:
     def refresh_datasets() -> gr.Dropdown:
         return gr.Dropdown(choices=dataset_choices(ctx.store.prompt_sets()))
 
-    gr.on(None, refresh_datasets, None, dataset, api_visibility="private")
+    @friendly
+    def eval_open() -> tuple[gr.Dropdown, gr.Dropdown]:
+        """The datasets and the models as they are now: a model registered since the page loaded shows up."""
+        return refresh_datasets(), gr.Dropdown(choices=ctx.model_names())
+
+    gr.on(list(opened) or None, eval_open, None, [dataset, models], api_name="eval_open",
+          api_visibility="undocumented", show_progress="hidden")  # fmt: skip
     dataset.input(
         lambda d: gr.Dropdown(value=default_methods(d)), dataset, strategies, api_visibility="private"
     )

@@ -25,6 +25,7 @@ from studio.judging import (
     JobResult,
     Scope,
     agreement,
+    annotator_alpha,
     disagreements,
     judge_scope,
     leaderboards,
@@ -41,6 +42,7 @@ STATS = (
     ("kappa", "Cohen's κ", "#f58518"),
 )
 
+ALPHA_COLUMNS = ["labels", "level", "alpha", "95% CI", "items", "annotators"]
 BOARD_COLUMNS = ["board", "rank", "contestant", "elo", "elo 95% CI", "matches", "wins", "win_rate"]
 DISAGREEMENT_COLUMNS = [
     "comparison_ids",
@@ -76,6 +78,7 @@ class Handles:
     leaderboard: gr.Dataframe
     disagreements: gr.Dataframe
     items: gr.HTML
+    alpha: gr.Dataframe
 
 
 # -- running judges -----------------------------------------------------------------------------------------------
@@ -230,6 +233,19 @@ def heatmap_figure(win_rates: dict[str, dict[str, Any]]) -> Figure:
 
 
 # -- dashboard rows -------------------------------------------------------------------------------------------------
+def alpha_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    shaped = []
+    for r in rows:
+        alpha, lo, hi = (_num(r.get(k)) for k in ("alpha", "lo", "hi"))
+        shaped.append({
+            **r, "items": r.get("n_items"), "annotators": r.get("n_annotators"),
+            "alpha": round(alpha, 3) if not math.isnan(alpha)
+            else "n/a: every label is the same" if r.get("n_items") else "n/a: no item has two annotators",
+            "95% CI": "" if math.isnan(lo) or math.isnan(hi) else f"[{lo:.2f}, {hi:.2f}]",
+        })  # fmt: skip
+    return pd.DataFrame(table(shaped, ALPHA_COLUMNS), columns=ALPHA_COLUMNS)
+
+
 def board_frame(boards: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
     rows = [
         {**r, "board": name, "elo": round(r["elo"]),
@@ -249,7 +265,9 @@ def disagreement_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 # -- the tab ------------------------------------------------------------------------------------------------------
-def build(ctx: AppContext) -> Handles:
+def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
+    """The tab's widgets and events. ``opened``: the events on which the pickers and the dashboard are read again
+    (the app passes the page load and the tab's select); none given, the page load."""
     names = JUDGES.names()
     gr.Markdown(
         "Judge stored answers with any registered model, then compare the judges with the people. "
@@ -287,6 +305,10 @@ def build(ctx: AppContext) -> Handles:
         combined = gr.Checkbox(label="Also a combined human + judge board", scale=1)
         refresh = gr.Button("↻ Refresh dashboard", scale=1)
     status = gr.Markdown()
+    alpha = gr.Dataframe(
+        headers=ALPHA_COLUMNS, interactive=False, label="Inter-annotator agreement among people: Krippendorff's α "
+        "(nominal for pairwise votes, ordinal for rankings; 95% bootstrap CI over items)",
+    )  # fmt: skip
     with gr.Row():
         # the figures carry their own titles: gradio's label badge would sit on top of the tick labels
         agreement_plot = gr.Plot(label="Agreement", show_label=False, scale=3)
@@ -328,7 +350,8 @@ def build(ctx: AppContext) -> Handles:
         snap = snapshot(ctx.store)
         if not snap.votes and not snap.verdicts:
             note = note_figure(EMPTY)
-            empty = (pd.DataFrame(columns=BOARD_COLUMNS), pd.DataFrame(columns=DISAGREEMENT_COLUMNS))
+            empty = (pd.DataFrame(columns=BOARD_COLUMNS), pd.DataFrame(columns=DISAGREEMENT_COLUMNS),
+                     pd.DataFrame(columns=ALPHA_COLUMNS))  # fmt: skip
             return EMPTY, gr.Dropdown(choices=[], value=None), note, note, note, note, *empty
         agree = agreement(snap, n_boot=N_BOOT)
         raters = [e["y"] for e in agree if e["x"] == HUMAN and e["y"] != HUMAN]
@@ -353,11 +376,17 @@ def build(ctx: AppContext) -> Handles:
             heatmap_figure(boards["win_rates"]),
             board_frame(boards["boards"]),
             disagreement_frame(found),
+            alpha_frame(annotator_alpha(snap, n_boot=N_BOOT)),
         )
 
     @friendly
     def prompt_sets() -> gr.Dropdown:
         return gr.Dropdown(choices=[("any", ""), *ctx.store.prompt_sets()])
+
+    @friendly
+    def judge_open() -> tuple[gr.Dropdown, gr.Dropdown]:
+        """The judge model and prompt set pickers as they are now (a model registered since shows up)."""
+        return gr.Dropdown(choices=ctx.model_names()), prompt_sets()
 
     @friendly
     def open_pair(evt: gr.SelectData) -> str:
@@ -373,11 +402,14 @@ def build(ctx: AppContext) -> Handles:
         return f'{head}<div style="display:flex;gap:12px;flex-wrap:wrap">{cols}</div>'
 
     outputs = [status, rater, agreement_plot, confusion_plot, leaderboard_plot, heatmap_plot, leaderboard,
-               disagreements_table]  # fmt: skip
-    gr.on(None, prompt_sets, None, prompt_set, api_visibility="private")
-    # on page load; the rater and combined fields answer user input only, not the dashboard's own updates
-    gr.on(None, lambda: judge_dashboard(None, False), None, outputs, api_visibility="private")
-    refresh.click(judge_dashboard, [rater, combined], outputs, api_name="judge_dashboard")
+               disagreements_table, alpha]  # fmt: skip
+    # opening the tab shows what was labelled and registered since the page loaded
+    on_open = list(opened) or None  # None: gradio's page load
+    gr.on(on_open, judge_open, None, [judge_model, prompt_set], api_name="judge_open",
+          api_visibility="undocumented", show_progress="hidden")  # fmt: skip
+    # the rater and combined fields answer user input only, not the dashboard's own updates
+    refresh.click(judge_dashboard, [rater, combined], outputs, api_name="judge_dashboard")  # first: the name
+    gr.on(on_open, judge_dashboard, [rater, combined], outputs, api_visibility="private")
     rater.input(judge_dashboard, [rater, combined], outputs, api_visibility="private")
     combined.input(judge_dashboard, [rater, combined], outputs, api_visibility="private")
     run.click(
@@ -391,4 +423,4 @@ def build(ctx: AppContext) -> Handles:
     disagreements_table.select(open_pair, None, items, api_visibility="private")
     return Handles(judges, judge_model, source, labelled, prompt_set, limit, run, summary, rater, combined,
                    refresh, status, agreement_plot, confusion_plot, leaderboard_plot, heatmap_plot, leaderboard,
-                   disagreements_table, items)  # fmt: skip
+                   disagreements_table, items, alpha)  # fmt: skip

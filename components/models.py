@@ -1,16 +1,19 @@
-"""Models tab: the registered models, adding an endpoint or a local dir, and trying one with a prompt."""
+"""Models tab: the registered models, adding an endpoint or a local dir, removing one, and trying one with a
+prompt. Opening the tab rereads the table and the pickers (a model a training job registered shows up)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
-from components.common import current_user, text
+from components.common import current_user, friendly, optional, text
 from studio.access import require_admin
 from studio.backends import GenParams
 from studio.context import AppContext
-from studio.errors import StudioError
+from studio.errors import InputError, StudioError
 from studio.models import ModelSpec
 
 COLUMNS = ["name", "backend", "path / url", "adapter", "parent", "description"]
@@ -22,6 +25,7 @@ class Handles:
     try_model: gr.Dropdown
     try_prompt: gr.Textbox
     try_output: gr.Textbox
+    remove_model: gr.Dropdown
 
 
 def rows(ctx: AppContext) -> list[list[str]]:
@@ -31,12 +35,20 @@ def rows(ctx: AppContext) -> list[list[str]]:
     ]
 
 
+def removable(ctx: AppContext) -> list[str]:
+    """The models a person may try to remove: the registered ones, not the built-in or the default model."""
+    return [n for n, s in ctx.registry.specs().items() if not s.builtin and n != ctx.settings.default_model]
+
+
 def refreshed(ctx: AppContext) -> list:
-    """The table and the picker for the models registered now (called on every page load)."""
-    return [rows(ctx), gr.Dropdown(choices=ctx.model_names())]
+    """The table and the pickers for the models registered now (on page load and when the tab opens)."""
+    pickers = [gr.Dropdown(choices=ctx.model_names()), gr.Dropdown(choices=removable(ctx), value=None)]
+    return [rows(ctx), *pickers]
 
 
-def build(ctx: AppContext) -> Handles:
+def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
+    """The tab's widgets and events. ``opened``: the events on which the table and the pickers are read again
+    (the app passes the page load and the tab's select); none given, the page load."""
     gr.Markdown(
         "Every registered model can answer in the Arena and act as a judge. Trained adapters appear here "
         "with their parent. Only admins add models. API keys are read from the environment variable you name "
@@ -53,6 +65,17 @@ def build(ctx: AppContext) -> Handles:
             key_env = gr.Textbox(label="API key env var (openai)", placeholder="STUDIO_KEY_MYSERVER")
             adapter = gr.Textbox(label="LoRA adapter dir (transformers, optional)")
         add = gr.Button("Add model")
+    with gr.Accordion("Remove a model", open=False):
+        gr.Markdown(
+            "Removes the model from the registry (`models.toml`) and its lineage record. Runs, votes and "
+            "verdicts that used it keep its name. The default model and a model that others were trained from "
+            "cannot be removed; files on disk (weights, adapters) are left alone."
+        )
+        with gr.Row(equal_height=True):
+            # any name is let through to the registry, which says what it refuses and why
+            remove_pick = gr.Dropdown(removable(ctx), value=None, label="Model to remove", allow_custom_value=True,
+                                      scale=3)  # fmt: skip
+            remove = gr.Button("Remove model", variant="stop", scale=1)
     with gr.Row():
         try_model = gr.Dropdown(
             ctx.model_names(), value=ctx.settings.default_model, label="Try a model", scale=1
@@ -80,6 +103,15 @@ def build(ctx: AppContext) -> Handles:
         names = ctx.model_names()
         return rows(ctx), gr.Dropdown(choices=names, value=spec.name)
 
+    @friendly
+    def remove_model(name: str | None, request: gr.Request) -> list:
+        name = optional(name)
+        if name is None:
+            raise InputError("pick a model to remove")
+        ctx.registry.remove(name, user=current_user(ctx, request), store=ctx.store)
+        gr.Info(f"Removed {name}")
+        return refreshed(ctx)
+
     def try_it(model: str, prompt: str) -> str:
         try:
             backend = ctx.registry.backend(model)
@@ -90,7 +122,11 @@ def build(ctx: AppContext) -> Handles:
 
     add.click(
         add_model, [name, backend, path, base_url, key_env, adapter], [table, try_model], api_name="add_model"
-    )
+    ).success(lambda: gr.Dropdown(choices=removable(ctx)), None, remove_pick, api_visibility="private")
+    picked = [table, try_model, remove_pick]
+    remove.click(remove_model, remove_pick, picked, api_name="remove_model")
+    gr.on(list(opened) or None, lambda: refreshed(ctx), None, picked, api_name="models_open",
+          api_visibility="undocumented", show_progress="hidden")  # fmt: skip
     try_btn.click(
         try_it,
         [try_model, try_prompt],
@@ -99,4 +135,4 @@ def build(ctx: AppContext) -> Handles:
         concurrency_id="generate",
         concurrency_limit=ctx.settings.concurrency,
     )
-    return Handles(table, try_model, try_prompt, try_output)
+    return Handles(table, try_model, try_prompt, try_output, remove_pick)

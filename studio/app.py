@@ -34,22 +34,22 @@ def create_app(settings: Settings, ctx: AppContext | None = None) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nSystem 1 vs System 2 prompting, side by side.")
         with gr.Tabs():
-            with gr.Tab("Arena"):
+            with gr.Tab("Arena") as arena_page:
                 arena_tab = arena.build(ctx)
-            with gr.Tab("Data"):
-                data.build(ctx)
-            with gr.Tab("Judge"):
-                judge.build(ctx)
-            with gr.Tab("Train"):
-                train.build(ctx)
-            with gr.Tab("Models"):
-                models_tab = models.build(ctx)
-            with gr.Tab("Eval"):
-                eval_tab.build(ctx)
-        # a model registered after start-up (Models tab, a finished training job) shows up on the next page load
-        demo.load(lambda: arena.column_picker(ctx), None, arena_tab.columns, api_visibility="private")
-        demo.load(lambda: models.refreshed(ctx), None, [models_tab.table, models_tab.try_model],
-                  api_visibility="private")  # fmt: skip
+            # each tab rereads its tables and model pickers when it is opened (and on page load), so a model
+            # registered while the studio runs (Models tab, a finished training job) is offered everywhere
+            with gr.Tab("Data") as page:
+                data.build(ctx, [demo.load, page.select])
+            with gr.Tab("Judge") as page:
+                judge.build(ctx, [demo.load, page.select])
+            with gr.Tab("Train") as page:
+                train.build(ctx, [demo.load, page.select])
+            with gr.Tab("Models") as page:
+                models.build(ctx, [demo.load, page.select])
+            with gr.Tab("Eval") as page:
+                eval_tab.build(ctx, [demo.load, page.select])
+        gr.on([demo.load, arena_page.select], lambda: arena.column_picker(ctx), None, arena_tab.columns,
+              api_name="arena_open", api_visibility="undocumented", show_progress="hidden")  # fmt: skip
     guard_events(demo, ctx)  # admin-only events check the role; user errors: one toast and one log line
     # Quick actions (votes, labels, browsing) run 16 at a time, so they never wait behind a generation;
     # events that generate share concurrency_id="generate", limited to settings.concurrency.

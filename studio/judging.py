@@ -29,6 +29,7 @@ from studio import metrics
 from studio.backends.base import Backend
 from studio.errors import InputError
 from studio.judges import Candidate, Judge, JudgeItem, Verdict
+from studio.metrics.agreement import inter_annotator_alpha
 from studio.metrics.leaderboard import BoardRow, Match
 
 if TYPE_CHECKING:
@@ -421,6 +422,23 @@ def agreement(
             entry["ranking_tau"] = {"tau": tau, "n": n}
         results.append(entry)
     return results
+
+
+#: Krippendorff's α per kind of human label: (what, vote kind, level): pairwise votes are categories, ranks ordered
+ALPHA_KINDS = (("pairwise votes", "pairwise", "nominal"), ("rankings", "ranking", "ordinal"))
+
+
+def annotator_alpha(snap: Snapshot, *, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """Krippendorff's α among the human annotators, for each kind of label the store holds: ``{"labels",
+    "level", "alpha", "lo", "hi", "n_items", "n_annotators"}`` (95% bootstrap CI over items; NaN where α is
+    undefined). Beside Cohen's κ of :func:`agreement`, it takes any number of annotators and missing labels."""
+    out = []
+    for what, kind, level in ALPHA_KINDS:
+        votes = [v for v in snap.votes if v.get("kind") == kind]
+        if votes:
+            found = inter_annotator_alpha(votes, level=level, n_boot=n_boot, seed=seed)
+            out.append({"labels": what, "level": level, **found})
+    return out
 
 
 def ranking_tau(snap: Snapshot, judge: dict[tuple[int, int], list[str | None]]) -> tuple[float, int]:

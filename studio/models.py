@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
@@ -27,6 +27,9 @@ from studio.access import User, require_admin
 from studio.backends import BACKENDS, Backend
 from studio.errors import KEY_ENV_PREFIX, BackendError, InputError, ModelNotFound
 from studio.settings import Settings
+
+if TYPE_CHECKING:
+    from storage import Store
 
 NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -154,14 +157,31 @@ class ModelRegistry:
         self._write(current)
         return spec
 
-    def remove(self, name: str, *, user: User | None = None) -> None:
+    def remove(self, name: str, *, user: User | None = None, store: Store | None = None) -> None:
+        """Remove a registered model: its ``models.toml`` entry and, given the ``store``, its lineage row (runs
+        that used it keep its name). Refused for a built-in model, the default model, and a model that other
+        models were trained from."""
         if user is not None:
             require_admin(user, "remove models")
+        if name in builtin_specs(self.settings):
+            raise InputError(f"{name!r} is built in; it cannot be removed")
+        if name == self.settings.default_model:
+            raise InputError(f"{name!r} is the default model (STUDIO_DEFAULT_MODEL): make another one the "
+                             "default first")  # fmt: skip
         current = self._read_file()
-        if name not in current:
+        lineage = store.list_models() if store is not None else []
+        children = {n for n, s in current.items() if s.parent == name}
+        children |= {m["name"] for m in lineage if m.get("parent") == name}
+        if children:
+            raise InputError(f"{name!r} has models trained from it ({', '.join(sorted(children))}): remove "
+                             "those first")  # fmt: skip
+        if name not in current and all(m["name"] != name for m in lineage):
             raise ModelNotFound(f"no user-registered model {name!r}")
-        del current[name]
-        self._write(current)
+        if name in current:
+            del current[name]
+            self._write(current)
+        if store is not None:
+            store.remove_model(name)
         self.unload(name)
 
     def _write(self, specs: dict[str, ModelSpec]) -> None:

@@ -1,5 +1,7 @@
 """The Data and Judge tabs through ``gradio_client``, against the app launched in-process on a real DuckDB store
-(seeded with Store verbs) and, for judging, the real default model."""
+(seeded with Store verbs) and, for judging, the real default model: tables and filters, traces, export and
+import, label edits and their audit, prompt-set guidelines, min labels and prompt status, and the dashboard with
+Krippendorff's α beside Cohen's κ."""
 
 from __future__ import annotations
 
@@ -209,20 +211,76 @@ def test_delete_vote_and_edit_step_labels(settings, launch) -> None:
         assert store.list_step_labels() == []
 
 
+def test_prompt_set_guidelines_min_labels_and_status(settings, launch) -> None:
+    seed(settings)  # three prompts, each labelled by alice and bob
+    with stored(settings) as store:
+        extra = store.add_prompt("Nobody labelled this?", "seed")
+        store.skip_prompt(extra, "carol")
+    client = launch()
+    assert "seed" in [v for _, v in client.predict(api_name="/data_open")[3]["choices"]]
+    text, preview, need, summary, table = client.predict("seed", api_name="/data_prompt_set")
+    assert (text, need) == ("", 1) and "No guidelines yet" in preview
+    assert "**4** prompts · 3 complete · 0 in progress · 1 unlabelled" in summary
+    status = {r["prompt_id"]: r for r in rows(table)}
+    assert (status[extra]["status"], status[extra]["labels"], status[extra]["skips"]) == ("unlabelled", 0, 1)
+    assert {r["labels"] for p, r in status.items() if p != extra} == {2}
+
+    guide = "# How to judge\n\nPrefer the **correct** answer; a tie when both are right."
+    message, summary, table = client.predict("seed", guide, 3, api_name="/data_save_prompt_set")
+    assert message == "Saved the guidelines of `seed` (min labels 3)."
+    assert "0 complete · 3 in progress · 1 unlabelled" in summary  # two labels each, three wanted
+    assert {r["min_labels"] for r in rows(table)} == {3}
+    assert client.predict("seed", api_name="/data_prompt_set")[:3] == (guide, guide, 3)  # and the preview
+    with stored(settings) as store:
+        assert store.get_prompt_set("seed") == {"name": "seed", "guidelines": guide, "min_labels": 3}
+
+    with pytest.raises(Exception, match="less than minimum value 1"):  # the number box's own bound
+        client.predict("seed", guide, 0, api_name="/data_save_prompt_set")
+    with pytest.raises(Exception, match="min labels is a whole number of annotators, at least 1"):
+        client.predict("seed", guide, None, api_name="/data_save_prompt_set")
+    with pytest.raises(Exception, match="pick a prompt set"):
+        client.predict(None, guide, 2, api_name="/data_save_prompt_set")
+
+
+def test_label_audit_shows_replaced_and_deleted_labels(settings, launch) -> None:
+    s = seed(settings)
+    with stored(settings) as store:
+        replaced = store.add_vote(s.comparisons[0], "B", "alice")  # alice changes her mind
+        assert replaced == s.votes[0]  # her label is edited in place
+    client = launch()
+    assert rows(client.predict(*NO_FILTERS, api_name="/data_label_audit"))[0]["action"] == "replace"
+    client.predict(s.votes[1], api_name="/data_delete_vote")  # bob's first vote
+    client.predict(s.step_label, "good", "fine after all", api_name="/data_update_step_label")
+    audit = rows(client.predict(*NO_FILTERS, api_name="/data_label_audit"))
+    assert [(a["kind"], a["action"], a["annotator"]) for a in audit] == [
+        ("step_label", "replace", "alice"), ("vote", "delete", "bob"), ("vote", "replace", "alice")
+    ]  # fmt: skip
+    assert json.loads(audit[2]["old"])["choice"] == "A" and json.loads(audit[2]["new"])["choice"] == "B"
+    assert audit[1]["new"] == "" and json.loads(audit[1]["old"])["choice"] == "A"
+    assert audit[1]["comparison_id"] == s.comparisons[0] and audit[1]["row_id"] == s.votes[1]
+    only_bob = rows(client.predict("", "", "", "bob", "", 100, api_name="/data_label_audit"))
+    assert [a["action"] for a in only_bob] == ["delete"]
+
+
 # -- Judge tab ----------------------------------------------------------------------------------------------------
 def test_dashboard_on_an_empty_store_says_so(settings, launch) -> None:
     client = launch()
-    status, rater, *_, board, disagreements = client.predict("", False, api_name="/judge_dashboard")
+    status, rater, *_, board, disagreements, alpha = client.predict("", False, api_name="/judge_dashboard")
     assert status.startswith("No votes or verdicts yet")
-    assert board["data"] == [] and disagreements["data"] == []
+    assert board["data"] == [] and disagreements["data"] == [] and alpha["data"] == []
     assert rows(client.predict(*NO_FILTERS, api_name="/data_runs")) == []
 
 
 def test_judge_run_stores_verdicts_and_the_dashboard_shows_them(settings, launch) -> None:
     s = seed(settings)
     client = launch()
-    status, rater, *plots, board, disagreements = client.predict("", True, api_name="/judge_dashboard")
+    status, rater, *plots, board, disagreements, alpha = client.predict("", True, api_name="/judge_dashboard")
     assert "6 human votes · 1 verdicts" in status and rater["value"] == f"pairwise@{MODEL}"
+    # alice A, A, A and bob A, A, B: by hand, 6 values (5 A, 1 B), one disagreeing unit; nominal α =
+    # 1 - (n - 1) * (o_AB + o_BA) / (2 n_A n_B) = 1 - 5 * 2 / (2 * 5 * 1) = 0
+    [nominal] = rows(alpha)
+    assert (nominal["labels"], nominal["level"], nominal["alpha"]) == ("pairwise votes", "nominal", 0.0)
+    assert (nominal["items"], nominal["annotators"]) == (3, 2) and nominal["95% CI"].startswith("[")
     assert len(plots) == 4 and all(p for p in plots)
     assert {r["board"] for r in rows(board)} == {"human", "judge", "combined"}
     [row] = rows(disagreements)  # the seeded pairwise verdict says B where both people said A
@@ -249,3 +307,39 @@ def test_judge_run_stores_verdicts_and_the_dashboard_shows_them(settings, launch
     with pytest.raises(Exception, match="has no setting bogus"):
         client.predict(["logprob"], MODEL, "comparisons", "all", "", 0, 8, '{"logprob": {"bogus": 1}}',
                        api_name="/judge_run")  # fmt: skip
+
+
+def test_alpha_for_rankings_is_ordinal(settings, launch) -> None:
+    """Two annotators rank three answers on two prompts: ordinal α, beside the pairwise one."""
+    with stored(settings) as store:
+        for q in ("Name a prime.", "Name a colour."):
+            pid = store.add_prompt(q, "ranked")
+            runs = [store.add_run(pid, MODEL, s, f"{s} says") for s in ("system1", "cot", "bsm")]
+            cid = store.add_comparison(runs)
+            store.add_ranking(cid, [1, 2, 3], "alice")
+            store.add_ranking(cid, [1, 2, 3], "bob")
+    client = launch()
+    *_, alpha = client.predict("", False, api_name="/judge_dashboard")
+    [ranked] = rows(alpha)
+    assert (ranked["labels"], ranked["level"]) == ("rankings", "ordinal")
+    assert ranked["alpha"] == 1.0  # the same rankings: full agreement
+    assert (ranked["items"], ranked["annotators"]) == (2, 2)
+    with stored(settings) as store:
+        store.add_ranking(cid, [3, 2, 1], "bob")  # bob reverses the second ranking (replacing his label)
+    *_, alpha = client.predict("", False, api_name="/judge_dashboard")
+    assert rows(alpha)[0]["alpha"] < 0.5
+
+
+def test_cli_agreement_prints_alpha(settings, capsys) -> None:
+    from studio.cli import main
+
+    seed(settings)  # alice A, A, A and bob A, A, B: nominal α 0 (worked out in the dashboard test above)
+    data = ["--data-dir", str(settings.data_dir)]
+    assert main(["agreement", "--n-boot", "50", *data]) == 0
+    out = capsys.readouterr().out
+    assert "Krippendorff's alpha" in out
+    [line] = [x for x in out.splitlines() if x.strip().startswith("pairwise votes")]
+    assert line.split()[2:5] == ["nominal", "alpha", "0.00"] and "items 3  annotators 2" in line
+    assert main(["agreement", "--json", "--n-boot", "50", *data]) == 0
+    [alpha] = json.loads(capsys.readouterr().out)["alpha"]
+    assert (alpha["level"], alpha["alpha"], alpha["n_items"], alpha["n_annotators"]) == ("nominal", 0.0, 3, 2)

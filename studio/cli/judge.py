@@ -131,7 +131,7 @@ def _fmt(e: dict[str, Any]) -> str:
 
 def cmd_agreement(args: argparse.Namespace, settings: Any) -> int:
     from studio.cli.store import open_store
-    from studio.judging import agreement, biases, snapshot
+    from studio.judging import agreement, annotator_alpha, biases, snapshot
 
     self_judge = {"include": None, "exclude": False, "only": True}[args.self_judge]
     with open_store(settings) as store:
@@ -140,8 +140,9 @@ def cmd_agreement(args: argparse.Namespace, settings: Any) -> int:
         snap, by=args.by, n_boot=args.n_boot, judge_vs_judge=not args.no_judge_vs_judge, self_judge=self_judge
     )
     bias = biases(snap, by=args.by, n_boot=args.n_boot)
+    alpha = annotator_alpha(snap, n_boot=args.n_boot)
     if args.json:
-        print(_dumps({"agreement": agree, "biases": bias}))
+        print(_dumps({"agreement": agree, "alpha": alpha, "biases": bias}))
         return 0
     print("agreement (vote pairs; S1 with ties, S2 without; 95% bootstrap CIs)")
     for a in agree:
@@ -155,6 +156,11 @@ def cmd_agreement(args: argparse.Namespace, settings: Any) -> int:
                 f"    {label:<24} n={overall['n']:<5} S1 {_fmt(overall)}  S2 {_fmt(a['s2'][i])}  "
                 f"kappa {_fmt(a['kappa'][i])}"
             )
+    print("inter-annotator agreement among people: Krippendorff's alpha (95% bootstrap CI over items)")
+    for a in alpha:
+        shown = _fmt({"value": a["alpha"], "lo": a["lo"], "hi": a["hi"]})
+        print(f"  {a['labels']:<16} {a['level']:<8} alpha {shown}  items {a['n_items']}  annotators "
+              f"{a['n_annotators']}")  # fmt: skip
     print("biases (position: first/left answer wins; length: longer answer wins; swap flip: orders disagree)")
     for b in bias:
         print(

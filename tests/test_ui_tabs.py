@@ -1,0 +1,161 @@
+"""Tabs that read fresh when they are opened, model pickers that follow the registry, and removing a model: through
+``gradio_client`` against the app launched in-process on a real DuckDB store.
+
+A browser opening a tab fires the tab's ``select`` event; the tests read the served config to check which
+events each tab's select (and the page load) runs, then call those same events by their names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from storage import Store
+from studio.models import ModelRegistry, ModelSpec
+from studio.settings import Settings
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+ENDPOINT = ("late-endpoint", "openai", "some-model", "http://127.0.0.1:9/v1", "", "")  # never called
+#: tab label -> the event its opening runs, and which of that event's outputs are model pickers
+OPENERS = {
+    "Arena": ("arena_open", [0]),
+    "Data": ("data_open", [2]),
+    "Judge": ("judge_open", [0]),
+    # the base model and Compare's judge model (Compare's trained-model picker offers trained models only)
+    "Train": ("train_open", [0, 2]),
+    "Models": ("models_open", [1, 2]),  # the Try picker and the Remove picker
+    "Eval": ("eval_open", [1]),
+}
+
+
+@pytest.fixture()
+def launch(settings) -> Iterator:
+    """``launch()`` starts the app on the settings' data dir and returns a gradio_client Client."""
+    from gradio_client import Client
+
+    from studio.app import create_app
+
+    demos = []
+
+    def start() -> Client:
+        demo = create_app(settings)
+        port = free_port()
+        demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
+        demos.append(demo)
+        return Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+    yield start
+    for demo in demos:
+        demo.close()
+
+
+def stored(settings: Settings) -> Store:
+    """A second connection to the app's DuckDB file (same process, so DuckDB shares the open database)."""
+    return Store(settings.db_path, data_dir=settings.data_dir)
+
+
+def opened_by(config: dict, label: str) -> list[dict]:
+    """The events that run when the tab called ``label`` is selected."""
+    tabs = [c for c in config["components"] if c["type"] == "tabitem"]
+    [tab] = [c["id"] for c in tabs if c["props"].get("label") == label]
+    return [d for d in config["dependencies"] if [tab, "select"] in [list(t) for t in d["targets"]]]
+
+
+def choices(update: dict) -> list[str]:
+    return [value for _, value in update["choices"]]
+
+
+def test_every_tab_reads_again_when_opened(settings, launch) -> None:
+    client = launch()
+    config = client.config
+    ids = {c["id"]: c for c in config["components"]}
+    for label, (api, _) in OPENERS.items():
+        events = opened_by(config, label)
+        assert api in [d["api_name"] for d in events], f"opening {label} does not run {api}"
+        [event] = [d for d in events if d["api_name"] == api]
+        assert [0, "load"] in [list(t) for t in event["targets"]], f"{api} does not run on page load"
+    # the Data tab rereads its counts and every table; the Judge tab its dashboard
+    data_tables = {d["api_name"] for d in opened_by(config, "Data")}
+    assert {"data_open", "data_prompts", "data_runs", "data_votes", "data_verdicts", "data_step_labels",
+            "data_label_audit"} <= data_tables  # fmt: skip
+    judge_outputs = {ids[o]["props"].get("label") for d in opened_by(config, "Judge") for o in d["outputs"]}
+    assert {"Agreement", "Leaderboard", "Judge model"} <= judge_outputs
+
+    # what they read is the store now, not the store when the page loaded
+    stats, *_ = client.predict(api_name="/data_open")
+    assert "**0** prompts" in stats
+    with stored(settings) as store:
+        pid = store.add_prompt("Late question?", "late-set")
+        a, b = (store.add_run(pid, "smollm2-135m", s, ans) for s, ans in (("system1", "4"), ("cot", "5")))
+        store.add_vote(store.add_comparison([a, b]), "A", "alice")
+    stats, sets, *_ = client.predict(api_name="/data_open")
+    assert "**1** prompts · **2** runs" in stats and "late-set" in choices(sets)
+    status, *_ = client.predict("", False, api_name="/judge_dashboard")
+    assert status.startswith("1 human votes")
+    assert "late-set" in choices(client.predict(api_name="/judge_open")[1])
+    assert "late-set" in choices(client.predict(api_name="/train_open")[3])
+
+
+def test_a_model_registered_while_the_studio_runs_is_in_every_picker(settings, launch) -> None:
+    client = launch()
+    before = {label: client.predict(api_name=f"/{api}") for label, (api, _) in OPENERS.items()}
+    assert all("late-endpoint" not in str(out) for out in before.values())
+
+    client.predict(*ENDPOINT, api_name="/add_model")  # the Models tab
+    # a finished training job: the runner registers its adapter in models.toml, with its parent
+    ModelRegistry(settings).add(ModelSpec("dpo-late", path="unused", adapter="unused", parent="smollm2-135m",
+                                          training_run="7", description="dpo run 7"))  # fmt: skip
+    for label, (api, pickers) in OPENERS.items():
+        out = client.predict(api_name=f"/{api}")
+        out = out if isinstance(out, tuple | list) else [out]
+        for i in pickers:
+            offered = choices(out[i])
+            if label == "Arena":  # columns are 'strategy @ model'
+                offered = [c.rsplit(" @ ", 1)[-1] for c in offered]
+            assert {"late-endpoint", "dpo-late"} <= set(offered), (label, i, offered)
+    trained = choices(client.predict(api_name="/train_open")[1])  # Compare with parent: trained models only
+    assert trained == ["dpo-late"]
+
+
+def test_remove_a_model(settings, launch) -> None:
+    client = launch()
+    client.predict(*ENDPOINT, api_name="/add_model")
+    ModelRegistry(settings).add(ModelSpec("late-child", backend="openai", path="m", base_url=ENDPOINT[3],
+                                          parent="late-endpoint"))  # fmt: skip
+    with stored(settings) as store:
+        store.add_model("late-endpoint", "openai")
+        store.add_model("late-child", "openai", parent="late-endpoint")
+        pid = store.add_prompt("Q?", "s")
+        run = store.add_run(pid, "late-child", "system1", "an answer")
+
+    with pytest.raises(Exception, match=r"'late-endpoint' has models trained from it \(late-child\): remove"):
+        client.predict("late-endpoint", api_name="/remove_model")
+    with pytest.raises(Exception, match="'smollm2-135m' is built in; it cannot be removed"):
+        client.predict("smollm2-135m", api_name="/remove_model")
+    with pytest.raises(Exception, match="pick a model to remove"):
+        client.predict(None, api_name="/remove_model")
+    assert {"late-endpoint", "late-child"} <= set(ModelRegistry(settings).names())  # nothing was removed
+
+    table, try_model, remove_pick = client.predict("late-child", api_name="/remove_model")
+    assert "late-child" not in [row[0] for row in table["data"]] and "late-endpoint" in choices(try_model)
+    assert "late-child" not in choices(remove_pick) and "late-child" not in ModelRegistry(settings).names()
+    with stored(settings) as store:
+        assert store.get_model("late-child") is None
+        assert store.get_run(run)["model"] == "late-child"  # past runs keep the model's name
+    assert "late-child" not in choices(client.predict(api_name="/eval_open")[1])
+
+    client.predict("late-endpoint", api_name="/remove_model")  # no children left
+    assert "late-endpoint" not in (settings.models_file.read_text() if settings.models_file.exists() else "")
+    with pytest.raises(Exception, match="no user-registered model 'late-endpoint'"):
+        client.predict("late-endpoint", api_name="/remove_model")
+
+
+def test_the_default_model_cannot_be_removed(settings) -> None:
+    mine = Settings.load(env={}, data_dir=settings.data_dir, default_model="house-model")
+    registry = ModelRegistry(mine)
+    registry.add(ModelSpec("house-model", backend="openai", path="m", base_url=ENDPOINT[3]))
+    with pytest.raises(Exception, match="'house-model' is the default model"):
+        registry.remove("house-model")
+    assert "house-model" in registry.names()
