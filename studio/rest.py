@@ -26,15 +26,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storage import StoreError
 from storage.store import MAX_COMMENT_CHARS
@@ -161,14 +160,24 @@ def _status(e: Exception) -> int:
     return 400
 
 
-def _validation_message(e: RequestValidationError) -> str:
+def _validation_message(e: RequestValidationError | ValidationError, *, in_body: bool = False) -> str:
     first = e.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the request"
+    where = ".".join(str(p) for p in first.get("loc", ())[0 if in_body else 1 :]) or "the request"
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON"
     if first.get("type") == "extra_forbidden":
         return f"unknown field {where!r}"
     return f"{where}: {first.get('msg', 'invalid')}"
+
+
+def _parse_vote(raw: bytes) -> VoteIn:
+    try:
+        return VoteIn.model_validate_json(raw)
+    except ValidationError as e:
+        raise ApiError(400, _validation_message(e, in_body=True)) from None
+
+
+VOTE_BODY = {"required": True, "content": {"application/json": {"schema": VoteIn.model_json_schema()}}}
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -208,28 +217,61 @@ class Tokens:
         self._mtime: int | None = None
         self._lock = threading.Lock()
 
-    def user(self, token: str) -> User | None:
-        from studio.auth import user_for_token
-
+    def cached(self, token: str) -> User | None | object:
+        """The token's user (or None) if known since the users file last changed, else :data:`UNKNOWN`."""
         try:
             mtime = self.path.stat().st_mtime_ns
         except OSError:
             return None
-        key = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
             if mtime != self._mtime or len(self._cache) > self.MAX:
                 self._cache, self._mtime = {}, mtime
-            if key in self._cache:
-                return self._cache[key]
-        user = user_for_token(self.path, token)
-        with self._lock:
-            self._cache[key] = user
-        return user
+            return self._cache.get(_digest(token), UNKNOWN)
+
+    def user(self, token: str) -> User | None:
+        """The token's user, reading the users file when the cache does not know it."""
+        from studio.auth import user_for_token
+
+        user = self.cached(token)
+        if user is UNKNOWN:
+            user = user_for_token(self.path, token)
+            with self._lock:
+                self._cache[_digest(token)] = user
+        return user  # type: ignore[return-value]
 
 
-_bearer = HTTPBearer(
-    auto_error=False, description="a token from `studio users token NAME` (only with --auth)"
-)
+UNKNOWN = object()
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# The bearer scheme, described in the OpenAPI document; checked by hand (FastAPI's security dependencies cost
+# more per request than the rest of a vote).
+BEARER = {"bearer": {"type": "http", "scheme": "bearer", "description": "with --auth: a token from "
+                     "`studio users token NAME --file users.toml`; without --auth, send X-Annotator instead"}}  # fmt: skip
+SECURED: dict[str, Any] = {"security": [{"bearer": []}]}
+
+
+def _local(request: Request) -> User:
+    """No --auth: the single local user (an admin), named per request as they type their name in the UI."""
+    return User(request.headers.get("x-annotator", "").strip() or "local", ADMIN)
+
+
+def _bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401, "log in: send 'Authorization: Bearer <token>' (make one with `studio users token`)"
+        )
+    return token.strip()
+
+
+def _known(user: User | None) -> User:
+    if user is None:
+        raise ApiError(401, "that token is not valid (revoked, or for another users file)")
+    return user
 
 
 class Api:
@@ -256,19 +298,21 @@ class Api:
             self.writer.close()
             self.writer = None
 
-    async def caller(
-        self, request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> User:
-        if self.tokens is None:  # no --auth: the single local user, named per request as in the UI
-            return User(request.headers.get("x-annotator", "").strip() or "local", ADMIN)
-        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-            raise ApiError(
-                401, "log in: send 'Authorization: Bearer <token>' (make one with `studio users token`)"
-            )
-        user = await run_in_threadpool(self.tokens.user, creds.credentials)
-        if user is None:
-            raise ApiError(401, "that token is not valid (revoked, or for another users file)")
-        return user
+    def caller(self, request: Request) -> User:
+        """Who is calling (in a worker thread: a token the cache does not know is looked up in the file)."""
+        if self.tokens is None:
+            return _local(request)
+        return _known(self.tokens.user(_bearer_token(request)))
+
+    async def caller_async(self, request: Request) -> User:
+        """Who is calling, without blocking the event loop on a file read."""
+        if self.tokens is None:
+            return _local(request)
+        token = _bearer_token(request)
+        user = self.tokens.cached(token)
+        if user is UNKNOWN:
+            user = await run_in_threadpool(self.tokens.user, token)
+        return _known(user)  # type: ignore[arg-type]
 
     # -- cached reads -----------------------------------------------------------------------------------------
     def comparison(self, cid: int) -> dict[str, Any]:
@@ -294,17 +338,17 @@ class Api:
     # -- the routes -------------------------------------------------------------------------------------------
     def _routes(self) -> APIRouter:
         router = APIRouter(prefix=PREFIX, route_class=_JSONErrors, responses=ERRORS, tags=["labels"])
-        Caller = Annotated[User, Depends(self.caller)]  # noqa: N806 - a type alias
 
-        @router.get("/comparisons", response_model=list[ComparisonSummary])
+        @router.get("/comparisons", response_model=list[ComparisonSummary], openapi_extra=SECURED)
         def list_comparisons(
-            user: Caller,
+            request: Request,
             prompt_set: str | None = None,
             unlabelled_by: str | None = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         ) -> list[dict[str, Any]]:
             """Comparisons in id order, optionally only those of one prompt set and/or those ``unlabelled_by`` an
             annotator has not labelled yet (annotators may ask only about themselves)."""
+            user = self.caller(request)
             if unlabelled_by and unlabelled_by != user.name and not user.is_admin:
                 raise ApiError(403, f"{user.name} may list only their own unlabelled comparisons")
             in_set = (
@@ -330,10 +374,11 @@ class Api:
                     break
             return out
 
-        @router.get("/comparisons/{comparison_id}", response_model=ComparisonOut)
-        def get_comparison(comparison_id: int, user: Caller) -> dict[str, Any]:
+        @router.get("/comparisons/{comparison_id}", response_model=ComparisonOut, openapi_extra=SECURED)
+        def get_comparison(comparison_id: int, request: Request) -> dict[str, Any]:
             """The prompt and the answers by position. While the comparison is blind, strategy and model names
             appear only once the caller has labelled it."""
+            user = self.caller(request)
             cmp = self.comparison(comparison_id)
             p = self.prompt(cmp["prompt_id"])
             runs = [self.store.get_run(rid) or {} for rid in cmp["run_ids"]]
@@ -356,10 +401,17 @@ class Api:
                 "your_label": label,
             }
 
-        @router.post("/comparisons/{comparison_id}/votes", response_model=VoteOut, status_code=201)
-        async def vote(comparison_id: int, body: VoteIn, user: Caller, request: Request) -> dict[str, Any]:
+        @router.post(
+            "/comparisons/{comparison_id}/votes",
+            response_model=VoteOut,
+            status_code=201,
+            openapi_extra=SECURED | {"requestBody": VOTE_BODY},
+        )
+        async def vote(comparison_id: int, request: Request) -> JSONResponse:
             """Label a comparison: ``{"choice": ...}`` on two answers, ``{"ranks": [...]}`` on any number.
             A second label by the same annotator replaces the first (``replaced``: true)."""
+            user = await self.caller_async(request)  # before reading the body: no login, no other answer
+            body = _parse_vote(await request.body())
             who = self._annotator(user, body, request)
             if (body.choice is None) == (body.ranks is None):
                 raise ApiError(
@@ -374,29 +426,25 @@ class Api:
                 comparison_id, who, choice=body.choice, ranks=body.ranks, comment=comment
             )
             saved = await asyncio.wrap_future(done)
-            return {
-                "id": saved.vote_id,
-                "comparison_id": comparison_id,
-                "annotator": who,
-                "choice": body.choice,
-                "ranks": body.ranks,
-                "comment": comment,
-                "replaced": saved.replaced,
-            }
+            out = {"id": saved.vote_id, "comparison_id": comparison_id, "annotator": who, "choice": body.choice,
+                   "ranks": body.ranks, "comment": comment, "replaced": saved.replaced}  # fmt: skip
+            return JSONResponse(out, status_code=201)  # the hot path: no second validation of our own output
 
-        @router.get("/comparisons/{comparison_id}/votes", response_model=list[VoteRow])
-        def list_votes(comparison_id: int, user: Caller) -> list[dict[str, Any]]:
+        @router.get("/comparisons/{comparison_id}/votes", response_model=list[VoteRow], openapi_extra=SECURED)
+        def list_votes(comparison_id: int, request: Request) -> list[dict[str, Any]]:
             """The votes on a comparison, oldest first. An annotator sees the others' votes only once they have
             labelled it themselves (so a blind labeller is not swayed); admins see all."""
+            user = self.caller(request)
             self.comparison(comparison_id)
             votes = self.store.list_votes(comparison_id=comparison_id, limit=None)
             if not user.is_admin and not any(v["annotator"] == user.name for v in votes):
                 votes = []
             return [v | {"choice": v.get("choice"), "ranks": v.get("ranks")} for v in reversed(votes)]
 
-        @router.delete("/votes/{vote_id}", status_code=204, response_class=Response)
-        def delete_vote(vote_id: int, user: Caller) -> Response:
+        @router.delete("/votes/{vote_id}", status_code=204, response_class=Response, openapi_extra=SECURED)
+        def delete_vote(vote_id: int, request: Request) -> Response:
             """Delete a label: annotators only their own; admins anyone's (the store's audit keeps who did it)."""
+            user = self.caller(request)
             self.store.delete_vote(vote_id, actor=user.name, admin=user.is_admin)
             return Response(status_code=204)
 
@@ -415,13 +463,15 @@ class Api:
 
     def openapi(self) -> dict[str, Any]:
         root = self.ctx.settings.root_path.rstrip("/")
-        return get_openapi(
+        spec = get_openapi(
             title="Reasoning Studio labelling API",
             version="1",
             description=(__doc__ or "").split("\n\n")[0],
             routes=self.router.routes,
             servers=[{"url": root}] if root else None,
         )
+        spec.setdefault("components", {})["securitySchemes"] = BEARER
+        return spec
 
     def _annotator(self, user: User, body: VoteIn, request: Request) -> str:
         if self.tokens is not None:  # with --auth the label is the token's, whatever the body says

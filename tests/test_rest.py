@@ -247,7 +247,8 @@ def test_openapi_describes_the_endpoints_without_any_data(served: Served) -> Non
         "/api/v1/comparisons/{comparison_id}/votes",
         "/api/v1/votes/{vote_id}",
     }
-    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert spec["paths"]["/api/v1/comparisons"]["get"]["security"] == [{"bearer": []}]
     assert "What is" not in r.text and SECRET_MODEL not in r.text
     docs = httpx.get(served.url + "api/v1/docs", timeout=30)
     assert docs.status_code == 200 and "/api/v1/openapi.json" in docs.text
@@ -304,3 +305,32 @@ def test_without_auth_the_annotator_is_named_by_field_or_header_and_concurrent_w
         w, k = v["annotator"], pairs.index(v["comparison_id"])
         want = ("B", f"{w}-again-{k}") if k < 5 else ("A", f"{w}-{k}")
         assert (v["choice"], v["comment"]) == want, v
+
+
+# -- the group-commit writer behind POST .../votes ------------------------------------------------------------
+def test_the_label_writer_batches_reports_replacements_and_isolates_a_bad_vote(tmp_path: Path) -> None:
+    from storage import StoreError
+    from studio.labels import LabelWriter
+
+    pairs, _, _ = seed(tmp_path, n_pairs=40)
+    with Store(tmp_path / "studio.duckdb") as store:
+        writer = LabelWriter(store)
+        try:
+            first = [writer.submit(cid, "ann", choice="A", comment=f"first {cid}") for cid in pairs]
+            bad = writer.submit(pairs[0], "ann", ranks=[1, 2, 3])  # three ranks on two answers
+            again = [writer.submit(cid, "ann", choice="B") for cid in pairs[:10]]
+            other = [writer.submit(cid, "other", choice="tie") for cid in pairs[:10]]
+            saved_first = [f.result(30) for f in first]
+            saved_again = [f.result(30) for f in again]
+            with pytest.raises(StoreError, match="3 ranks"):
+                bad.result(30)
+            assert [s.replaced for s in saved_first] == [False] * len(pairs)
+            assert [s.replaced for s in saved_again] == [True] * 10
+            assert [s.vote_id for s in saved_again] == [s.vote_id for s in saved_first[:10]]
+            assert [f.result(30).replaced for f in other] == [False] * 10
+            assert writer.batches < writer.votes  # votes that queued up together shared a transaction
+        finally:
+            writer.close()
+        votes = {(v["comparison_id"], v["annotator"]): v["choice"] for v in store.list_votes(limit=None)}
+    assert len(votes) == len(pairs) + 10
+    assert all(votes[(cid, "ann")] == ("B" if i < 10 else "A") for i, cid in enumerate(pairs))
