@@ -73,7 +73,6 @@ def reward_job(studio_settings: Settings) -> tuple[int, RunDir]:
 
 # -- DPO, the way a user starts it ------------------------------------------------------------------------------
 def test_dpo_job_from_the_cli(studio_settings: Settings) -> None:
-    from safetensors.torch import load_file
 
     from studio.cli import main
 
@@ -93,11 +92,21 @@ def test_dpo_job_from_the_cli(studio_settings: Settings) -> None:
         series
     )
     assert [step for step, _ in series["loss"]] == [1, 2, 3]
-    weights = load_file(run.adapter / "adapter_model.safetensors")
-    lora_b = [t for name, t in weights.items() if "lora_B" in name]
-    assert lora_b and any(t.abs().sum() > 0 for t in lora_b)  # LoRA B starts at zero: the adapter moved
+    assert_adapter_moved(run.adapter)
     assert [m["name"] for m in lineage] == [f"dpo-{row['id']}"] and lineage[0]["parent"] == "smollm2-135m"
     check_registered_adapter_generates(studio_settings, f"dpo-{row['id']}", run.adapter)
+
+
+def assert_adapter_moved(adapter: Path) -> dict:
+    """The saved adapter's LoRA B matrices, which start at zero, are not all zero any more: training changed the
+    weights. Returns the saved tensors."""
+    from safetensors.torch import load_file
+
+    weights = load_file(adapter / "adapter_model.safetensors")
+    lora_b = {name: t for name, t in weights.items() if "lora_B" in name}
+    assert lora_b, sorted(weights)[:5]
+    assert any(t.abs().sum() > 0 for t in lora_b.values()), "every LoRA B is still zero: no learning step"
+    return weights
 
 
 def check_registered_adapter_generates(settings: Settings, name: str, adapter: Path) -> None:
@@ -113,28 +122,53 @@ def check_registered_adapter_generates(settings: Settings, name: str, adapter: P
 
 
 # -- reward model, KTO ----------------------------------------------------------------------------------------
-def test_reward_model(studio_settings: Settings, reward_job: tuple[int, RunDir]) -> None:
-    from safetensors.torch import load_file
-
+def test_reward_model(studio_settings: Settings, reward_job: tuple[int, RunDir], tmp_path: Path) -> None:
     from studio.models import ModelRegistry
 
     job_id, run = reward_job
     series = run.metric_series()
-    assert {"loss", "accuracy", "eval_accuracy"} <= set(series)  # accuracy on the held-out pairs
-    assert 0.0 <= series["eval_accuracy"][-1][1] <= 1.0
-    keys = load_file(run.adapter / "adapter_model.safetensors")
-    assert any("score" in k for k in keys) and any("lora_A" in k for k in keys)  # LoRA + the trained head
+    assert {"loss", "accuracy", "eval_accuracy", "eval_loss"} <= set(series)  # accuracy on the held-out pairs
+    keys = assert_adapter_moved(run.adapter)
+    assert any("score" in k for k in keys)  # LoRA + the trained head
     assert run.result()["reward_model"]["adapter"] == str(run.adapter)
+    # the saved reward model (what PPO and RLOO load) is the one that was evaluated: on the same held-out pairs
+    # it gives the logged eval loss and accuracy
+    evaluated = evaluate_saved_reward_model(run, tmp_path)
+    assert evaluated["eval_loss"] == pytest.approx(series["eval_loss"][-1][1], abs=1e-3)
+    assert evaluated["eval_accuracy"] == series["eval_accuracy"][-1][1]
     with Store(studio_settings.db_path) as store:
         model = store.get_model(f"reward-{job_id}")
     assert model["backend"] == "reward-model" and model["training_run_id"] == job_id
     assert f"reward-{job_id}" not in ModelRegistry(studio_settings).names()  # not a chat model for the Arena
 
 
+def evaluate_saved_reward_model(run: RunDir, tmp_path: Path) -> dict[str, float]:
+    """TRL's evaluation of the saved, merged reward model on the job's held-out split."""
+    from trl import RewardConfig, RewardTrainer
+
+    from studio.training.common import load_table, load_tokenizer
+    from studio.training.reward import load_reward_model, split
+
+    cfg = run.read_config()["config"]
+    _, held_out = split(load_table(run.path / "train.parquet"), cfg["eval_fraction"], cfg["seed"])
+    reward = run.result()["reward_model"]
+    tok = load_tokenizer(reward["base"])
+    model = load_reward_model(reward["base"], base_adapter=reward["base_adapter"], adapter=reward["adapter"])
+    model.config.pad_token_id = tok.pad_token_id
+    args = RewardConfig(
+        output_dir=str(tmp_path / "eval"), max_length=cfg["max_length"], report_to=[], use_cpu=True, bf16=False,
+        dataloader_num_workers=0, disable_tqdm=True,
+    )  # fmt: skip
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=held_out, eval_dataset=held_out, processing_class=tok
+    )  # no training: TRL wants a train set
+    return trainer.evaluate()
+
+
 def test_kto(studio_settings: Settings) -> None:
     _, run = train_here(studio_settings, "kto", TINY)
     assert {"loss", "rewards/chosen", "rewards/rejected", "kl"} <= set(run.metric_series())
-    assert (run.adapter / "adapter_model.safetensors").exists()
+    assert_adapter_moved(run.adapter)
 
 
 # -- RLHF against the reward model ------------------------------------------------------------------------------
@@ -146,7 +180,7 @@ def test_rloo(studio_settings: Settings, reward_job: tuple[int, RunDir]) -> None
     series = run.metric_series()
     assert {"loss", "reward", "kl"} <= set(series)
     assert run.read_config()["config"]["reward_run"] == reward_job[0]
-    assert (run.adapter / "adapter_model.safetensors").exists()
+    assert_adapter_moved(run.adapter)
 
 
 def test_ppo(studio_settings: Settings, reward_job: tuple[int, RunDir]) -> None:
@@ -154,7 +188,7 @@ def test_ppo(studio_settings: Settings, reward_job: tuple[int, RunDir]) -> None:
     series = run.metric_series()
     assert {"objective/kl", "objective/scores", "loss/value_avg"} <= set(series)
     assert {"loss", "reward", "kl"} <= set(series)  # the canonical names the Train tab plots
-    assert (run.adapter / "adapter_model.safetensors").exists()
+    assert_adapter_moved(run.adapter)
     with Store(studio_settings.db_path) as store:
         assert store.get_model(f"ppo-{job_id}")["parent"] == "smollm2-135m"
 
