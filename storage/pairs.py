@@ -232,14 +232,18 @@ def _answer_expr(conversational: bool, text: str) -> str:
     return f"[{{'role': 'assistant', 'content': {text}}}]" if conversational else text
 
 
-def pairs_sql(f: Filters, *, conversational: bool = False, margin: bool = False) -> tuple[str, Params]:
-    """Deduplicated preference pairs: ``prompt, chosen, rejected`` (+ ``margin`` for reward-model pairs)."""
+def pairs_sql(
+    f: Filters, *, conversational: bool = False, margin: bool = False, fill_margin: bool = False
+) -> tuple[str, Params]:
+    """Deduplicated preference pairs: ``prompt, chosen, rejected`` (+ ``margin`` for reward-model pairs: NULL
+    where a side has no rating, or 0.0 with ``fill_margin``, as TRL's RewardTrainer needs a number in every row)."""
     params: Params = {}
+    margin_col = "coalesce(margin, 0.0) AS margin" if fill_margin else "margin"
     cols = [
         f"{_prompt_expr(conversational, 'prompt_text', 'prompt_messages')} AS prompt",
         f"{_answer_expr(conversational, 'chosen_text')} AS chosen",
         f"{_answer_expr(conversational, 'rejected_text')} AS rejected",
-    ] + (["margin"] if margin else [])
+    ] + ([margin_col] if margin else [])
     return f"{_pair_texts(f, params, margin=margin)}\nSELECT {', '.join(cols)} FROM grouped {ORDER}", params
 
 

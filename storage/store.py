@@ -1199,8 +1199,8 @@ class Store:
         f = filters or Filters()
         if kind == "dpo":
             return pairs_sql(f, conversational=conversational)
-        if kind == "rm":
-            return pairs_sql(f, conversational=conversational, margin=True)
+        if kind == "rm":  # margin 0 where no rating difference is known: the plain pairwise loss
+            return pairs_sql(f, conversational=conversational, margin=True, fill_margin=True)
         if kind == "kto":
             return kto_sql(f, conversational=conversational, good_rating=good_rating)
         raise StoreError(f"export kind is one of {', '.join(KINDS)}, not {kind!r}")

@@ -123,7 +123,7 @@ def pairs_preview(
     store: Store, method: str, cfg: Any, limit: int, kind: str = "dpo"
 ) -> tuple[DataPreview, Any]:
     table = cap(items_table(store, kind, cfg.filters), cfg.max_examples)
-    if "margin" in table.column_names:  # ratings-based margins are often missing, and TRL needs all or none
+    if "margin" in table.column_names:  # the reward job trains InstructGPT's plain loss; exports keep margins
         table = table.drop(["margin"])
     n = table.num_rows
     preview = DataPreview(method, "pairs", n, plain_rows(table, limit), {"pairs": n})
