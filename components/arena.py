@@ -1,7 +1,12 @@
 """Arena tab: one prompt, up to six columns (strategy x model) streaming side by side, then a label.
 
-Handlers call :mod:`studio.arena` and format what it reports; the domain logic lives there.
+Handlers call :mod:`studio.arena` and format what it reports; the domain logic lives there. Bad input is
+checked by a quick event first (one toast, nothing on screen replaced), and only then does the real one run.
+While a comparison is blind and unlabelled, nothing on the page says which column is which: no method or
+model names, no step names, counts or traces. They open with the vote.
 """
+
+from __future__ import annotations
 
 import html
 import time
@@ -11,14 +16,20 @@ from typing import Any
 
 import gradio as gr
 
-from components.common import render_trace_html, user_errors
+from components.common import current_user, number, render_trace_html, user_errors, whole
 from studio import arena as svc
 from studio.context import AppContext
 from studio.errors import InputError
 
-LETTERS = "ABCDEF"
+LETTERS = svc.LETTERS
 N = svc.MAX_COLUMNS
 REFRESH_S = 0.15  # at most ~7 screen updates a second while tokens stream
+EMPTY = '<div class="arena-live"></div>'
+HIDDEN_TRACE = '<div class="arena-hidden">Traces open after your vote.</div>'
+KEYS_HELP = (
+    "**Keys** (when not typing in a box): `A` / `B` pick a side · `T` tie · `X` both bad · "
+    "`1`–`6` rank the next column · `Enter` submit · `N` next prompt · `S` skip"
+)
 
 
 @dataclass
@@ -27,7 +38,7 @@ class ColumnHandles:
     header: gr.Markdown
     answer: gr.HTML
     trace: gr.HTML
-    rank: gr.Dropdown
+    rank: gr.Radio
 
 
 @dataclass
@@ -43,13 +54,21 @@ class Handles:
     comment: gr.Textbox
     annotator: gr.Textbox
     submit: gr.Button
+    vote_msg: gr.Markdown
     step: gr.Dropdown
+    note: gr.Textbox
     state: gr.State
+    prompt_set: gr.Dropdown
+    next_prompt: gr.Button
+    skip: gr.Button
+    auto: gr.Checkbox
+    guidelines: gr.Markdown
+    progress: gr.HTML
 
 
 # -- formatting ------------------------------------------------------------------------------------------------------
-def header_md(position: int, label: str | None) -> str:
-    return f"### {LETTERS[position]}" + (f" · {label}" if label else "")
+def header_md(position: int, label: str | None, failed: bool = False) -> str:
+    return f"### {LETTERS[position]}" + (f" · {label}" if label else "") + (" · failed" if failed else "")
 
 
 def answer_html(answer: str | None, live: str = "", error: str | None = None) -> str:
@@ -61,12 +80,15 @@ def answer_html(answer: str | None, live: str = "", error: str | None = None) ->
     return f'<div class="arena-answer">{html.escape(answer) or "<em>(empty answer)</em>"}</div>'
 
 
-def live_text(steps: list[dict[str, Any]], live: dict[str, str]) -> str:
-    """What a running column shows: the newest step's name and its text so far."""
+def live_text(steps: list[dict[str, Any]], live: dict[str, str], *, hidden: bool = False) -> str:
+    """What a running column shows: the newest step's name and its text so far. Hidden (blind): the text of
+    an answer step only, without its name; the other steps would tell the method apart."""
     running = [s for s in steps if s.get("status") == "running"]
     if not running:
         return ""
     s = running[-1]
+    if hidden:
+        return live.get(s["id"], "") if s.get("name") in svc.ANSWER_STEPS else ""
     return f"[{s['name']}] {live.get(s['id'], '')}"
 
 
@@ -74,81 +96,130 @@ def trace_html(trace: dict[str, Any], live: dict[str, str]) -> str:
     return render_trace_html(trace, live_outputs=live)
 
 
+def progress_html(p: dict[str, int] | None, who: str, prompt_set: str) -> str:
+    """The annotator's progress through a prompt set: a bar (labelled, skipped) and the counts."""
+    if not p:
+        return ""
+    total = max(p["total"], 1)
+    done, skipped = 100 * p["labelled"] / total, 100 * p["skipped"] / total
+    return (
+        '<div class="arena-progress">'
+        f'<div class="arena-bar"><span class="arena-bar-done" style="width:{done:.1f}%"></span>'
+        f'<span class="arena-bar-skipped" style="width:{skipped:.1f}%"></span></div>'
+        f"<div>{html.escape(who)} · {html.escape(prompt_set)}: <b>{p['labelled']}</b> labelled · "
+        f"<b>{p['skipped']}</b> skipped · <b>{p['remaining']}</b> remaining of {p['total']}</div></div>"
+    )
+
+
 # -- the tab -------------------------------------------------------------------------------------------------------------
 def build(ctx: AppContext) -> Handles:
     settings = ctx.settings
     models = ctx.model_names()
-    with gr.Row():
+    with gr.Row(equal_height=True):
         annotator = gr.Textbox(
             label="Your name (stored with your labels)",
             placeholder="annotator name",
             visible=not settings.auth_file,
-            scale=1,
+            scale=2,
         )
         prompt_set = gr.Dropdown(
-            _prompt_sets(ctx), label="Prompt set", allow_custom_value=True, scale=1, value=None
+            _prompt_sets(ctx),
+            label="Prompt set",
+            allow_custom_value=True,
+            scale=2,
+            value=None,
+            elem_id="arena-set",
         )
-        next_btn = gr.Button("Next prompt", scale=0)
+        next_btn = gr.Button("Next prompt", scale=0, elem_id="arena-next")
+        skip_btn = gr.Button("Skip", scale=0, elem_id="arena-skip")
+        auto = gr.Checkbox(False, label="Auto-advance: run the next prompt after a vote", scale=1,
+                           elem_id="arena-auto")  # fmt: skip
+    progress = gr.HTML(elem_id="arena-progress")
+    with gr.Accordion("Guidelines", open=False, visible=False, elem_id="arena-guidelines") as guide_box:
+        guidelines = gr.Markdown()
     prompt = gr.Textbox(label="Prompt", placeholder="Ask something…", lines=3, elem_id="arena-prompt")
-    with gr.Row():
+    with gr.Row(equal_height=True):
+        blind = gr.Checkbox(True, label="Blind: hide names, shuffle positions", scale=4)
+        run = gr.Button("Run", variant="primary", scale=0, elem_id="arena-run")
+    with gr.Accordion("Columns and decoding", open=True, elem_id="arena-setup") as setup:
         columns = gr.Dropdown(
             svc.column_choices(models),
             value=svc.default_columns(settings.default_model),
             multiselect=True,
             max_choices=N,
             label="Columns (strategy:variant @ model), up to 6",
-            scale=4,
+            elem_id="arena-columns",
         )
-        blind = gr.Checkbox(True, label="Blind: hide names, shuffle positions", scale=1)
-        run = gr.Button("Run", variant="primary", scale=0, elem_id="arena-run")
-    with gr.Accordion("Decoding and limits", open=False):
-        with gr.Row():
-            max_new_tokens = gr.Slider(
-                16, 2048, settings.max_new_tokens, step=16, label="max_new_tokens (per step)"
-            )
-            temperature = gr.Slider(0, 1.5, 0, step=0.05, label="temperature (0 = greedy)")
-            top_p = gr.Slider(0.05, 1, 1, step=0.05, label="top_p")
-            seed = gr.Number(None, label="seed (optional)", precision=0)
-        with gr.Row():
-            max_questions = gr.Slider(1, 10, 5, step=1, label="CoVe: max verification questions")
-            max_branches = gr.Slider(1, 10, 5, step=1, label="BSM: max branches")
-            token_budget = gr.Number(None, label="token budget per run (optional)", precision=0)
+        with gr.Accordion("Decoding and limits", open=False):
+            with gr.Row():
+                max_new_tokens = gr.Slider(
+                    16, 2048, settings.max_new_tokens, step=16, label="max_new_tokens (per step)"
+                )
+                temperature = gr.Slider(0, 1.5, 0, step=0.05, label="temperature (0 = greedy)")
+                top_p = gr.Slider(0.05, 1, 1, step=0.05, label="top_p")
+                seed = gr.Number(None, label="seed (optional)", precision=0)
+            with gr.Row():
+                max_questions = gr.Slider(1, 10, 5, step=1, label="CoVe: max verification questions")
+                max_branches = gr.Slider(1, 10, 5, step=1, label="BSM: max branches")
+                token_budget = gr.Number(None, label="token budget per run (optional)", precision=0)
     with gr.Accordion("Import a prompt set (text: one per line, or JSONL with 'prompt')", open=False):
         with gr.Row():
             upload = gr.File(label="File", file_types=[".txt", ".jsonl", ".json"], type="filepath")
-            set_name = gr.Textbox(label="Prompt set name (default: file name)")
+            set_name = gr.Textbox(label="Prompt set name (the file name when empty)")
             import_btn = gr.Button("Import", scale=0)
+    gr.Markdown(KEYS_HELP, elem_id="arena-keys")
     status = gr.Markdown(elem_id="arena-status")
     cols: list[ColumnHandles] = []
     with gr.Row(equal_height=False):
         for i in range(N):
-            with gr.Column(visible=i < len(svc.DEFAULT_COLUMNS), min_width=240) as box:
+            with gr.Column(
+                visible=i < len(svc.DEFAULT_COLUMNS), min_width=240, elem_id=f"arena-col-{i}"
+            ) as box:
                 header = gr.Markdown(header_md(i, None))
-                answer = gr.HTML(
-                    answer_html(""), elem_classes="arena-col-answer", elem_id=f"arena-answer-{i}"
-                )
+                answer = gr.HTML(EMPTY, elem_classes="arena-col-answer", elem_id=f"arena-answer-{i}")
                 with gr.Accordion("Trace", open=False, elem_id=f"arena-trace-{i}"):
                     trace = gr.HTML()
-                rank = gr.Dropdown(
-                    [str(k) for k in range(1, N + 1)], label="Rank (1 = best)", elem_id=f"arena-rank-{i}"
+                rank = gr.Radio(
+                    [str(k) for k in range(1, len(svc.DEFAULT_COLUMNS) + 1)],
+                    value=None,
+                    label="Rank (1 = best)",
+                    elem_id=f"arena-rank-{i}",
+                    visible=len(svc.DEFAULT_COLUMNS) > 2,
                 )
             cols.append(ColumnHandles(box, header, answer, trace, rank))
     with gr.Group():
         with gr.Row():
-            pairwise = gr.Radio(["A", "B", "Tie", "Both bad"], label="Which is better?", visible=False)
-            comment = gr.Textbox(label="Comment (optional)", scale=2)
+            pairwise = gr.Radio(
+                ["A", "B", "Tie", "Both bad"],
+                label="Which is better?",
+                visible=False,
+                elem_id="arena-pairwise",
+            )
+            comment = gr.Textbox(label="Comment (optional)", scale=2, elem_id="arena-comment")
             comparison = gr.Number(None, label="Comparison id", precision=0, interactive=False, scale=0)
-        submit = gr.Button("Submit label", variant="primary", elem_id="arena-submit")
+        with gr.Row(equal_height=True):
+            submit = gr.Button("Submit label", variant="primary", elem_id="arena-submit", scale=0)
+            vote_msg = gr.Markdown(elem_id="arena-vote-msg")
     with gr.Accordion("Flag a step as wrong or good", open=False):
         with gr.Row():
-            step = gr.Dropdown([], label="Step", scale=2)
+            step = gr.Dropdown([], value=None, label="Step", scale=2)
             flag = gr.Radio(["wrong", "good"], value="wrong", label="Label")
-            note = gr.Textbox(label="Note (optional)", scale=2)
+            note = gr.Textbox(label="Note (optional)", scale=2, elem_id="arena-note")
             flag_btn = gr.Button("Flag step", scale=0)
     state = gr.State({})
+    loaded = gr.State({})  # the prompt loaded from a set: {"id", "text"}
+    go = gr.State(0)  # bumped to run the loaded prompt (auto-advance)
 
-    col_outputs = [c.box for c in cols] + [c.header for c in cols] + [c.answer for c in cols]
-    col_outputs += [c.trace for c in cols] + [c.rank for c in cols]
+    ranks = [c.rank for c in cols]
+    headers = [c.header for c in cols]
+    traces = [c.trace for c in cols]
+    col_outputs = [c.box for c in cols] + headers + [c.answer for c in cols] + traces + ranks
+    quiet = {"show_progress": "hidden", "api_visibility": "private"}
+
+    # -- run --------------------------------------------------------------------------------------------------
+    def check_run(prompt: str, columns: list[str]) -> None:
+        with user_errors():
+            svc.check_run(ctx.registry, prompt, columns)
 
     def run_arena(
         prompt: str,
@@ -161,28 +232,48 @@ def build(ctx: AppContext) -> Handles:
         max_questions: float,
         max_branches: float,
         token_budget: float | None,
+        loaded: dict | None,
     ) -> Iterator[list[Any]]:
-        params = {
-            "max_new_tokens": int(max_new_tokens),
-            "temperature": float(temperature),
-            "top_p": float(top_p),
-            "seed": _int(seed),
-            "max_questions": int(max_questions),
-            "max_branches": int(max_branches),
-            "token_budget": _int(token_budget) or None,
-        }
         with user_errors():
-            if not columns:
+            params = {
+                "max_new_tokens": whole(max_new_tokens, "max_new_tokens", lo=1),
+                "temperature": number(temperature, "temperature", lo=0) or 0.0,
+                "top_p": number(top_p, "top_p", lo=0, hi=1) or 1.0,
+                "seed": _int(seed, "seed"),
+                "max_questions": whole(max_questions, "max verification questions", lo=1),
+                "max_branches": whole(max_branches, "max branches", lo=1),
+                "token_budget": _int(token_budget, "token budget") or None,
+            }
+            cols = list(columns or [])
+            if not cols:
                 raise InputError("pick at least one column")
-            updates = svc.stream_arena(ctx.store, ctx.registry, prompt, columns, params, blind=bool(blind))
-            yield from _render_stream(updates, len(columns), bool(blind), prompt)
+            updates = svc.stream_arena(
+                ctx.store, ctx.registry, prompt, cols, params, blind=bool(blind), prompt_id=_loaded_id(loaded, prompt)
+            )  # fmt: skip
+            yield from _render_stream(updates, len(cols), bool(blind), prompt)
 
     run_inputs = [prompt, columns, blind, max_new_tokens, temperature, top_p, seed]
-    run_inputs += [max_questions, max_branches, token_budget]
-    run_outputs = [state, comparison, status, step, pairwise, *col_outputs]
+    run_inputs += [max_questions, max_branches, token_budget, loaded]
+    run_outputs = [state, comparison, status, step, pairwise, vote_msg, setup, *col_outputs]
     gen = {"concurrency_id": "generate", "concurrency_limit": settings.concurrency}
-    run.click(run_arena, run_inputs, run_outputs, api_name="run_arena", **gen)
-    prompt.submit(run_arena, run_inputs, run_outputs, api_visibility="private", **gen)
+    # a quick check first: bad input is one toast and the previous results stay on screen. The API endpoint
+    # (run_arena) is the second event alone; it checks the same things itself.
+    run.click(check_run, [prompt, columns], None, **quiet).success(
+        run_arena, run_inputs, run_outputs, api_name="run_arena", **gen
+    )
+    prompt.submit(check_run, [prompt, columns], None, **quiet).success(
+        run_arena, run_inputs, run_outputs, api_visibility="private", **gen
+    )
+
+    # -- vote -------------------------------------------------------------------------------------------------
+    def check_vote(
+        comparison_id: float | None, choice: str | None, annotator: str, arena_state: dict, *ranks: str | None
+    ) -> None:
+        with user_errors():
+            st = svc.ArenaState.from_dict(arena_state)
+            cid = _int(comparison_id, "comparison id")
+            by_cmp = svc.comparison_ranks(st, cid, ranks)
+            svc.check_vote(ctx.store, cid, _name(ctx, None, annotator), choice=choice, ranks=by_cmp)
 
     def vote(
         comparison_id: float | None,
@@ -195,27 +286,133 @@ def build(ctx: AppContext) -> Handles:
         rank_d: str | None,
         rank_e: str | None,
         rank_f: str | None,
+        arena_state: dict,
         request: gr.Request,
     ) -> list[Any]:
-        ranks = [rank_a, rank_b, rank_c, rank_d, rank_e, rank_f]
         with user_errors():
-            who = _who(request, annotator)
-            cid = _int(comparison_id)
-            vote_id = svc.record_vote(ctx.store, cid, who, choice=choice, ranks=ranks, comment=comment)
-            labels = svc.reveal(ctx.store, cid)
-        msg = f"Saved vote #{vote_id} by **{html.escape(who)}**. " + " · ".join(
-            f"{LETTERS[i]} = {lab}" for i, lab in enumerate(labels)
-        )
-        headers = [gr.Markdown(header_md(i, labels[i] if i < len(labels) else None)) for i in range(N)]
-        return [msg, *headers]
+            who = _name(ctx, request, annotator)
+            cid = _int(comparison_id, "comparison id")
+            st = svc.ArenaState.from_dict(arena_state)
+            by_cmp = svc.comparison_ranks(st, cid, [rank_a, rank_b, rank_c, rank_d, rank_e, rank_f])
+            before = svc.own_label(ctx.store, cid, who)
+            vote_id = svc.record_vote(ctx.store, cid, who, choice=choice, ranks=by_cmp, comment=comment)
+            after = svc.own_label(ctx.store, cid, who)
+            shown = svc.revealed_columns(ctx.store, st, cid)
+        if st.comparison_id == cid:
+            st.voted = True
+        labels = " · ".join(f"{LETTERS[i]} = {c['label']}" for i, c in enumerate(shown))
+        verb = "Saved" if before is None or _same(before, after) else "Replaced the label:"
+        status = f"{verb} vote #{vote_id} by **{html.escape(who)}**. {labels}"
+        if before is None:
+            msg = (
+                f"✓ Saved vote #{vote_id} on comparison #{cid}. You labelled this comparison; "
+                "submitting again replaces your label."
+            )
+        elif _same(before, after):
+            msg = f"✓ Your label on comparison #{cid} is unchanged (vote #{vote_id})."
+        else:
+            msg = f"✓ Replaced your label on comparison #{cid} (vote #{vote_id}); the old one is kept in the audit."
+        return [
+            status,
+            msg,
+            st.to_dict(),
+            gr.Radio(value=None),
+            "",
+            "",
+            gr.Dropdown(choices=_step_choices(st), value=None),
+            *[gr.Markdown(_revealed_header(i, shown)) for i in range(N)],
+            *[_revealed_trace(i, shown) for i in range(N)],
+            *[gr.Radio(value=None) for _ in range(N)],
+        ]
 
-    submit.click(
-        vote,
-        [comparison, pairwise, comment, annotator, *[c.rank for c in cols]],
-        [status, *[c.header for c in cols]],
-        api_name="vote",
+    vote_inputs = [comparison, pairwise, comment, annotator, *ranks, state]
+    vote_outputs = [status, vote_msg, state, pairwise, comment, note, step, *headers, *traces, *ranks]
+    voted = submit.click(check_vote, [comparison, pairwise, annotator, state, *ranks], None, **quiet).success(
+        vote, vote_inputs, vote_outputs, api_name="vote"
     )
 
+    # -- the workflow: next prompt, skip, auto-advance, progress, guidelines -----------------------------------
+    def show_progress(prompt_set: str | None, annotator: str, request: gr.Request) -> str:
+        name = _typed(ctx, request, annotator)
+        try:
+            p = svc.progress(ctx.store, prompt_set, name)
+        except InputError:
+            return ""
+        return progress_html(p, name, prompt_set or "")
+
+    def advance(
+        prompt_set: str | None, annotator: str, current: dict | None, prompt: str, arena_state: dict,
+        auto: bool, go: int, request: gr.Request | None, skip: bool,
+    ) -> list[Any]:  # fmt: skip
+        """Skip the prompt on screen (when asked), load the next one, and bump ``go`` to run it (auto-advance)."""
+        with user_errors():
+            who = _name(ctx, request, annotator)
+            on_screen = _on_screen(current, arena_state, prompt)
+            if skip:
+                svc.skip_prompt(ctx.store, on_screen, who)
+            row = svc.next_prompt(ctx.store, prompt_set, who, exclude=[on_screen] if on_screen else [])
+            bar = progress_html(svc.progress(ctx.store, prompt_set, who), who, prompt_set or "")
+        if row is None:
+            where = f"prompt set {prompt_set!r}" if prompt_set else "the store"
+            gr.Info(f"No prompt left for {who} in {where}: each one is labelled or skipped.")
+            return [gr.skip(), gr.skip(), gr.skip(), bar]
+        return [row["text"], {"id": row["id"], "text": row["text"]}, go + 1 if auto else gr.skip(), bar]
+
+    def check_next(annotator: str, request: gr.Request) -> None:
+        with user_errors():
+            svc.annotator_name(_name(ctx, request, annotator))
+
+    def check_skip(
+        annotator: str, current: dict | None, prompt: str, arena_state: dict, request: gr.Request
+    ) -> None:
+        with user_errors():
+            svc.annotator_name(_name(ctx, request, annotator))
+            if _on_screen(current, arena_state, prompt) is None:
+                raise InputError("nothing to skip: load a prompt with Next prompt first")
+
+    def load_next(
+        prompt_set: str | None, annotator: str, current: dict | None, prompt: str, arena_state: dict,
+        auto: bool, go: int, request: gr.Request,
+    ) -> list[Any]:  # fmt: skip
+        return advance(prompt_set, annotator, current, prompt, arena_state, auto, go, request, False)
+
+    def skip_and_next(
+        prompt_set: str | None, annotator: str, current: dict | None, prompt: str, arena_state: dict,
+        auto: bool, go: int, request: gr.Request,
+    ) -> list[Any]:  # fmt: skip
+        return advance(prompt_set, annotator, current, prompt, arena_state, auto, go, request, True)
+
+    next_inputs = [prompt_set, annotator, loaded, prompt, state, auto, go]
+    next_outputs = [prompt, loaded, go, progress]
+    next_btn.click(check_next, annotator, None, **quiet).success(
+        load_next, next_inputs, next_outputs, api_name="next_prompt", show_progress="hidden"
+    )
+    skip_btn.click(check_skip, [annotator, loaded, prompt, state], None, **quiet).success(
+        skip_and_next, next_inputs, next_outputs, api_name="skip_prompt", show_progress="hidden"
+    )
+
+    def after_vote(
+        prompt_set: str | None, annotator: str, current: dict | None, prompt: str, arena_state: dict,
+        auto: bool, go: int, request: gr.Request,
+    ) -> list[Any]:  # fmt: skip
+        if auto:
+            return advance(prompt_set, annotator, current, prompt, arena_state, auto, go, request, False)
+        return [gr.skip(), gr.skip(), gr.skip(), show_progress(prompt_set, annotator, request)]
+
+    voted.success(after_vote, next_inputs, next_outputs, **quiet)
+    go.change(run_arena, run_inputs, run_outputs, api_visibility="private", **gen)
+
+    def set_chosen(prompt_set: str | None, annotator: str, request: gr.Request) -> list[Any]:
+        try:
+            text = svc.guidelines(ctx.store, prompt_set)
+        except InputError:
+            text = ""
+        return [gr.Accordion(visible=bool(text.strip())), text, show_progress(prompt_set, annotator, request)]
+
+    prompt_set.change(set_chosen, [prompt_set, annotator], [guide_box, guidelines, progress], **quiet)
+    annotator.blur(show_progress, [prompt_set, annotator], progress, **quiet)
+
+    # -- step labels and imports ------------------------------------------------------------------------------
     def flag_step(
         arena_state: dict, step: str | None, label: str, note: str, annotator: str, request: gr.Request
     ) -> str:
@@ -224,16 +421,13 @@ def build(ctx: AppContext) -> Handles:
                 raise InputError("pick a step to flag")
             position, step_id = step.split("|", 1)
             st = svc.ArenaState.from_dict(arena_state)
-            lid = svc.label_step(ctx.store, st, int(position), step_id, label, _who(request, annotator), note)
+            who = _name(ctx, request, annotator)
+            lid = svc.label_step(ctx.store, st, int(position), step_id, label, who, note)
         return f"Saved step label #{lid}: {LETTERS[int(position)]} {step_id} is **{label}**."
 
-    flag_btn.click(flag_step, [state, step, flag, note, annotator], status, api_name="flag_step")
-
-    def next_prompt(prompt_set: str | None) -> str:
-        with user_errors():
-            return svc.next_prompt(ctx.store, prompt_set or "")
-
-    next_btn.click(next_prompt, prompt_set, prompt, api_name="next_prompt")
+    flag_btn.click(flag_step, [state, step, flag, note, annotator], status, api_name="flag_step").success(
+        lambda: "", None, note, **quiet
+    )
 
     def import_prompts(file: str | None, prompt_set: str, progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
         with user_errors():
@@ -247,22 +441,22 @@ def build(ctx: AppContext) -> Handles:
     import_btn.click(import_prompts, [upload, set_name], [status, prompt_set], api_name="import_prompts")
 
     return Handles(prompt, columns, blind, run, status, comparison, cols, pairwise, comment, annotator, submit,
-                   step, state)  # fmt: skip
+                   vote_msg, step, note, state, prompt_set, next_btn, skip_btn, auto, guidelines, progress)  # fmt: skip
 
 
 def _render_stream(
     updates: Iterator[svc.ArenaUpdate], n: int, blind: bool, question: str
 ) -> Iterator[list[Any]]:
     """Fold arena updates into screen states; yield at most every REFRESH_S seconds (and at the end)."""
-    traces: list[dict[str, Any]] = [{"steps": [], "notes": [], "question": question} for _ in range(n)]
-    for t in traces:  # the trace header names the method, so blind mode hides it until the vote
-        t["strategy"], t["model"] = ("hidden", "until the vote") if blind else ("", "")
+    traces: list[dict[str, Any]] = [
+        {"steps": [], "notes": [], "question": question, "strategy": "", "model": ""} for _ in range(n)
+    ]
     live: list[dict[str, str]] = [{} for _ in range(n)]
     answers: list[str | None] = [None] * n
     errors: list[str | None] = [None] * n
-    labels: list[str] = []
-    state = svc.ArenaState()
+    state = svc.ArenaState(blind=blind)
     last = 0.0
+    first = True
     for u in updates:
         if u.kind == "delta":
             live[u.position][u.step_id] = u.text
@@ -270,14 +464,13 @@ def _render_stream(
             _apply(traces[u.position], u.event, answers, errors, u.position)
         if u.state is not None:
             state = u.state
-            labels = state.columns
-            if not blind:
-                for t, label in zip(traces, labels, strict=True):
-                    t["strategy"], _, t["model"] = label.partition(" @ ")
+            for t, label in zip(traces, state.columns, strict=True):
+                t["strategy"], _, t["model"] = label.partition(" @ ")
         now = time.monotonic()
-        if u.kind in ("stored", "done") or now - last >= REFRESH_S:
+        if first or u.kind in ("stored", "done") or now - last >= REFRESH_S:
             last = now
-            yield _screen(state, labels, traces, live, answers, errors, n, blind, final=u.kind == "done")
+            yield _screen(state, traces, live, answers, errors, n, blind, final=u.kind == "done", first=first)
+            first = False
 
 
 def _apply(trace: dict[str, Any], ev: Any, answers: list, errors: list, pos: int) -> None:
@@ -297,11 +490,12 @@ def _apply(trace: dict[str, Any], ev: Any, answers: list, errors: list, pos: int
     elif ev.kind == "run_finished" and ev.result is not None:
         answers[pos] = ev.result.final_answer
         trace["final_answer"] = ev.result.final_answer
+        if ev.result.error:
+            errors[pos] = errors[pos] or ev.result.error
 
 
 def _screen(
     state: svc.ArenaState,
-    labels: list[str],
     traces: list[dict[str, Any]],
     live: list[dict[str, str]],
     answers: list[str | None],
@@ -310,42 +504,110 @@ def _screen(
     blind: bool,
     *,
     final: bool,
+    first: bool,
 ) -> list[Any]:
-    done = sum(a is not None or e is not None for a, e in zip(answers, errors, strict=True))
-    if final:
-        cid = state.comparison_id
-        status = f"All {n} columns finished." + (
-            f" Comparison #{cid} saved: rank the columns and submit." if cid else ""
-        )
-    else:
-        status = f"Running… {done}/{n} columns finished."
-    steps = [
-        (f"{LETTERS[p]} · {sid} · {name}", f"{p}|{sid}")
-        for p, col in enumerate(state.step_ids)
-        for sid, name in col
-    ]
+    """One screen state. Blind: names, steps and traces stay hidden until the vote, unless the run ended with
+    nothing to compare (then there is nothing to keep blind)."""
+    hidden = blind and not (final and state.comparison_id is None)
+    included = state.included if final else list(range(n))
+    failed = [p for p in range(n) if errors[p]]
+    status = _status(state, n, failed, final)
+    labels = state.columns
     boxes = [gr.Column(visible=i < n) for i in range(N)]
-    headers = [gr.Markdown(header_md(i, None if blind or i >= len(labels) else labels[i])) for i in range(N)]
-    ans = [
-        answer_html(answers[i], live_text(traces[i]["steps"], live[i]), errors[i]) if i < n else ""
+    headers = [
+        gr.Markdown(header_md(i, None if hidden or i >= len(labels) else labels[i], i in failed))
         for i in range(N)
     ]
-    trs = [trace_html(traces[i], live[i]) if i < n else "" for i in range(N)]
+    ans = [_answer(i, answers, errors, traces, live, hidden) if i < n else "" for i in range(N)]
+    trs = [(HIDDEN_TRACE if hidden else trace_html(traces[i], live[i])) if i < n else "" for i in range(N)]
+    ranked = len(included) > 2
     ranks = [
-        gr.Dropdown(choices=[str(k) for k in range(1, n + 1)], value=None, visible=n > 2) for _ in range(N)
+        gr.Radio(
+            choices=[str(k) for k in range(1, len(included) + 1)],
+            value=None,
+            visible=ranked and i in included,
+        )
+        for i in range(N)
     ]
+    steps = [] if hidden else _step_choices(state)
     return [
         state.to_dict(),
         state.comparison_id,
         status,
         gr.Dropdown(choices=steps, value=None),
-        gr.Radio(visible=n == 2, value=None),
+        _pairwise(included, visible=len(included) == 2 and (not final or state.comparison_id is not None)),
+        "" if final else gr.skip(),
+        gr.Accordion(open=False) if blind and first else gr.skip(),
         *boxes,
         *headers,
         *ans,
         *trs,
         *ranks,
     ]
+
+
+def _answer(
+    i: int,
+    answers: list[str | None],
+    errors: list[str | None],
+    traces: list[dict[str, Any]],
+    live: list[dict[str, str]],
+    hidden: bool,
+) -> str:
+    if errors[i] and hidden:  # an error text can name the model or the endpoint
+        return answer_html(
+            None, error="this column failed and is left out of the comparison; why shows after your vote"
+        )
+    if errors[i]:
+        return answer_html(None, error=f"{errors[i]} (left out of the comparison)")
+    return answer_html(answers[i], live_text(traces[i]["steps"], live[i], hidden=hidden))
+
+
+def _status(state: svc.ArenaState, n: int, failed: list[int], final: bool) -> str:
+    if not final:
+        done = sum(rid is not None for rid in state.run_ids)
+        return f"Running… {done}/{n} columns finished."
+    text = f"All {n} columns finished."
+    if failed:
+        names = ", ".join(LETTERS[p] for p in failed)
+        text += f" {len(failed)} failed ({names}): {'it is' if len(failed) == 1 else 'they are'} left out."
+    cid = state.comparison_id
+    if cid is not None:
+        what = "pick the better one" if len(state.included) == 2 else "rank the columns"
+        text += f" Comparison #{cid} saved: {what} and submit."
+    elif n >= 2:
+        text += " Fewer than two columns answered, so there is nothing to compare; the runs are stored."
+    return text
+
+
+def _pairwise(included: list[int], *, visible: bool) -> gr.Radio:
+    """A/B/Tie/Both bad; the two sides carry the letters of the columns they are on screen."""
+    a, b = (LETTERS[p] for p in included) if len(included) == 2 else ("A", "B")
+    choices = [(a, "A"), (b, "B"), ("Tie", "Tie"), ("Both bad", "Both bad")]
+    return gr.Radio(choices=choices, value=None, visible=visible)
+
+
+def _step_choices(state: svc.ArenaState) -> list[tuple[str, str]]:
+    return [
+        (f"{LETTERS[p]} · {sid} · {name}", f"{p}|{sid}")
+        for p, col in enumerate(state.step_ids)
+        for sid, name in col
+    ]
+
+
+def _revealed_header(i: int, shown: list[dict[str, Any]]) -> str:
+    if i >= len(shown):
+        return header_md(i, None)
+    return header_md(i, shown[i]["label"], bool(shown[i]["error"]))
+
+
+def _revealed_trace(i: int, shown: list[dict[str, Any]]) -> str:
+    return render_trace_html(shown[i]["trace"]) if i < len(shown) else ""
+
+
+def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    keys = ("kind", "choice", "ranks", "comment")
+    return a is not None and b is not None and all(a.get(k) == b.get(k) for k in keys)
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------------
@@ -361,11 +623,41 @@ def _prompt_sets(ctx: AppContext) -> list[str]:
         return []
 
 
-def _who(request: gr.Request | None, name: str) -> str:
-    """The logged-in user when auth is on; otherwise the name typed for this browser session."""
-    user = getattr(request, "username", None) if request is not None else None
-    return user or name
+def _name(ctx: AppContext, request: gr.Request | None, typed: str | None) -> str:
+    """Who labels: the logged-in user with ``--auth``; otherwise the name typed in this browser session (required,
+    so labels can be told apart: '' makes the label checks ask for it)."""
+    if ctx.settings.auth_file:
+        return current_user(ctx, request, typed).name
+    return (typed or "").strip()
 
 
-def _int(x: Any) -> int | None:
-    return None if x in (None, "") else int(x)
+def _typed(ctx: AppContext, request: gr.Request | None, typed: str | None) -> str:
+    """``_name`` for display only: never an error (a missing login shows nothing)."""
+    try:
+        return _name(ctx, request, typed)
+    except InputError:
+        return ""
+
+
+def _loaded_id(loaded: dict | None, prompt: str) -> int | None:
+    """The id of the prompt loaded from a set, while the prompt box still holds its text."""
+    if loaded and loaded.get("id") is not None and loaded.get("text") == prompt:
+        return int(loaded["id"])
+    return None
+
+
+def _on_screen(loaded: dict | None, arena_state: dict | None, prompt: str) -> int | None:
+    """The stored prompt the prompt box shows: the one loaded from a set, or the one last run."""
+    pid = _loaded_id(loaded, prompt)
+    if pid is None and arena_state and arena_state.get("question") == prompt:
+        pid = arena_state.get("prompt_id")
+    return pid
+
+
+def _int(x: Any, what: str) -> int | None:
+    n = number(x, what)
+    if n is None:
+        return None
+    if not n.is_integer():
+        raise InputError(f"the {what} must be a whole number, not {x!r}")
+    return int(n)

@@ -24,6 +24,55 @@ CSS = """
 .arena-live {white-space: pre-wrap; padding: 10px 12px; color: var(--body-text-color-subdued); min-height: 3.5em;}
 .arena-wait {font-style: italic;}
 .arena-error {color: #b91c1c; padding: 10px 12px; white-space: pre-wrap;}
+.arena-hidden {color: var(--body-text-color-subdued); font-style: italic;}
+.arena-progress {font-size: 0.9rem;}
+.arena-bar {display: flex; height: 8px; border-radius: 4px; overflow: hidden; margin: 4px 0;
+  background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary);}
+.arena-bar-done {background: #16a34a;}
+.arena-bar-skipped {background: #f59e0b;}
+#arena-vote-msg {align-self: center;}
+#arena-keys {font-size: 0.85rem; color: var(--body-text-color-subdued);}
+"""
+# Arena keyboard shortcuts, off while typing in a text box: A/B/T/X pick the pairwise choice, digits rank the
+# focused (else the next unranked) column, Enter submits, N loads the next prompt, S skips it.
+JS = """
+() => {
+  if (window.__arenaKeys) return;
+  window.__arenaKeys = true;
+  const shown = (el) => !!el && el.offsetParent !== null;
+  const typing = (el) => !!el && (el.isContentEditable || ["TEXTAREA", "SELECT"].includes(el.tagName) ||
+    (el.tagName === "INPUT" && !["radio", "checkbox", "button", "submit", "range"].includes(el.type)));
+  const click = (id) => { const el = document.getElementById(id); if (shown(el)) { el.click(); return true; } return false; };
+  let lastRank = -1;
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing || typing(e.target)) return;
+    if (!shown(document.getElementById("arena-submit"))) return;  // another tab is open
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const pair = document.getElementById("arena-pairwise");
+    let done = false;
+    if ("abtx".includes(key) && key.length === 1 && shown(pair)) {
+      const option = pair.querySelectorAll("input[type=radio]")[{a: 0, b: 1, t: 2, x: 3}[key]];
+      if (option) { option.click(); done = true; }
+    } else if (/^[1-6]$/.test(key)) {
+      const groups = [...document.querySelectorAll("[id^=arena-rank-]")].filter(shown);
+      if (groups.length && Number(key) <= groups.length) {
+        let i = groups.findIndex((g) => g.contains(document.activeElement));
+        if (i < 0) i = groups.findIndex((g) => !g.querySelector("input:checked"));
+        if (i < 0) i = (lastRank + 1) % groups.length;
+        const option = [...groups[i].querySelectorAll("input[type=radio]")].find((r) => r.value === key);
+        if (option) { option.click(); lastRank = i; done = true; }
+        if (document.activeElement && groups[i].contains(document.activeElement)) document.activeElement.blur();
+      }
+    } else if (key === "Enter" && e.target.tagName !== "BUTTON") {
+      done = click("arena-submit");
+    } else if (key === "n") {
+      done = click("arena-next");
+    } else if (key === "s") {
+      done = click("arena-skip");
+    }
+    if (done) e.preventDefault();
+  });
+}
 """
 
 
@@ -86,6 +135,7 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
         root_path=settings.root_path or None,
         theme=gr.themes.Soft(),
         css=CSS,
+        js=JS,
         footer_links=["api"],
         # AuthGuard: login backoff per client address; no API description before login
         app_kwargs={"lifespan": rest.lifespan(api), "middleware": [Middleware(AuthGuard)]},

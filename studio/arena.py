@@ -18,11 +18,15 @@ from studio.api import RunSpec, list_strategies, stream_many
 from studio.backends.base import validate_conversation
 from studio.errors import InputError
 from studio.models import ModelRegistry
-from studio.strategies import StrategyParams, TraceEvent
+from studio.strategies import StrategyParams, TraceEvent, make_strategy
 
 MAX_COLUMNS = 6
 DEFAULT_COLUMNS = ("system1", "cove:factored", "s2a:default", "bsm:generation")
 ARENA_SET = "arena"  # the prompt set of prompts typed into the arena
+LETTERS = "ABCDEF"  # screen positions, left to right
+# The steps whose text is a column's answer. While a comparison is blind, only these steps' text streams to the
+# screen: the other steps' text (a CoVe plan, an S2A rewrite, BSM branches) would tell the method apart.
+ANSWER_STEPS = frozenset({"answer", "final_verified", "merge"})
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,13 @@ class ArenaState:
     step_ids: list[list[tuple[str, str]]] = field(default_factory=list)  # (step id, step name) by position
     answers: list[str] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
+    included: list[int] = field(default_factory=list)  # positions in the comparison (failed runs are not)
     voted: bool = False
+
+    @property
+    def hidden(self) -> bool:
+        """True while the page may not say which column is which: a blind comparison nobody here labelled yet."""
+        return self.blind and self.comparison_id is not None and not self.voted
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,18 +119,23 @@ def stream_arena(
     blind: bool = True,
     shuffle_seed: int | None = None,
     prompt_set: str = ARENA_SET,
+    prompt_id: int | None = None,
 ) -> Iterator[ArenaUpdate]:
     """Run every column on ``question``; store each run the moment it finishes and the comparison at the end.
 
-    Blind mode shuffles the columns' screen positions; the positions are what the comparison stores."""
-    validate_conversation([{"role": "user", "content": question or ""}])
-    cols = [Column.parse(c, registry.settings.default_model) for c in columns]
-    if not 1 <= len(cols) <= MAX_COLUMNS:
-        raise InputError(f"pick between 1 and {MAX_COLUMNS} columns, not {len(cols)}")
+    Blind mode shuffles the columns' screen positions; the positions are what the comparison stores. A column
+    whose run fails is stored with its error and left out of the comparison; with fewer than two answers no
+    comparison is stored. ``prompt_id`` (a prompt loaded from a set) is used when its text is ``question``, so
+    the label counts for that prompt; otherwise the prompt is stored in ``prompt_set``."""
+    cols = check_run(registry, question, columns)
     if blind:
         random.Random(shuffle_seed).shuffle(cols)
     specs = [RunSpec(c.strategy, c.variant, registry.backend(c.model)) for c in cols]
-    prompt_id = _store(lambda: store.add_prompt(question, prompt_set))
+    loaded = _store(lambda: store.get_prompt(int(prompt_id))) if prompt_id is not None else None
+    if loaded is not None and loaded["text"] == question:
+        prompt_id = int(loaded["id"])
+    else:
+        prompt_id = _store(lambda: store.add_prompt(question, prompt_set))
     state = ArenaState(
         question=question,
         prompt_id=prompt_id,
@@ -155,13 +170,41 @@ def stream_arena(
                     tokens_in=r.totals.prompt_tokens,
                     tokens_out=r.totals.completion_tokens,
                     latency_s=r.trace.latency_s,
+                    error=r.error or None,
                 )
             )
             yield ArenaUpdate("stored", position, state=state)
-    ids = [i for i in state.run_ids if i is not None]
-    if len(ids) >= 2 and len(ids) == len(state.run_ids):
+    state.included = [p for p, rid in enumerate(state.run_ids) if rid is not None and not state.errors[p]]
+    if len(state.included) >= 2:
+        ids = [state.run_ids[p] for p in state.included]
         state.comparison_id = _store(lambda: store.add_comparison(ids, blind=blind))
     yield ArenaUpdate("done", state=state)
+
+
+def check_prompt(question: Any, max_chars: int) -> str:
+    """The prompt, or one clear error: not text, empty, NUL bytes, or longer than ``max_chars``."""
+    if not isinstance(question, str):
+        raise InputError(f"the prompt must be text, not {type(question).__name__}")
+    if len(question) > max_chars:
+        raise InputError(
+            f"the prompt is {len(question):,} characters; the limit is {max_chars:,} (setting max_prompt_chars)"
+        )
+    validate_conversation([{"role": "user", "content": question}])
+    return question
+
+
+def check_run(registry: ModelRegistry, question: Any, columns: Sequence[str] | None) -> list[Column]:
+    """Everything about a run request that can be checked before anything runs or is stored."""
+    check_prompt(question, registry.settings.max_prompt_chars)
+    cols = [Column.parse(c, registry.settings.default_model) for c in columns or []]
+    if not 1 <= len(cols) <= MAX_COLUMNS:
+        raise InputError(f"pick between 1 and {MAX_COLUMNS} columns, not {len(cols)}")
+    known = registry.names()
+    for c in cols:
+        make_strategy(c.strategy, c.variant)  # unknown strategies and variants are user errors
+        if c.model not in known:
+            raise InputError(f"unknown model {c.model!r}; registered: {', '.join(known)}")
+    return cols
 
 
 def _threaded(question: str, specs: list[RunSpec], params: Any) -> Iterator[tuple[str, int, Any]]:
@@ -202,7 +245,18 @@ def _store(fn: Any) -> Any:
 PAIRWISE = {"A": "A", "B": "B", "Tie": "tie", "Both bad": "both_bad", "tie": "tie", "both_bad": "both_bad"}
 
 
-def record_vote(
+@dataclass(frozen=True)
+class Label:
+    """A checked label, ready for the store: a pairwise ``choice`` or a full ``ranks`` list."""
+
+    comparison_id: int
+    annotator: str
+    choice: str | None = None
+    ranks: list[int] | None = None
+    comment: str | None = None
+
+
+def check_vote(
     store: Store,
     comparison_id: int | None,
     annotator: str,
@@ -210,10 +264,13 @@ def record_vote(
     choice: str | None = None,
     ranks: Sequence[int | str | None] | None = None,
     comment: str = "",
-) -> int:
-    """A pairwise vote (a two-run comparison) or a full ranking with ties (more runs; 1 = best)."""
-    annotator = _annotator(annotator)
-    if comparison_id is None or comparison_id == "":
+) -> Label:
+    """Everything about a label that can be checked before it is stored; one clear error otherwise.
+
+    ``ranks`` are by the comparison's positions; blanks after the last column are ignored, ranks for columns
+    the comparison does not have are refused."""
+    annotator = annotator_name(annotator)
+    if comparison_id in (None, "", 0):  # 0: the page's empty comparison box (ids start at 1)
         raise InputError("nothing to label yet: run a prompt with two or more columns first")
     cmp = store.get_comparison(int(comparison_id))
     if cmp is None:
@@ -224,8 +281,15 @@ def record_vote(
     if n == 2 and choice:
         if choice not in PAIRWISE:
             raise InputError(f"a pairwise vote is A, B, Tie or Both bad, not {choice!r}")
-        return _store(lambda: store.add_vote(cid, PAIRWISE[choice], annotator, comment=text))
-    given = list(ranks or [])[:n]
+        return Label(cid, annotator, choice=PAIRWISE[choice], comment=text)
+    given = list(ranks or [])
+    extra = [r for r in given[n:] if r not in (None, "")]
+    if extra:
+        filled = sum(r not in (None, "") for r in given)
+        raise InputError(
+            f"comparison {cid} has {n} columns, but {filled} ranks were given: give exactly one rank per column"
+        )
+    given = given[:n]
     if len(given) < n or any(r in (None, "") for r in given):
         what = (
             "pick A, B, Tie or Both bad" if n == 2 else f"give all {n} columns a rank (1 = best; equal = tie)"
@@ -235,22 +299,84 @@ def record_vote(
         ints = [int(r) for r in given]  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise InputError(f"ranks must be whole numbers, not {given}") from None
-    return _store(lambda: store.add_ranking(cid, ints, annotator, comment=text))
+    if any(not 1 <= r <= n for r in ints):
+        raise InputError(f"ranks go from 1 (best) to {n} for {n} columns, not {ints}")
+    return Label(cid, annotator, ranks=ints, comment=text)
+
+
+def record_vote(
+    store: Store,
+    comparison_id: int | None,
+    annotator: str,
+    *,
+    choice: str | None = None,
+    ranks: Sequence[int | str | None] | None = None,
+    comment: str = "",
+) -> int:
+    """A pairwise vote (a two-run comparison) or a full ranking with ties (more runs; 1 = best). One label per
+    annotator: a second label on the same comparison replaces the first (the store keeps the old one in its
+    audit table). Returns the vote id."""
+    lab = check_vote(store, comparison_id, annotator, choice=choice, ranks=ranks, comment=comment)
+    if lab.choice is not None:
+        return _store(
+            lambda: store.add_vote(lab.comparison_id, lab.choice, lab.annotator, comment=lab.comment)
+        )
+    return _store(lambda: store.add_ranking(lab.comparison_id, lab.ranks, lab.annotator, comment=lab.comment))
+
+
+def comparison_ranks(
+    state: ArenaState, comparison_id: int | None, ranks: Sequence[int | str | None]
+) -> list[int | str | None]:
+    """Ranks given by screen position, as the comparison's positions: a failed column is not in the
+    comparison, so it may not have a rank. Ranks for another comparison (an API call) are taken as they are."""
+    ranks = list(ranks)
+    if comparison_id is None or state.comparison_id != int(comparison_id):
+        return ranks
+    if len(state.included) == len(state.run_ids):
+        return ranks
+    for p, r in enumerate(ranks):
+        if p not in state.included and r not in (None, ""):
+            raise InputError(f"column {LETTERS[p]} failed, so it has no rank; clear it")
+    return [ranks[p] if p < len(ranks) else None for p in state.included]
+
+
+def own_label(store: Store, comparison_id: int | None, annotator: str | None) -> dict[str, Any] | None:
+    """This annotator's stored label on the comparison, if any."""
+    name = (annotator or "").strip()
+    if comparison_id is None or not name:
+        return None
+    return _store(lambda: store.get_label(int(comparison_id), name))
 
 
 def reveal(store: Store, comparison_id: int) -> list[str]:
-    """The column labels (strategy:variant @ model) of a comparison, by screen position."""
+    """The column labels (strategy:variant @ model) of a comparison, by its positions."""
     cmp = store.get_comparison(int(comparison_id))
     if cmp is None:
         return []
+    return [_label(store.get_run(rid) or {}) for rid in cmp["run_ids"]]
+
+
+def revealed_columns(store: Store, state: ArenaState, comparison_id: int | None) -> list[dict[str, Any]]:
+    """What the page shows once a comparison is labelled, by screen position: each column's ``label``,
+    stored ``trace`` and ``error``. Positions come from this session's run, or from the comparison."""
+    if state.comparison_id is not None and comparison_id is not None and state.comparison_id == comparison_id:
+        run_ids = state.run_ids
+    else:
+        cmp = store.get_comparison(int(comparison_id)) if comparison_id is not None else None
+        run_ids = cmp["run_ids"] if cmp else []
     out = []
-    for rid in cmp["run_ids"]:
-        run = store.get_run(rid) or {}
-        out.append(Column(run.get("strategy", "?"), run.get("variant"), run.get("model", "?")).label)
+    for rid in run_ids:
+        run = (store.get_run(rid) if rid is not None else None) or {}
+        out.append({"label": _label(run), "trace": run.get("trace"), "error": run.get("error")})
     return out
 
 
-def _annotator(name: str | None) -> str:
+def _label(run: dict[str, Any]) -> str:
+    return Column(run.get("strategy", "?"), run.get("variant"), run.get("model", "?")).label
+
+
+def annotator_name(name: str | None) -> str:
+    """A typed annotator name, stripped; one clear error when it is missing or unusable."""
     name = (name or "").strip()
     if not name:
         raise InputError("enter your name (annotator) before labelling, so your labels can be told apart")
@@ -259,11 +385,16 @@ def _annotator(name: str | None) -> str:
     return name
 
 
+_annotator = annotator_name  # the older private name, still imported elsewhere
+
+
 def label_step(
     store: Store, state: ArenaState, position: int, step_id: str, label: str, annotator: str, note: str = ""
 ) -> int:
-    """Flag one step of one column's trace as wrong or good."""
-    annotator = _annotator(annotator)
+    """Flag one step of one column's trace as wrong or good (after the vote, when the comparison was blind)."""
+    annotator = annotator_name(annotator)
+    if state.hidden:
+        raise InputError("steps can be flagged after your vote: the traces of a blind comparison open then")
     if not 0 <= position < len(state.run_ids) or state.run_ids[position] is None:
         raise InputError("that column has no stored run yet")
     if step_id not in {s for s, _ in state.step_ids[position]}:
@@ -272,13 +403,39 @@ def label_step(
     return _store(lambda: store.add_step_label(run_id, step_id, label, annotator, note=note.strip() or None))
 
 
-def next_prompt(store: Store, prompt_set: str) -> str:
-    """The next prompt of a set that nobody has compared yet (a random one when all have been)."""
-    prompts = store.list_prompts(prompt_set or None, limit=None)
-    if not prompts:
-        raise InputError(f"prompt set {prompt_set!r} is empty; import a text or JSONL file first")
-    seen = {c["prompt_id"] for c in store.list_comparisons(limit=None)}
-    return next((p for p in prompts if p["id"] not in seen), random.choice(prompts))["text"]
+# -- the labelling workflow: the next prompt, skips, progress, guidelines ------------------------------------------
+def next_prompt(
+    store: Store, prompt_set: str | None, annotator: str, *, exclude: Sequence[int] = ()
+) -> dict[str, Any] | None:
+    """The next prompt (a prompt row) that ``annotator`` has neither labelled nor skipped, of ``prompt_set``
+    (every prompt when it is empty), never one in ``exclude`` (the prompt on screen); None when none is left."""
+    annotator = annotator_name(annotator)
+    name = (prompt_set or "").strip() or None
+    if name is not None and not store.list_prompts(name, limit=1):
+        raise InputError(f"prompt set {name!r} is empty; import a text or JSONL file first")
+    return _store(lambda: store.next_prompt(name, annotator, exclude=[int(i) for i in exclude]))
+
+
+def skip_prompt(store: Store, prompt_id: int | None, annotator: str) -> None:
+    """Record that ``annotator`` skipped this prompt, so it is not offered to them again."""
+    annotator = annotator_name(annotator)
+    if prompt_id is None:
+        raise InputError("nothing to skip: load a prompt with Next prompt first")
+    _store(lambda: store.skip_prompt(int(prompt_id), annotator))
+
+
+def progress(store: Store, prompt_set: str | None, annotator: str | None) -> dict[str, int] | None:
+    """``{"total", "labelled", "skipped", "remaining"}`` of a prompt set for one annotator; None without both."""
+    name, who = (prompt_set or "").strip(), (annotator or "").strip()
+    if not name or not who:
+        return None
+    return _store(lambda: store.annotator_progress(name, who))
+
+
+def guidelines(store: Store, prompt_set: str | None) -> str:
+    """The prompt set's annotation guidelines (Markdown; '' when it has none)."""
+    name = (prompt_set or "").strip()
+    return _store(lambda: store.get_prompt_set(name))["guidelines"] if name else ""
 
 
 def import_prompt_file(store: Store, path: str, prompt_set: str) -> int:

@@ -1,13 +1,23 @@
-"""One real-browser end-to-end test: Playwright drives Debian's Chromium (headless) against `studio serve`."""
+"""One real-browser end-to-end test: Playwright drives Debian's Chromium (headless) against `studio serve`.
+
+It labels a prompt set as an annotator would, mostly from the keyboard: a blind three-column comparison
+(nothing on the page may name a column's method, variant, steps or model until the vote), a rejected
+incomplete label (one toast, nothing replaced), a ranking by digits, a re-submit that edits the label, a
+pairwise vote by `B`, auto-advance and skip. Then it checks the DuckDB file the server wrote.
+"""
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from storage import Store
+from studio.arena import ANSWER_STEPS
+from studio.strategies import STEP_NAMES, STRATEGIES
 from tests.servers import stop, studio_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -21,74 +31,232 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-COLUMNS = 4  # the default Arena: System 1, CoVe (factored), S2A and BSM
+SHOTS = Path("/tmp/shots")
+SET = "capitals"
+PROMPTS = [
+    "What is the capital of France?",
+    "What is 2+3?",
+    "Name a primary colour.",
+    "What is the opposite of hot?",
+]
+GUIDELINES = "**Prefer** the short, correct reply."
+THREE = 3  # System 1, CoVe (factored) and S2A: the default columns without BSM
+TRACKER_ERRORS = "#arena-col-0 span.error, #arena-status span.error, #arena-vote-msg span.error"
+
+
+def names_that_identify(models: list[str]) -> list[str]:
+    """Every strategy, variant, step and model name: none may show while a comparison is blind."""
+    names = {*STEP_NAMES, *models}
+    for name in STRATEGIES.names():
+        names |= {name, *STRATEGIES.get(name).variants}
+    return sorted(names)
 
 
 @pytest.fixture()
 def served(settings, tmp_path: Path):
     if not Path(CHROMIUM).exists():  # `make test` installs it; say how when someone runs pytest alone
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
-    env = {"STUDIO_MAX_NEW_TOKENS": "32"}
+    with Store(settings.db_path, data_dir=settings.data_dir) as store:
+        for text in PROMPTS:  # one by one, so the ids follow the list
+            store.add_prompt(text, SET)
+        store.set_prompt_set(SET, guidelines=GUIDELINES)
+    env = {"STUDIO_MAX_NEW_TOKENS": "16"}
     with studio_server(settings.data_dir, tmp_path / "serve.log", env=env) as served:
         yield served
 
 
-def streamed(text: str) -> bool:
-    """A live column shows '[step] text so far'; a token has arrived once there is text after the tag."""
-    text = text.strip()
-    return bool(text) and "waiting" not in text and not (text.startswith("[") and text.endswith("]"))
+def norm(text: str) -> str:
+    return " ".join(text.split())
 
 
-def test_arena_in_a_real_browser(served, settings, tmp_path: Path) -> None:
+def leaks(text: str, names: list[str]) -> list[str]:
+    return [n for n in names if re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", text, re.IGNORECASE)]
+
+
+class Arena:
+    """The page, as an annotator sees it."""
+
+    def __init__(self, page: Any, names: list[str]) -> None:
+        self.page, self.names = page, names
+        self.samples: dict[str, list[list[str]]] = {}  # what the answer boxes showed while blind, by run
+
+    def text(self, selector: str) -> str:
+        return self.page.inner_text(selector)
+
+    def press(self, *keys: str) -> None:
+        self.page.evaluate("document.activeElement && document.activeElement.blur()")
+        for key in keys:
+            self.page.keyboard.press(key)
+
+    def answers(self, n: int) -> list[str]:
+        return [self.text(f"#arena-answer-{i}") for i in range(n)]
+
+    def blind_page(self, n: int) -> str:
+        """The page's visible text and every title attribute, less the answers (the one thing allowed)."""
+        body = self.page.evaluate(
+            "document.body.innerText + '\\n' + [...document.querySelectorAll('[title]')].map(e => e.title)"
+            ".join('\\n')"
+        )
+        for answer in self.answers(n):
+            body = body.replace(answer.strip(), "")
+        return body
+
+    def assert_blind(self, n: int) -> None:
+        found = leaks(self.blind_page(n), self.names)
+        assert not found, f"the blind page names {found}"
+        for answer in self.answers(n):
+            assert not re.match(r"\s*\[\w+\]", answer), f"a step name prefixes the streamed text: {answer!r}"
+
+    def run_until(self, done: str, n: int, *, blind: bool, timeout: float = 600) -> None:
+        """Wait for the status line to say ``done``, checking the page for names while the columns stream."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.text("#arena-status")
+            if blind and "Running" in status:
+                self.assert_blind(n)
+                self.samples.setdefault(done, []).append(self.answers(n))
+            if done in status:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"the status never said {done!r}: {self.text('#arena-status')!r}")
+
+    def ranks(self, n: int) -> list[str | None]:
+        out = []
+        for i in range(n):
+            checked = self.page.locator(f"#arena-rank-{i} input:checked")
+            out.append(checked.get_attribute("value") if checked.count() else None)
+        return out
+
+    def wait_text(self, selector: str, text: str, timeout: float = 60) -> str:
+        self.page.wait_for_function(
+            "([s, t]) => document.querySelector(s) && document.querySelector(s).innerText.includes(t)",
+            arg=[selector, text],
+            timeout=timeout * 1000,
+        )
+        return self.text(selector)
+
+    def prompt(self) -> str:
+        return self.page.input_value("#arena-prompt textarea")
+
+    def shot(self, name: str) -> Path:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / name
+        self.page.screenshot(path=str(path), full_page=True)
+        if os.environ.get("STUDIO_SCREENSHOTS"):
+            shutil.copy(path, Path(os.environ["STUDIO_SCREENSHOTS"]) / name)
+        return path
+
+
+def test_labelling_a_prompt_set_in_a_real_browser(served, settings) -> None:
     from playwright.sync_api import sync_playwright
 
     url, proc = served
+    names = names_that_identify(["smollm2-135m"])
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.goto(url)
+        ui = Arena(page, names)
         page.get_by_label("Your name (stored with your labels)").fill("carol")
-        page.fill("#arena-prompt textarea", "What is the capital of France?")
+        page.click("#arena-set input")
+        page.get_by_role("option", name=SET, exact=True).click()
+        ui.wait_text("#arena-progress", "0 labelled · 0 skipped · 4 remaining")
+        page.click("#arena-guidelines button.label-wrap")
+        ui.wait_text("#arena-guidelines", "short, correct reply")
+        assert page.locator("#arena-rank-0 input:checked").count() == 0, "no rank is set before any run"
 
-        t_click = time.monotonic()
+        # Enter with nothing to label: one toast, no "Error" overlay on the page's outputs
+        ui.press("Enter")
+        ui.wait_text(".toast-body", "nothing to label yet")
+        assert page.locator(TRACKER_ERRORS).count() == 0
+
+        # N loads the first prompt of the set; three blind columns run on it
+        page.locator("#arena-columns .token", has_text="bsm:").locator(".token-remove").click()
+        ui.press("n")
+        page.wait_for_function("document.querySelector('#arena-prompt textarea').value.length > 0")
+        assert ui.prompt() == PROMPTS[0]
         page.click("#arena-run")
-        first_token = None
-        deadline = t_click + 900
-        while time.monotonic() < deadline:
-            texts = [page.inner_text(f"#arena-answer-{i}") for i in range(COLUMNS)]
-            if first_token is None and any(streamed(t) for t in texts):
-                first_token = time.monotonic() - t_click
-            if "All 4 columns finished" in page.inner_text("#arena-status"):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the columns did not finish within 15 minutes")
-        print(f"\nclick -> first streamed token: {first_token:.2f} s (target for System 1, warm: <= 0.5 s)")
-        assert first_token is not None, "no column showed streamed text before finishing"
-        assert page.locator(".arena-answer").count() + page.locator(".arena-error").count() == COLUMNS
-
+        ui.run_until("Comparison #1 saved", THREE, blind=True)
+        ui.assert_blind(THREE)
+        blind_answers = ui.answers(THREE)
+        blind_shot = ui.shot("arena-blind.png")
         page.click("#arena-trace-0 button.label-wrap")
-        page.locator("#arena-trace-0 .trace-step").first.wait_for(state="visible")
+        assert "after your vote" in ui.text("#arena-trace-0") and not page.locator(".trace-step").count()
 
-        for i in range(COLUMNS):
-            page.click(f"#arena-rank-{i} input")
-            page.locator(f"#arena-rank-{i}").get_by_role("option", name=str(i + 1), exact=True).click()
-        page.click("#arena-submit")
-        page.wait_for_function("document.querySelector('#arena-status').innerText.includes('Saved vote')")
-        status = page.inner_text("#arena-status")
-        assert "carol" in status and "system1 @ smollm2-135m" in status  # identities revealed after the vote
-        shot = tmp_path / "arena.png"
-        page.screenshot(path=str(shot), full_page=True)
+        # an incomplete ranking: one toast, the answers stay, no overlay
+        page.fill("#arena-comment textarea", "first try")
+        ui.press("1", "Enter")
+        ui.wait_text(".toast-body", "incomplete label")
+        assert ui.answers(THREE) == blind_answers and page.locator(TRACKER_ERRORS).count() == 0
+        assert ui.ranks(THREE) == ["1", None, None]
+
+        # digits rank the next unranked columns, Enter submits: the names and traces open
+        ui.press("2", "3")
+        assert ui.ranks(THREE) == ["1", "2", "3"]
+        ui.press("Enter")
+        msg = ui.wait_text("#arena-vote-msg", "Saved vote")
+        assert "submitting again replaces your label" in msg
+        status = ui.text("#arena-status")
+        assert "carol" in status and "system1 @ smollm2-135m" in status
+        assert ui.ranks(THREE) == [None] * THREE and page.input_value("#arena-comment textarea") == ""
+        page.locator("#arena-trace-0 .trace-step").first.wait_for(state="visible")
+        ui.wait_text("#arena-progress", "1 labelled")
+
+        # a second label on the same comparison replaces the first
+        ui.press("3", "2", "1", "Enter")
+        ui.wait_text("#arena-vote-msg", "Replaced your label")
+        revealed_shot = ui.shot("arena-revealed.png")
+
+        # auto-advance on, two columns: N loads and runs the next prompt; B and Enter vote; the next one runs
+        page.click("#arena-auto input")
+        page.click("#arena-setup button.label-wrap")  # blind runs fold the column picker away
+        page.locator("#arena-columns .token", has_text="cove:").locator(".token-remove").click()
+        ui.press("n")
+        ui.run_until("Comparison #2 saved", 2, blind=True)
+        assert ui.prompt() == PROMPTS[1]
+        ui.assert_blind(2)
+        ui.press("b")
+        assert page.locator("#arena-pairwise input:checked").get_attribute("value") == "B"
+        ui.press("Enter")
+        ui.run_until("Comparison #3 saved", 2, blind=True)
+        assert ui.prompt() == PROMPTS[2]
+        ui.wait_text("#arena-progress", "2 labelled · 0 skipped · 2 remaining")
+
+        # S skips the prompt on screen and (auto-advance) runs the next one
+        ui.press("s")
+        ui.wait_text("#arena-progress", "2 labelled · 1 skipped · 1 remaining")
+        ui.run_until("Comparison #4 saved", 2, blind=True)
+        assert ui.prompt() == PROMPTS[3]
         browser.close()
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("STUDIO_SCREENSHOTS"):
-        shutil.copy(shot, os.environ["STUDIO_SCREENSHOTS"])
+    assert blind_shot.stat().st_size > 10_000 and revealed_shot.stat().st_size > 10_000
+    assert sum(map(len, ui.samples.values())) >= 4, "the page was never seen while the columns ran"
 
     stop(proc)  # the server holds the DuckDB lock; read the file once it is gone
     with Store(settings.db_path) as store:
-        [cmp] = store.list_comparisons()
-        assert cmp["blind"] is True and len(cmp["run_ids"]) == COLUMNS
-        strategies = {store.get_run(r)["strategy"] for r in cmp["run_ids"]}
-        assert strategies == {"system1", "cove", "s2a", "bsm"}
-        [vote] = store.list_votes(comparison_id=cmp["id"])
-        assert vote["kind"] == "ranking" and vote["ranks"] == [1, 2, 3, 4] and vote["annotator"] == "carol"
+        first, second, third, fourth = sorted(store.list_comparisons(), key=lambda c: c["id"])
+        prompts = {p["id"]: p for p in store.list_prompts(SET)}
+        assert [prompts[c["prompt_id"]]["text"] for c in (first, second, third, fourth)] == PROMPTS
+        runs = [store.get_run(r) for r in first["run_ids"]]
+        assert first["blind"] and {r["strategy"] for r in runs} == {"system1", "cove", "s2a"}
+        assert [norm(r["answer"]) for r in runs] == [norm(a) for a in blind_answers]
+        for k, cmp in enumerate((first, second, third, fourth), 1):
+            shown_runs = [store.get_run(r) for r in cmp["run_ids"]]
+            for sample in ui.samples.get(f"Comparison #{k} saved", []):  # only each column's answer text
+                for shown, run in zip(sample, shown_runs, strict=True):
+                    texts = [s["output"] for s in run["trace"]["steps"] if s["name"] in ANSWER_STEPS]
+                    if norm(shown) not in ("", "waiting…"):
+                        assert any(norm(t).startswith(norm(shown)) for t in [*texts, run["answer"]]), shown
+        [vote] = store.list_votes(comparison_id=first["id"])  # one label per annotator: edited, not added
+        assert (vote["kind"], vote["ranks"], vote["annotator"]) == ("ranking", [3, 2, 1], "carol")
+        [audit] = store.label_audit(comparison_id=first["id"])
+        assert (audit["action"], audit["actor"], audit["row_id"]) == ("replace", "carol", vote["id"])
+        assert '"first try"' in str(audit["old"]) or "first try" in str(audit["old"])
+        [pair] = store.list_votes(comparison_id=second["id"])
+        assert (pair["choice"], pair["annotator"]) == ("B", "carol")
+        assert store.list_votes(comparison_id=third["id"]) == []
+        assert store.annotator_progress(SET, "carol") == {
+            "total": 4,
+            "labelled": 2,
+            "skipped": 1,
+            "remaining": 1,
+        }
