@@ -99,8 +99,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """A config from plain values; unknown names are routed to ``trl`` if the TRL config has them."""
-        own = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in values.items() if k in own}
+        own = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs = {k: _typed(k, own[k], v) for k, v in values.items() if k in own}
         extra = {k: v for k, v in values.items() if k not in own}
         if extra:
             kwargs["trl"] = {**kwargs.get("trl", {}), **cls.check_trl_keys(extra)}
@@ -413,3 +413,27 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
             raise InputError(f"--set takes KEY=VALUE, not {pair!r}")
         out[key.strip()] = parse_value(value)
     return out
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}
+
+
+def _typed(name: str, annotation: Any, value: Any) -> Any:
+    """``value`` as the field's declared scalar type (a settings box sends JSON, a form may send strings);
+    one clear error when it is not one, instead of a TypeError deep in validation."""
+    kind = str(annotation).replace(" | None", "").strip()
+    if kind not in _KINDS or (value is None and "None" in str(annotation)):
+        return value
+    ok = value
+    if kind == "str" and isinstance(value, int | float) and not isinstance(value, bool):
+        ok = str(value)
+    if kind in ("int", "float") and not isinstance(value, bool):
+        try:
+            number = float(value) if isinstance(value, str | int | float) else None
+        except ValueError:
+            number = None
+        if number is not None and (kind == "float" or number.is_integer()):
+            ok = int(number) if kind == "int" else number
+    if type(ok).__name__ != kind:
+        raise InputError(f"setting {name!r} must be {_KINDS[kind]}, not {value!r}")
+    return ok
