@@ -173,6 +173,9 @@ def ui_error(client: Any, *args: Any, api_name: str, **kwargs: Any) -> str:
         client.predict(*args, api_name=api_name, **kwargs)
     message = str(info.value)
     assert "Traceback" not in message and "has not enabled verbose error reporting" not in message, message
+    assert message.strip() and "/uploads/" not in message and "/pytest-of-" not in message, (
+        message
+    )  # no paths
     assert stats(client) == before, "a refused input changed the store"
     return message
 
@@ -422,3 +425,40 @@ def test_a_second_studio_on_the_same_data_dir_names_the_holder(app) -> None:
         assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
         assert f"in use by another process (PID {proc.pid}" in errors[0] and "studio serve" in errors[0]
     assert proc.poll() is None
+
+
+# -- wrong types, missing values, refused paths -------------------------------------------------------------------
+def test_strings_where_numbers_belong_and_missing_values_say_which_and_why(app) -> None:
+    import httpx
+
+    client, _, data = app
+    assert "'Vote id' (a number) must be a number, not 'abc'" in ui_error(
+        client, "abc", api_name="/data_delete_vote"
+    )
+    msg = ui_error(
+        client, prompt="2+2?", columns=S1, **{**RUN, "max_new_tokens": "lots"}, api_name="/run_arena"
+    )
+    assert "must be a number, not 'lots'" in msg
+    msg = ui_error(
+        client, "dpo", "smollm2-135m", '{"max_steps": "abc"}', "", "both", "", api_name="/train_start"
+    )
+    assert "max_steps" in msg
+    for api, body, expected in [
+        ("data_delete_vote", [], "data_delete_vote takes 1 input values; 0 were sent"),
+        ("import_prompts", [{"path": str(data / "studio.duckdb"), "meta": {"_type": "gradio.FileData"}}, "x"],
+         "only files uploaded to this server can be read; studio.duckdb was not uploaded"),
+    ]:  # fmt: skip
+        r = httpx.post(f"{client.src}gradio_api/call/{api}", json={"data": body}, timeout=30)
+        events = httpx.get(f"{client.src}gradio_api/call/{api}/{r.json()['event_id']}", timeout=60).text
+        error = json.loads(events.split("data:", 1)[1])["error"]  # before: {"error": null}
+        assert error is not None and expected in error and str(data) not in error, events
+
+
+def test_cli_export_to_a_path_that_cannot_be_made_is_one_error_line(fresh: Path) -> None:
+    assert "/dev/null is not a directory" in cli_error(
+        fresh, "export", "--format", "dpo", "--to", "jsonl", "/dev/null/x"
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "relative path resolves against the current directory" in " ".join(out.getvalue().split())
