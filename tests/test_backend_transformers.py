@@ -120,10 +120,18 @@ def test_prompt_beyond_context_is_rejected_with_a_message(backend) -> None:
 
 
 def test_unicode_round_trip(backend) -> None:
-    [c] = backend.chat(
-        [conv("Répète: مرحبا 👋 'quoted' \"DROP TABLE runs;--\"")], GenParams(max_new_tokens=8)
-    )
-    assert isinstance(c.text, str)
+    """The prompt reaches the model byte for byte, and multi-byte characters the model writes (the emoji takes
+    several byte-level tokens) come out whole: streamed piece by piece, the text equals the batch text."""
+    text = "Répète: مرحبا 👋 'quoted' \"DROP TABLE runs;--\""
+    ids = backend.tokenizer.apply_chat_template(conv(text), add_generation_prompt=True, tokenize=True)
+    ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    assert text in backend.tokenizer.decode(ids)
+    p = GenParams(max_new_tokens=16)
+    [c] = backend.chat([conv(text)], p)
+    pieces = list(backend.stream(conv(text), p))
+    assert c.prompt_tokens == len(ids) and 0 < c.completion_tokens <= 16
+    assert "".join(pieces).strip() == c.text and c.text
+    assert not any("\ufffd" in piece for piece in pieces)  # no half character was ever shown
 
 
 def test_missing_model_dir_is_clear(tmp_path) -> None:

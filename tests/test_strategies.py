@@ -17,6 +17,8 @@ from studio.api import RunSpec, list_strategies, run_many, run_strategy, stream_
 from studio.backends.base import Backend, Completion, Conversation, GenParams, OnDelta
 from studio.strategies import STEP_NAMES, STRATEGIES, RunResult, Trace, render
 from studio.strategies.base import PROMPTS_DIR, load_prompt
+from studio.strategies.parsing import parse_sections, parse_verdict, split_cot
+from studio.strategies.s2a import VARIANTS as S2A_VARIANTS
 
 pytestmark = pytest.mark.slow
 
@@ -206,9 +208,10 @@ def test_cove_factor_revise_cross_checks_each_verification_in_one_batch(backend:
         assert c.parent == v.id
         prompt = c.messages[-1]["content"]
         assert baseline in prompt and v.label in prompt and v.output in prompt
-        assert c.parsed["verdict"] in ("CONSISTENT", "INCONSISTENT", "PARTIALLY CONSISTENT", None)
-        if c.parsed["verdict"] is None:
-            assert c.notes  # an unreadable verdict is noted, never dropped silently
+        verdict, detail = parse_verdict(c.output)  # what the model wrote decides the verdict
+        assert c.parsed == {"verdict": verdict, "detail": detail}
+        unreadable_noted = any("no CONSISTENT / INCONSISTENT" in n for n in c.notes)
+        assert unreadable_noted == (verdict is None)  # an unreadable verdict is noted, never dropped silently
     final = r.trace.by_name("final_verified")[0].messages[-1]["content"]
     assert final.count("Cross-check:") == k
 
@@ -220,16 +223,21 @@ def test_s2a_default_answer_sees_only_the_rewrite(arena) -> None:
     assert rewrite.messages[-1]["content"] == render("s2a_rewrite_default", question=QUESTION)
     prompt = answer.messages[-1]["content"]
     assert prompt.endswith("Answer in an unbiased way.")
-    # the parsed sections, or (labels missing, noted) the whole rewrite: never the user's own text
-    sections = render("s2a_answer_default", context=rewrite.parsed["context"], query=rewrite.parsed["query"])
-    whole = render("s2a_answer_default", context=rewrite.output.strip(), query="")
-    assert prompt in (sections, whole)
-    if prompt == whole:
-        assert any("whole rewrite" in n for n in rewrite.notes)
-    if QUESTION not in rewrite.output:
-        assert QUESTION not in prompt
-    if "I think the answer is Sydney" not in rewrite.output:
-        assert "I think the answer is Sydney" not in prompt
+    # whatever the model wrote: the answer step sees the sections parsed from the rewrite, or (no label, or
+    # both sections empty: noted) the whole rewrite; the user's own text only if the rewrite repeated it
+    s = parse_sections(rewrite.output, *S2A_VARIANTS["default"][2:])
+    assert rewrite.parsed == {
+        "context": s.context, "query": s.query, "found_context": s.found_context, "found_query": s.found_query
+    }  # fmt: skip
+    whole = not (s.found_context or s.found_query) or not (s.context or s.query)
+    if not rewrite.output.strip():
+        expected = render("s2a_answer_default", context=QUESTION, query="")
+    elif whole:
+        expected = render("s2a_answer_default", context=rewrite.output.strip(), query="")
+    else:
+        expected = render("s2a_answer_default", context=s.context, query=s.query)
+    assert prompt == expected
+    assert any("whole rewrite" in n for n in rewrite.notes) == (whole and bool(rewrite.output.strip()))
 
 
 def test_s2a_keep_original_also_shows_the_original(arena) -> None:
@@ -272,10 +280,14 @@ def test_bsm_solves_are_batched_and_merge_sees_every_solve(arena) -> None:
 def test_cot_splits_reasoning_and_final(arena) -> None:
     r = result_for(arena, "cot", None)
     step = r.trace.steps[0]
-    assert set(step.parsed) == {"reasoning", "final", "marker_found"}
-    assert r.final_answer == step.parsed["final"]
-    if not step.parsed["marker_found"]:
-        assert any("last line" in n for n in step.notes)
+    split = split_cot(step.output)  # whatever the model wrote, the parse of its output decides
+    assert step.parsed == {
+        "reasoning": split.reasoning,
+        "final": split.final,
+        "marker_found": split.marker_found,
+    }
+    assert r.final_answer == split.final
+    assert any("last line" in n for n in step.notes) == (not split.marker_found)
 
 
 # -- budget, trace, streaming, prompts ----------------------------------------------------------------------------------------
@@ -354,7 +366,8 @@ def test_cli_run_prints_a_tree_then_the_final_answer(settings) -> None:
         < text.index("● merge")
         < text.index("Final answer (bsm/generation")
     )
-    assert "batch of 2" in text or text.count("● solve") == 1
+    solves = text.count("● solve")
+    assert 1 <= solves <= 2 and ("batch of 2" in text) == (solves == 2)  # two solves go as one batch
 
 
 def test_cli_run_json_prints_the_whole_trace(settings) -> None:

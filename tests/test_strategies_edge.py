@@ -120,7 +120,7 @@ def test_cove_factor_revise_unreadable_verdict_is_kept_and_noted() -> None:
     r = run_strategy(Q, "cove", "factor_revise", ScriptedBackend(rules))
     verdicts = [c.parsed["verdict"] for c in r.trace.by_name("cross_check")]
     assert verdicts == [None, "INCONSISTENT"]
-    assert r.trace.by_name("cross_check")[0].notes
+    assert [bool(c.notes) for c in r.trace.by_name("cross_check")] == [True, False]  # only the unreadable one
     final = r.trace.by_name("final_verified")[0].messages[-1]["content"]
     assert (
         "Cross-check: NO VERDICT" in final
@@ -138,6 +138,30 @@ def test_few_shot_examples_are_chat_turns_ending_with_the_query() -> None:
     msgs = render_messages("cove_plan_verifications", question="Q?", baseline="B.")
     assert [m["role"] for m in msgs] == ["user", "assistant"] * 3 + ["user"]
     assert msgs[-1]["content"] == "Query: Q?\nResponse: B."
+
+
+# -- CoT ---------------------------------------------------------------------------------------------------------------
+def test_cot_answer_marker_splits_the_output_without_a_note() -> None:
+    b = ScriptedBackend([], default="Sydney is bigger, but the capital is Canberra.\nAnswer: Canberra")
+    r = run_strategy(Q, "cot", None, b)
+    step = r.trace.steps[0]
+    assert step.parsed == {
+        "reasoning": "Sydney is bigger, but the capital is Canberra.", "final": "Canberra", "marker_found": True
+    }  # fmt: skip
+    assert r.final_answer == "Canberra" and not step.notes
+
+
+def test_cot_without_a_marker_answers_with_the_last_line_and_says_so() -> None:
+    b = ScriptedBackend([], default="Sydney is bigger.\nThe capital is Canberra.")
+    r = run_strategy(Q, "cot", None, b)
+    step = r.trace.steps[0]
+    assert step.parsed == {
+        "reasoning": "Sydney is bigger.",
+        "final": "The capital is Canberra.",
+        "marker_found": False,
+    }
+    assert r.final_answer == "The capital is Canberra."
+    assert len(step.notes) == 1 and "last line" in step.notes[0]
 
 
 # -- S2A ---------------------------------------------------------------------------------------------------------------
@@ -158,6 +182,15 @@ def test_s2a_missing_labels_fall_back_to_the_whole_rewrite() -> None:
     answer = r.trace.steps[1].messages[-1]["content"]
     assert answer == "The user asks for the capital of Australia.\n\nAnswer in an unbiased way."
     assert any("whole rewrite" in n for n in r.trace.steps[0].notes)
+
+
+def test_s2a_labels_with_empty_sections_fall_back_to_the_whole_rewrite() -> None:
+    rewrite = "Unbiased text context (includes all content except user's bias):\nQuestion/Query:"
+    b = ScriptedBackend([(REWRITE, rewrite)], default="Canberra.")
+    r = run_strategy("I love Sydney. " + Q, "s2a", "default", b)
+    assert r.trace.steps[1].messages[-1]["content"] == f"{rewrite}\n\nAnswer in an unbiased way."
+    assert any("both sections of the rewrite are empty" in n for n in r.trace.steps[0].notes)
+    assert "I love Sydney" not in r.trace.steps[1].messages[-1]["content"]
 
 
 def test_s2a_empty_rewrite_falls_back_to_the_original_with_a_note() -> None:
