@@ -413,20 +413,25 @@ def build(ctx: AppContext) -> Handles:
     annotator.blur(show_progress, [prompt_set, annotator], progress, **quiet)
 
     # -- step labels and imports ------------------------------------------------------------------------------
+    def check_flag(arena_state: dict, step: str | None, annotator: str, request: gr.Request) -> None:
+        with user_errors():
+            position, step_id = _step(step)
+            svc.check_step(
+                svc.ArenaState.from_dict(arena_state), position, step_id, _name(ctx, request, annotator)
+            )
+
     def flag_step(
         arena_state: dict, step: str | None, label: str, note: str, annotator: str, request: gr.Request
-    ) -> str:
+    ) -> list[str]:
         with user_errors():
-            if not step:
-                raise InputError("pick a step to flag")
-            position, step_id = step.split("|", 1)
+            position, step_id = _step(step)
             st = svc.ArenaState.from_dict(arena_state)
             who = _name(ctx, request, annotator)
-            lid = svc.label_step(ctx.store, st, int(position), step_id, label, who, note)
-        return f"Saved step label #{lid}: {LETTERS[int(position)]} {step_id} is **{label}**."
+            lid = svc.label_step(ctx.store, st, position, step_id, label, who, note)
+        return [f"Saved step label #{lid}: {LETTERS[position]} {step_id} is **{label}**.", ""]
 
-    flag_btn.click(flag_step, [state, step, flag, note, annotator], status, api_name="flag_step").success(
-        lambda: "", None, note, **quiet
+    flag_btn.click(check_flag, [state, step, annotator], None, **quiet).success(
+        flag_step, [state, step, flag, note, annotator], [status, note], api_name="flag_step"
     )
 
     def import_prompts(file: str | None, prompt_set: str, progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
@@ -637,6 +642,14 @@ def _typed(ctx: AppContext, request: gr.Request | None, typed: str | None) -> st
         return _name(ctx, request, typed)
     except InputError:
         return ""
+
+
+def _step(step: str | None) -> tuple[int, str]:
+    """A step picked in the flag dropdown: (screen position, step id)."""
+    position, _, step_id = (step or "").partition("|")
+    if not step_id or not position.isdigit():
+        raise InputError("pick a step to flag")
+    return int(position), step_id
 
 
 def _loaded_id(loaded: dict | None, prompt: str) -> int | None:

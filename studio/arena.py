@@ -6,6 +6,8 @@ A column is written ``strategy[:variant] @ model``, e.g. ``cove:factored @ smoll
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import random
 import threading
@@ -146,7 +148,7 @@ def stream_arena(
         answers=[""] * len(cols),
         errors=[None] * len(cols),
     )
-    for kind, position, payload in _threaded(question, specs, params):
+    for kind, position, payload in _threaded(question, specs, params, registry.settings.generation_nice):
         if kind == "delta":
             step_id, text = payload
             yield ArenaUpdate("delta", position, step_id=step_id, text=text)
@@ -207,8 +209,12 @@ def check_run(registry: ModelRegistry, question: Any, columns: Sequence[str] | N
     return cols
 
 
-def _threaded(question: str, specs: list[RunSpec], params: Any) -> Iterator[tuple[str, int, Any]]:
-    """Drive the runs in a worker thread so token deltas (from the backend) and trace events interleave."""
+def _threaded(
+    question: str, specs: list[RunSpec], params: Any, nice: int = 0
+) -> Iterator[tuple[str, int, Any]]:
+    """Drive the runs in a worker thread so token deltas (from the backend) and trace events interleave. The
+    worker runs at OS priority ``nice``, and so do the threads it starts (Linux nice is per thread and
+    inherited): the backend's generate thread and the OpenMP workers torch starts for it."""
     q: queue.Queue[tuple[str, int, Any]] = queue.Queue()
     done = object()
 
@@ -216,6 +222,7 @@ def _threaded(question: str, specs: list[RunSpec], params: Any) -> Iterator[tupl
         q.put(("delta", position, (step_id, text)))
 
     def work() -> None:
+        lower_priority(nice)
         try:
             for ev in stream_many(question, specs, params, on_delta=on_delta):
                 q.put(("event", ev.run, ev))
@@ -232,6 +239,14 @@ def _threaded(question: str, specs: list[RunSpec], params: Any) -> Iterator[tupl
         if kind == "error":
             raise payload
         yield kind, position, payload
+
+
+def lower_priority(nice: int) -> None:
+    """Give the CPU to request handling first: votes and page loads wait for no generation (measured in
+    bench/load.py). Only this thread and those it starts from now on; raising nice needs no privilege."""
+    if nice > 0 and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def _store(fn: Any) -> Any:
@@ -392,15 +407,20 @@ def label_step(
     store: Store, state: ArenaState, position: int, step_id: str, label: str, annotator: str, note: str = ""
 ) -> int:
     """Flag one step of one column's trace as wrong or good (after the vote, when the comparison was blind)."""
+    run_id, annotator = check_step(state, position, step_id, annotator)
+    return _store(lambda: store.add_step_label(run_id, step_id, label, annotator, note=note.strip() or None))
+
+
+def check_step(state: ArenaState, position: int, step_id: str, annotator: str) -> tuple[int, str]:
+    """The run id and annotator of a step label on screen; one clear error when it cannot be given yet."""
     annotator = annotator_name(annotator)
     if state.hidden:
         raise InputError("steps can be flagged after your vote: the traces of a blind comparison open then")
     if not 0 <= position < len(state.run_ids) or state.run_ids[position] is None:
         raise InputError("that column has no stored run yet")
     if step_id not in {s for s, _ in state.step_ids[position]}:
-        raise InputError(f"column {position + 1} has no step {step_id!r}")
-    run_id = state.run_ids[position]
-    return _store(lambda: store.add_step_label(run_id, step_id, label, annotator, note=note.strip() or None))
+        raise InputError(f"column {LETTERS[position]} has no step {step_id!r}")
+    return int(state.run_ids[position]), annotator  # type: ignore[arg-type]
 
 
 # -- the labelling workflow: the next prompt, skips, progress, guidelines ------------------------------------------

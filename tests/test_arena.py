@@ -237,7 +237,8 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
             assert any("trace-step" in t for t in cols[6:8]), "the traces open with the vote"
             again = client.predict(cid, "B", "", "alice", *[None] * 6, api_name="/vote")
             assert "Replaced your label" in again[1]
-            assert "wrong" in client.predict("0|s1", "wrong", "not sure", "alice", api_name="/flag_step")
+            flagged, note = client.predict("0|s1", "wrong", "not sure", "alice", api_name="/flag_step")
+            assert "wrong" in flagged and note == "", "the note is cleared once the step label is saved"
 
             # refused: extra ranks, too long a prompt, a NUL, no name; nothing changes
             with pytest.raises(Exception, match="3 columns, but 4 ranks"):
