@@ -112,6 +112,7 @@ def serve(settings: Settings, *, share: bool = False, preload: bool = True, bloc
     auth = authenticator(Path(settings.auth_file), limiter) if settings.auth_file else None  # fails early
     # uploads land in the data dir (not a temp dir shared with every gradio app), unless the user chose a place
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "uploads"))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version checks leave
     ctx = AppContext(settings)
     demo = create_app(settings, ctx)  # opens the store: fails before loading when another studio holds it
     api = rest.Api(ctx)  # the REST API (/api/v1) on the same server, sharing the store
