@@ -546,8 +546,9 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
     tables.append((audit, audit_rows, "data_label_audit"))
     on_open = list(opened) or None  # None: gradio's page load
     pickers = [stats, prompt_set, model, workflow_set]
+    # "always_last": a tab opened while the page-load read still runs is read once more after it, not skipped
     gr.on(on_open, data_open, None, pickers, api_name="data_open", api_visibility="undocumented",
-          show_progress="hidden")  # fmt: skip
+          show_progress="hidden", trigger_mode="always_last")  # fmt: skip
     for component, fn, name in tables:  # each table follows the filters, and is read again when the tab opens
         read = reader(fn)
         gr.on([*opened, *(c.change for c in filters)] if opened else None, read, filters, component,
@@ -559,7 +560,8 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
                      show_progress="hidden")  # fmt: skip
     save_set.click(data_save_prompt_set, [workflow_set, guidelines, min_labels],
                    [message, status_summary, prompt_status], api_name="data_save_prompt_set")  # fmt: skip
-    gr.on([refresh.click, *opened], data_prompt_set, workflow_set, workflow, api_visibility="private")
+    gr.on([refresh.click, *opened], data_prompt_set, workflow_set, workflow, api_visibility="private",
+          trigger_mode="always_last")  # fmt: skip
 
     def reread(event: Any, *which: gr.Dataframe) -> None:
         """After a change, reread the stats and the tables it touched."""

@@ -148,7 +148,7 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         return refresh_datasets(), gr.Dropdown(choices=ctx.model_names())
 
     gr.on(list(opened) or None, eval_open, None, [dataset, models], api_name="eval_open",
-          api_visibility="undocumented", show_progress="hidden")  # fmt: skip
+          api_visibility="undocumented", show_progress="hidden", trigger_mode="always_last")  # fmt: skip
     dataset.input(
         lambda d: gr.Dropdown(value=default_methods(d)), dataset, strategies, api_visibility="private"
     )

@@ -405,11 +405,13 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
                disagreements_table, alpha]  # fmt: skip
     # opening the tab shows what was labelled and registered since the page loaded
     on_open = list(opened) or None  # None: gradio's page load
+    # "always_last": a tab opened while the page-load read still runs is read once more after it, not skipped
     gr.on(on_open, judge_open, None, [judge_model, prompt_set], api_name="judge_open",
-          api_visibility="undocumented", show_progress="hidden")  # fmt: skip
+          api_visibility="undocumented", show_progress="hidden", trigger_mode="always_last")  # fmt: skip
     # the rater and combined fields answer user input only, not the dashboard's own updates
     refresh.click(judge_dashboard, [rater, combined], outputs, api_name="judge_dashboard")  # first: the name
-    gr.on(on_open, judge_dashboard, [rater, combined], outputs, api_visibility="private")
+    gr.on(on_open, judge_dashboard, [rater, combined], outputs, api_visibility="private",
+          trigger_mode="always_last")  # fmt: skip
     rater.input(judge_dashboard, [rater, combined], outputs, api_visibility="private")
     combined.input(judge_dashboard, [rater, combined], outputs, api_visibility="private")
     run.click(

@@ -126,7 +126,7 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
     picked = [table, try_model, remove_pick]
     remove.click(remove_model, remove_pick, picked, api_name="remove_model")
     gr.on(list(opened) or None, lambda: refreshed(ctx), None, picked, api_name="models_open",
-          api_visibility="undocumented", show_progress="hidden")  # fmt: skip
+          api_visibility="undocumented", show_progress="hidden", trigger_mode="always_last")  # fmt: skip
     try_btn.click(
         try_it,
         [try_model, try_prompt],

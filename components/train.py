@@ -462,6 +462,7 @@ def wire_open(ctx: AppContext, opened: Sequence[Any], f: FormHandles, c: Compare
 
     outputs = [f.base_model, c.model, c.judge_model, f.prompt_set, c.prompt_set]
     gr.on(list(opened) or None, train_open, None, outputs, api_name="train_open", **OPEN)
+    gr.on(list(opened) or None, None, None, None, js=SCROLL_LOG_JS, **PRIVATE)  # the log at its newest lines
 
 
 def form_layout(ctx: AppContext, infos: dict[str, MethodInfo]) -> FormHandles:
@@ -546,16 +547,20 @@ def compare_layout(ctx: AppContext) -> CompareHandles:
 
 
 # gradio's own autoscroll only follows a textbox while the page is scrolled to its bottom; a log should always
-# show its newest lines, unless the reader has scrolled up in it
-SCROLL_LOG_JS = """() => setTimeout(() => {
+# show its newest lines, unless the reader has scrolled up in it. A log filled while its tab was hidden has no
+# height to scroll, so this also runs when the tab opens, a few times while the tab lays itself out.
+SCROLL_LOG_JS = """() => [50, 300, 1000].forEach((ms) => setTimeout(() => {
   const t = document.querySelector("#train-log textarea");
   if (t && (t.scrollTop === 0 || t.scrollHeight - t.scrollTop - t.clientHeight < 80)) t.scrollTop = t.scrollHeight;
-}, 50)"""
+}, ms))"""
 
 
 # -- events -------------------------------------------------------------------------------------------------------
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
-OPEN: dict[str, Any] = {"api_visibility": "undocumented", "show_progress": "hidden"}  # callable, not listed
+# events run when a tab opens: callable but not listed; a tab opened while the page-load read still runs is read
+# once more after it ("always_last"), not skipped
+OPEN: dict[str, Any] = {"api_visibility": "undocumented", "show_progress": "hidden",
+                        "trigger_mode": "always_last"}  # fmt: skip
 QUIET: dict[str, Any] = {**PRIVATE, "show_progress": "hidden"}  # the live view redraws without a spinner
 
 

@@ -98,7 +98,8 @@ def create_app(settings: Settings, ctx: AppContext | None = None) -> gr.Blocks:
             with gr.Tab("Eval") as page:
                 eval_tab.build(ctx, [demo.load, page.select])
         gr.on([demo.load, arena_page.select], lambda: arena.column_picker(ctx), None, arena_tab.columns,
-              api_name="arena_open", api_visibility="undocumented", show_progress="hidden")  # fmt: skip
+              api_name="arena_open", api_visibility="undocumented", show_progress="hidden",
+              trigger_mode="always_last")  # fmt: skip
     guard_events(demo, ctx)  # admin-only events check the role; user errors: one toast and one log line
     # Quick actions (votes, labels, browsing) run 16 at a time, so they never wait behind a generation;
     # events that generate share concurrency_id="generate", limited to settings.concurrency.

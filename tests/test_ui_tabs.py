@@ -6,7 +6,10 @@ events each tab's select (and the page load) runs, then call those same events b
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +162,87 @@ def test_the_default_model_cannot_be_removed(settings) -> None:
     with pytest.raises(Exception, match="'house-model' is the default model"):
         registry.remove("house-model")
     assert "house-model" in registry.names()
+
+
+# -- in a real browser --------------------------------------------------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+
+
+def cancelled_job_with_a_long_log(settings: Settings) -> int:
+    """A DPO job that was queued and cancelled (nothing runs), whose log has 300 lines and tqdm bars."""
+    from components.train import data_filters
+    from studio.training import Runner
+
+    with stored(settings) as store:
+        for q, good, bad in (("2+2?", "4", "5"), ("Capital of France?", "Paris.", "Rome.")):
+            pid = store.add_prompt(q, "log-set")
+            a, b = (
+                store.add_run(pid, "smollm2-135m", "cot", good),
+                store.add_run(pid, "smollm2-135m", "cove", bad),
+            )
+            store.add_vote(store.add_comparison([a, b]), "A", "alice")
+        runner = Runner(settings, store, autostart=False)
+        job = runner.start(
+            "dpo", {"max_steps": 2, "min_examples": 2}, filters=data_filters("log-set", "human", "")
+        )
+        runner.cancel(job.id)
+    bars = "".join(f"\r{p}%|{'#' * (p // 10)}| {p}/100 [00:0{p // 50}<00:01, 3.2it/s]" for p in (10, 50, 100))
+    lines = [f"[studio] line {i}" for i in range(300)]
+    runner.rundir(job.id).log.write_text(
+        "\n".join(lines[:150]) + f"\n{bars}\n" + "\n".join(lines[150:]) + "\n"
+    )
+    return job.id
+
+
+@pytest.mark.browser
+def test_opening_tabs_in_a_browser_shows_new_data_new_models_and_the_newest_log_lines(
+    settings, tmp_path
+) -> None:
+    from gradio_client import Client, handle_file
+    from playwright.sync_api import sync_playwright
+
+    from tests.servers import studio_server
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
+    cancelled_job_with_a_long_log(settings)
+    with (
+        studio_server(settings.data_dir, tmp_path / "serve.log", "--no-preload") as (url, _),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Eval").wait_for()
+        # after the page loaded: a model registered, as a finished training job's runner does, and labels stored
+        ModelRegistry(settings).add(ModelSpec("late-model", path="unused", parent="smollm2-135m"))
+        late = tmp_path / "late.jsonl"
+        late.write_text(json.dumps({"prompt": "Late?", "chosen": "Yes.", "rejected": "No."}) + "\n")
+        Client(url, verbose=False).predict(handle_file(str(late)), "late-set", "", api_name="/data_import")
+
+        page.get_by_role(
+            "tab", name="Data"
+        ).click()  # reads the store again: 3 prompts, not the 2 of page load
+        page.wait_for_function("() => document.body.innerText.includes('3 prompts · 6 runs')", timeout=60_000)
+        page.get_by_role("tab", name="Judge").click()
+        page.wait_for_function("() => document.body.innerText.includes('3 human votes')", timeout=60_000)
+
+        page.get_by_role("tab", name="Eval").click()
+        page.get_by_label("Models", exact=True).click()  # the tab's select event rereads the picker
+        page.get_by_role("option", name="late-model", exact=True).wait_for(timeout=60_000)
+        page.keyboard.press("Escape")
+
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_function(
+            "() => { const t = document.querySelector('#train-log textarea');"
+            " return t && t.value.includes('line 299'); }",
+            timeout=60_000,
+        )
+        time.sleep(0.5)  # the scroll runs 50 ms after the change
+        log = page.locator("#train-log textarea")
+        assert "it/s" not in log.input_value() and "%|" not in log.input_value()
+        top, height, client = log.evaluate("t => [t.scrollTop, t.scrollHeight, t.clientHeight]")
+        assert height > client and top + client >= height - 5, (top, height, client)  # at its newest lines
+        browser.close()
