@@ -323,10 +323,24 @@ def build(ctx: AppContext) -> Handles:
             *[gr.Markdown(_revealed_header(i, shown)) for i in range(N)],
             *[_revealed_trace(i, shown) for i in range(N)],
             *[gr.Radio(value=None) for _ in range(N)],
+            *[_revealed_error(i, shown) for i in range(N)],
         ]
 
     vote_inputs = [comparison, pairwise, comment, annotator, *ranks, state]
-    vote_outputs = [status, vote_msg, state, pairwise, comment, note, step, *headers, *traces, *ranks]
+    answers = [c.answer for c in cols]
+    vote_outputs = [
+        status,
+        vote_msg,
+        state,
+        pairwise,
+        comment,
+        note,
+        step,
+        *headers,
+        *traces,
+        *ranks,
+        *answers,
+    ]
     voted = submit.click(check_vote, [comparison, pairwise, annotator, state, *ranks], None, **quiet).success(
         vote, vote_inputs, vote_outputs, api_name="vote"
     )
@@ -608,6 +622,13 @@ def _revealed_header(i: int, shown: list[dict[str, Any]]) -> str:
 
 def _revealed_trace(i: int, shown: list[dict[str, Any]]) -> str:
     return render_trace_html(shown[i]["trace"]) if i < len(shown) else ""
+
+
+def _revealed_error(i: int, shown: list[dict[str, Any]]) -> Any:
+    """A failed column's error, hidden while blind, shows with the vote; answers stay as they are."""
+    if i < len(shown) and shown[i]["error"]:
+        return answer_html(None, error=f"{shown[i]['error']} (left out of the comparison)")
+    return gr.skip()
 
 
 def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:

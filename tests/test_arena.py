@@ -252,7 +252,20 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
             with pytest.raises(Exception, match="enter your name"):
                 client.predict(cid, "A", "", "", *[None] * 6, api_name="/vote")
 
-            # a failed column is shown as failed and left out; one answer is nothing to compare
+            # a failed column is shown as failed and left out, its error (which names the model) after the vote
+            out = client.predict(prompt="Name a colour.", columns=[S1, COT, "system1 @ broken"], blind=True,
+                                 max_new_tokens=16, **RUN, api_name="/run_arena")  # fmt: skip
+            two_of_three, status = out[:2]
+            assert (
+                "1 failed (" in status and "pick the better one" in status and "broken" not in json.dumps(out)
+            )
+            letters = [c[0] for c in out[3]["choices"][:2]]  # the pairwise buttons carry the screen letters
+            out = client.predict(two_of_three, "A", "", "alice", *[None] * 6, api_name="/vote")
+            assert "system1 @ broken" in out[0] and sum("left out" in str(a) for a in out[-6:]) == 1
+            failed = next(i for i, a in enumerate(out[-6:]) if "left out" in str(a))
+            assert "ABC"[failed] not in letters and len(letters) == 2
+
+            # one answer is nothing to compare, and nothing is kept blind
             out = client.predict(prompt="Name a colour.", columns=[S1, "system1 @ broken"], blind=True,
                                  max_new_tokens=16, **RUN, api_name="/run_arena")  # fmt: skip
             failed_cid, status = out[:2]
@@ -275,7 +288,8 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
         assert audit["action"] == "replace" and "a wins" in json.dumps(audit["old"])
         assert store.list_votes(comparison_id=three) == []
         runs = store.list_runs(limit=None)
-        assert sum(r["error"] is not None for r in runs) == 1 and len(store.list_comparisons(limit=None)) == 2
+        assert sum(r["error"] is not None for r in runs) == 2 and len(store.list_comparisons(limit=None)) == 3
+        assert len(store.get_comparison(int(two_of_three))["run_ids"]) == 2
         assert not [p for p in store.list_prompts(limit=None) if len(p["text"]) > 200 or "\x00" in p["text"]]
         [label] = store.list_step_labels(store.get_comparison(int(cid))["run_ids"][0])
         assert (label["step_id"], label["label"], label["annotator"]) == ("s1", "wrong", "alice")
