@@ -13,6 +13,7 @@ from storage import Store
 from studio.cli import main
 from studio.compare import compare_with_parent, find_parent
 from studio.errors import InputError
+from studio.judges.logprob import winner_from_prob
 from studio.judging import Scope, snapshot, targets
 from studio.models import ModelRegistry, ModelSpec
 
@@ -25,10 +26,12 @@ CHILD = "smol-child"
 def adapter_dir(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> Path:
     """A LoRA adapter with random (not zero) B matrices, so the child answers differently from its parent;
     made in a second, far quicker than a training job (tests/test_train_tab.py compares a trained one)."""
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     out = tmp_path_factory.mktemp("child") / "adapter"
+    torch.manual_seed(0)  # the same child every run, so its verdicts (and the checks on them) are repeatable
     model = AutoModelForCausalLM.from_pretrained(default_model_dir)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(model, lora).save_pretrained(out)
@@ -56,6 +59,7 @@ def test_compare_stores_runs_blind_comparisons_and_verdicts(store: Store, regist
     calls: list[tuple[int, int, str]] = []
     result = compare_with_parent(
         store, registry, CHILD, prompt_set="cmp", params={"max_new_tokens": 16}, seed=3,
+        judge_config={"tie_margin": 0.0},  # every verdict decides (the default margin makes these ties)
         progress=lambda done, total, msg: calls.append((done, total, msg)),
     )  # fmt: skip
     assert (result.parent, result.judge, result.judge_model, result.strategy) == (
@@ -64,12 +68,13 @@ def test_compare_stores_runs_blind_comparisons_and_verdicts(store: Store, regist
     assert [i.prompt for i in result.items] == PROMPTS and result.run_errors == 0
     assert len(result.comparison_ids) == 3 and len(result.verdict_ids) == 3
     assert result.wins + result.losses + result.ties + result.inconsistent + result.failed == 3
-    assert 0 <= result.win_rate <= 1 and result.failed == 0  # the log-prob judge always gives a verdict
+    assert result.failed == 0  # the log-prob judge always gives a verdict
     lo, hi = result.ci()
     assert 0 <= lo <= result.win_rate <= hi <= 1
     assert result.self_judged == 3  # the judge model is the parent: flagged
     assert any("answered 3/3" in m for _, _, m in calls) and any("judged 3/3" in m for _, _, m in calls)
 
+    hand: list[float] = []  # the child's score per comparison, from the stored verdicts alone
     for item in result.items:
         cmp = store.get_comparison(item.comparison_id)
         shown = [item.child_run, item.parent_run][:: 1 if item.child_position == 0 else -1]
@@ -82,6 +87,16 @@ def test_compare_stores_runs_blind_comparisons_and_verdicts(store: Store, regist
         assert verdict["judge"] == "logprob" and verdict["run_ids"] == shown and verdict["ok"]
         prob_a = verdict["prob_a"]
         assert item.prob_child == pytest.approx(prob_a if item.child_position == 0 else 1 - prob_a)
+        assert verdict["winner"] == winner_from_prob(prob_a, 0.0)
+        child_label = "AB"[cmp["run_ids"].index(item.child_run)]
+        hand.append(
+            1.0 if verdict["winner"] == child_label else 0.0 if verdict["winner"] in ("A", "B") else 0.5
+        )
+    assert result.win_rate == pytest.approx(sum(hand) / 3)
+    assert 0.0 in hand and 1.0 in hand  # the child won and lost: a swap of child and parent would show
+    assert (result.wins, result.losses, result.ties + result.inconsistent) == (
+        hand.count(1.0), hand.count(0.0), hand.count(0.5)
+    )  # fmt: skip
     assert {i.child_position for i in result.items} == {0, 1}  # seed 3 puts the child on both sides
 
     # no human label yet: the Judge tab's and `studio judge --unlabelled`'s scope holds them
