@@ -206,3 +206,40 @@ def test_users_have_roles_and_api_tokens_stored_as_hashes(tmp_path: Path) -> Non
     users.write_text(users.read_text().replace('role = "annotator"', 'role = "root"'))
     with pytest.raises(InputError, match="role 'root'"):
         auth.load_records(users)
+
+
+def test_an_endpoint_quoting_a_key_given_directly_gets_it_redacted() -> None:
+    """A key passed in Python (no env var, no sk- shape) is still cut from the endpoint's error body."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from studio.backends import GenParams
+    from studio.backends.openai_backend import OpenAIBackend
+    from studio.errors import BackendError
+
+    class Echo(BaseHTTPRequestHandler):
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server API
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            key = str(self.headers.get("authorization")).split()[-1]  # quoted bare: no pattern finds it
+            body = json.dumps({"error": {"message": f"bad key {key}"}}).encode()
+            self.send_response(401)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend("m", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                api_key="plain-words-key-123", max_retries=0)  # fmt: skip
+        with pytest.raises(BackendError) as info:
+            backend.chat([[{"role": "user", "content": "hi"}]], GenParams(max_new_tokens=4))
+        assert "HTTP 401" in str(info.value) and "plain-words-key-123" not in str(info.value)
+    finally:
+        server.shutdown()
+        server.server_close()

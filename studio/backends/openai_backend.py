@@ -19,7 +19,7 @@ from studio.backends.base import (
     apply_stop,
     validate_conversation,
 )
-from studio.errors import BackendError, InputError
+from studio.errors import BackendError, InputError, redact
 
 
 @BACKENDS.register("openai")
@@ -47,6 +47,7 @@ class OpenAIBackend(Backend):
         if not base_url.startswith(("http://", "https://")):
             raise InputError(f"base_url must start with http:// or https://, not {base_url!r}")
         key = (os.environ.get(api_key_env, "") if api_key_env else "") or api_key or "not-needed"
+        self._key = key
         self.model = path
         self.model_name = model_name or path
         self.base_url = base_url.rstrip("/")
@@ -58,6 +59,11 @@ class OpenAIBackend(Backend):
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="openai")
 
     # -- helpers ---------------------------------------------------------------------------------------------
+    def _error(self, message: str) -> BackendError:
+        """A BackendError whose text holds neither this model's key (even one given directly, not by env var)
+        nor anything else that looks like a key: servers quote keys back in their error bodies."""
+        return BackendError(redact(message, (self._key,) if self._key != "not-needed" else ()))
+
     def _request(self, params: GenParams) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "model": self.model,
@@ -78,22 +84,18 @@ class OpenAIBackend(Backend):
         try:
             return fn(**kw)
         except openai.APITimeoutError:
-            raise BackendError(
-                f"{self.base_url} did not answer within {self.timeout:g} s (timeout)"
-            ) from None
+            raise self._error(f"{self.base_url} did not answer within {self.timeout:g} s (timeout)") from None
         except openai.APIConnectionError as e:
-            raise BackendError(f"cannot reach endpoint {self.base_url}: {_cause(e)}") from None
+            raise self._error(f"cannot reach endpoint {self.base_url}: {_cause(e)}") from None
         except openai.APIStatusError as e:
             body = (e.response.text or "")[:200].strip() if e.response is not None else ""
-            raise BackendError(
-                f"{self.base_url} answered HTTP {e.status_code}: {body or e.message}"
-            ) from None
+            raise self._error(f"{self.base_url} answered HTTP {e.status_code}: {body or e.message}") from None
         except openai.APIResponseValidationError as e:
-            raise BackendError(
+            raise self._error(
                 f"{self.base_url} sent a response that is not valid OpenAI JSON: {e.message}"
             ) from None
         except (ValueError, KeyError, TypeError) as e:  # garbage bodies surface as JSON decode errors
-            raise BackendError(f"{self.base_url} sent a response that could not be read: {e}") from None
+            raise self._error(f"{self.base_url} sent a response that could not be read: {e}") from None
 
     def _one(self, conversation: Conversation, params: GenParams) -> Completion:
         validate_conversation(conversation)
@@ -101,7 +103,7 @@ class OpenAIBackend(Backend):
         resp = self._call(self.client.chat.completions.create, messages=conversation, **self._request(params))
         choices = getattr(resp, "choices", None)
         if not choices or choices[0].message is None:
-            raise BackendError(f"{self.base_url} answered without any choices: {str(resp)[:200]}")
+            raise self._error(f"{self.base_url} answered without any choices: {str(resp)[:200]}")
         text, stopped = apply_stop(choices[0].message.content or "", params.stop)
         usage = getattr(resp, "usage", None)
         return Completion(
@@ -168,7 +170,7 @@ class OpenAIBackend(Backend):
                 emitted = candidate
                 yield chunk
             if not received:  # a JSON or HTML body instead of an event stream parses as no events at all
-                raise BackendError(
+                raise self._error(
                     f"{self.base_url} sent no stream events: its answer is not an OpenAI event stream"
                 )
         finally:
@@ -194,7 +196,7 @@ class OpenAIBackend(Backend):
             )
             lp = getattr(resp.choices[0], "logprobs", None) if resp.choices else None
             if not lp or not lp.content:
-                raise BackendError(
+                raise self._error(
                     f"{self.base_url} does not return logprobs; use a text-verdict judge instead"
                 )
             top = {t.token.strip(): t.logprob for t in lp.content[0].top_logprobs or []}
@@ -220,7 +222,7 @@ def _guarded(events: Any, backend: OpenAIBackend) -> Iterator[Any]:
         except StopIteration:
             return
         except Exception as e:  # openai/httpx errors (RemoteProtocolError...) when the server dies mid-stream
-            raise BackendError(f"the stream from {backend.base_url} broke off: {_cause(e)}") from None
+            raise backend._error(f"the stream from {backend.base_url} broke off: {_cause(e)}") from None
         yield ev
 
 
