@@ -16,6 +16,7 @@ import json
 import re
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -732,3 +733,30 @@ def test_api_keys_are_never_shown_written_or_logged(tmp_path: Path) -> None:
             assert not any(s.decode() in text for s in secrets), table
             everything += text
         assert "Bearer [redacted]" in everything  # the echoed 401 was stored, redacted
+
+
+def test_user_errors_are_one_log_line_and_faults_keep_their_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gradio as gr
+
+    from components.common import user_errors
+    from studio.errors import InputError
+
+    with caplog.at_level("WARNING", logger="studio.ui"), pytest.raises(gr.Error) as shown:
+        with user_errors():
+            raise InputError(
+                f"cannot use {tempfile.gettempdir()}/data/uploads/3f2a/x.jsonl with Bearer {KEY}"
+            )
+    assert (
+        shown.value.message == "cannot use x.jsonl with Bearer [redacted]" and not shown.value.print_exception
+    )
+    [record] = caplog.records
+    assert record.getMessage() == f"user error: {shown.value.message}" and record.exc_info is None
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="studio.ui"), pytest.raises(gr.Error) as fault:
+        with user_errors():
+            {}["missing"]  # noqa: B018 - a bug, not the user's mistake
+    assert fault.value.message == "internal error (KeyError); the server log has the details"
+    [record] = caplog.records
+    assert record.levelname == "ERROR" and record.exc_info is not None  # the traceback is logged
