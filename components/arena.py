@@ -424,7 +424,25 @@ def build(ctx: AppContext) -> Handles:
         return [gr.Accordion(visible=bool(text.strip())), text, show_progress(prompt_set, annotator, request)]
 
     prompt_set.change(set_chosen, [prompt_set, annotator], [guide_box, guidelines, progress], **quiet)
-    annotator.blur(show_progress, [prompt_set, annotator], progress, **quiet)
+
+    def name_changed(
+        prompt_set: str | None, annotator: str, comparison_id: float | None, request: gr.Request
+    ) -> list[Any]:
+        """A new name: its progress, and whether it already labelled the comparison on screen."""
+        who = _typed(ctx, request, annotator)
+        try:
+            cid = _int(comparison_id, "comparison id")
+            own = svc.own_label(ctx.store, cid, who) if cid else None
+        except InputError:
+            cid, own = None, None
+        notice = (
+            f"You labelled this comparison (vote #{own['id']}); submitting again replaces your label."
+            if own
+            else ""
+        )
+        return [show_progress(prompt_set, annotator, request), notice if cid else gr.skip()]
+
+    annotator.blur(name_changed, [prompt_set, annotator, comparison], [progress, vote_msg], **quiet)
 
     # -- step labels and imports ------------------------------------------------------------------------------
     def check_flag(arena_state: dict, step: str | None, annotator: str, request: gr.Request) -> None:

@@ -181,7 +181,8 @@ def test_labelling_a_prompt_set_in_a_real_browser(served, settings) -> None:
         blind_answers = ui.answers(THREE)
         blind_shot = ui.shot("arena-blind.png")
         page.click("#arena-trace-0 button.label-wrap")
-        assert "after your vote" in ui.text("#arena-trace-0") and not page.locator(".trace-step").count()
+        ui.wait_text("#arena-trace-0", "Traces open after your vote")
+        assert not page.locator(".trace-step").count()
 
         # an incomplete ranking: one toast, the answers stay, no overlay
         page.fill("#arena-comment textarea", "first try")
@@ -205,6 +206,14 @@ def test_labelling_a_prompt_set_in_a_real_browser(served, settings) -> None:
         # a second label on the same comparison replaces the first
         ui.press("3", "2", "1", "Enter")
         ui.wait_text("#arena-vote-msg", "Replaced your label")
+        name = page.get_by_label("Your name (stored with your labels)")
+        name.fill("dave")  # another annotator has no label here; carol has
+        ui.press()
+        page.wait_for_function("!document.querySelector('#arena-vote-msg').innerText.includes('Replaced')")
+        assert "You labelled" not in ui.text("#arena-vote-msg")
+        name.fill("carol")
+        ui.press()
+        ui.wait_text("#arena-vote-msg", "You labelled this comparison (vote #1); submitting again replaces")
         revealed_shot = ui.shot("arena-revealed.png")
 
         # auto-advance on, two columns: N loads and runs the next prompt; B and Enter vote; the next one runs
