@@ -233,4 +233,4 @@ def test_one_self_rewarding_iteration(studio_settings: Settings) -> None:
         assert {v["judge_config"]["source"] for v in additive} == {"ai-judge"}
         model = store.get_model(f"self_rewarding-{job_id}-m1")  # step 5: M_1, with its lineage
     assert model["parent"] == "smollm2-135m" and model["config"]["judge_model"] == "smollm2-135m"
-    assert (it / "adapter" / "adapter_model.safetensors").exists()
+    assert_adapter_moved(it / "adapter")  # M_1 = M_0 + a DPO step on the judged pairs
