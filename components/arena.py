@@ -179,8 +179,8 @@ def build(ctx: AppContext) -> Handles:
                 answer = gr.HTML(EMPTY, elem_classes="arena-col-answer", elem_id=f"arena-answer-{i}")
                 with gr.Accordion("Trace", open=False, elem_id=f"arena-trace-{i}"):
                     trace = gr.HTML()
-                rank = gr.Radio(
-                    [str(k) for k in range(1, len(svc.DEFAULT_COLUMNS) + 1)],
+                rank = gr.Radio(  # 1-6 until a run: an API session may rank any comparison
+                    [str(k) for k in range(1, N + 1)],
                     value=None,
                     label="Rank (1 = best)",
                     elem_id=f"arena-rank-{i}",

@@ -197,7 +197,7 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
     from gradio_client import Client
 
     with Store(settings.db_path, data_dir=settings.data_dir) as store:
-        three = comparison(store, 3, "seeded")
+        three, six = comparison(store, 3, "seeded"), comparison(store, 6, "seeded six")
         for text in ("What is 2+2?", "Name a colour."):
             store.add_prompt(text, "qs")
     with broken_server("garbage") as broken:
@@ -213,6 +213,9 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
             assert len(ranks) == 6 and all(c["props"].get("value") is None for c in ranks), (
                 "no rank before a run"
             )
+
+            msg = client.predict(six, None, "", "alice", "1", "2", "3", "4", "5", "6", api_name="/vote")[0]
+            assert "Saved vote" in msg, "a fresh session can rank a six-column comparison"
 
             # blind: no output names a column's method, variant, steps or model until the vote
             job = client.submit(prompt="What is the capital of France?", columns=[S1, COT], blind=True,
@@ -287,8 +290,9 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
         [audit] = store.label_audit(comparison_id=int(cid))
         assert audit["action"] == "replace" and "a wins" in json.dumps(audit["old"])
         assert store.list_votes(comparison_id=three) == []
+        assert store.get_label(six, "alice")["ranks"] == [1, 2, 3, 4, 5, 6]
         runs = store.list_runs(limit=None)
-        assert sum(r["error"] is not None for r in runs) == 2 and len(store.list_comparisons(limit=None)) == 3
+        assert sum(r["error"] is not None for r in runs) == 2 and len(store.list_comparisons(limit=None)) == 4
         assert len(store.get_comparison(int(two_of_three))["run_ids"]) == 2
         assert not [p for p in store.list_prompts(limit=None) if len(p["text"]) > 200 or "\x00" in p["text"]]
         [label] = store.list_step_labels(store.get_comparison(int(cid))["run_ids"][0])
