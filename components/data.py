@@ -540,10 +540,9 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         (votes, vote_rows, "data_votes"),
         (verdicts, verdict_rows, "data_verdicts"),
         (step_labels, step_label_rows, "data_step_labels"),
+        (audit, audit_rows, "data_label_audit"),
     ]
-    # each table loads with the page and follows the filters; Refresh rereads them all
-    refresh.click(data_stats, None, [stats, prompt_set], api_name="data_stats")
-    tables.append((audit, audit_rows, "data_label_audit"))
+    refresh.click(data_stats, None, [stats, prompt_set], api_name="data_stats")  # Refresh rereads everything
     on_open = list(opened) or None  # None: gradio's page load
     pickers = [stats, prompt_set, model, workflow_set]
     # "always_last": a tab opened while the page-load read still runs is read once more after it, not skipped

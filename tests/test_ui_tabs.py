@@ -78,7 +78,7 @@ def test_every_tab_reads_again_when_opened(settings, launch) -> None:
         events = opened_by(config, label)
         assert api in [d["api_name"] for d in events], f"opening {label} does not run {api}"
         [event] = [d for d in events if d["api_name"] == api]
-        assert [0, "load"] in [list(t) for t in event["targets"]], f"{api} does not run on page load"
+        assert "load" in [t[1] for t in event["targets"]], f"{api} does not run on page load"
     # the Data tab rereads its counts and every table; the Judge tab its dashboard
     data_tables = {d["api_name"] for d in opened_by(config, "Data")}
     assert {"data_open", "data_prompts", "data_runs", "data_votes", "data_verdicts", "data_step_labels",

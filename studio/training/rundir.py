@@ -212,18 +212,23 @@ class RunDir:
             fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
 
     def newest_checkpoint(self) -> tuple[Path, int] | None:
-        """The checkpoint a resume would continue from, anywhere in the run dir (``checkpoints/``, or a
-        Self-Rewarding iteration's), with its step; None when the job saved none yet."""
-        found = [
-            (p.stat().st_mtime, int(p.name.split("-")[-1]), p)
-            for base in (self.checkpoints, *sorted(self.path.glob("iter_*/checkpoints")))
-            for p in base.glob("checkpoint-*")
-            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
-        ]
-        if not found:
-            return None
-        _, step, path = max(found)
-        return path, step
+        """The checkpoint a resume continues from, with its step: the newest (:meth:`last_checkpoint`) under
+        ``checkpoints/``, or under the latest unfinished Self-Rewarding iteration that has one; None when none
+        is saved."""
+        iterations = sorted(
+            (int(p.name.split("_")[1]), p / "checkpoints")
+            for p in self.path.glob("iter_*")
+            if p.name.split("_")[1].isdigit() and not (p / "done.json").exists()
+        )
+        for where in [*(w for _, w in reversed(iterations)), self.checkpoints]:
+            found = self.last_checkpoint(where)
+            if found:
+                return Path(found), int(found.rsplit("-", 1)[-1])
+        return None
+
+    def finished_iterations(self) -> int:
+        """How many Self-Rewarding iterations are complete (a resume keeps them)."""
+        return sum(1 for p in self.path.glob("iter_*") if (p / "done.json").exists())
 
     def last_checkpoint(self, where: Path | None = None) -> str | None:
         """The newest ``checkpoint-N`` dir under ``where`` (default ``checkpoints/``) that has trainer state."""

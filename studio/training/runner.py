@@ -334,12 +334,13 @@ class Runner:
         method = doc.get("method") or run.status().get("method", "")
         if method in TRAINERS and not TRAINERS.get(method).resumable:
             return f"{method} cannot continue from a checkpoint (TRL's trainer cannot): restarts from step 0"
-        found = run.newest_checkpoint()
+        found, done = run.newest_checkpoint(), run.finished_iterations()
+        kept = f" (its {done} finished iteration{'s are' if done != 1 else ' is'} kept)" if done else ""
         if found is not None:
             path, step = found
-            return f"continues from its checkpoint at step {step} ({path.relative_to(run.path)})"
+            return f"continues from its checkpoint at step {step} ({path.relative_to(run.path)}){kept}"
         every = (doc.get("config") or {}).get("save_steps")
-        plan = "no checkpoint yet: restarts from step 0"
+        plan = "no checkpoint yet: restarts from step 0" + kept
         return f"{plan}; checkpoints every {every} steps" if every else plan
 
     def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 1.0) -> Job:
