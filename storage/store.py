@@ -279,9 +279,12 @@ class Store:
             params = {"texts": texts, "set": prompt_set, "category": category}
             cur.execute(
                 """INSERT INTO prompts (text, prompt_set, category)
-                SELECT DISTINCT t, $set, $category FROM unnest($texts) u(t)
+                SELECT t, $set, $category
+                FROM (SELECT t, min(i) AS i FROM (SELECT unnest($texts) AS t, generate_subscripts($texts, 1) AS i)
+                      GROUP BY t) u
                 WHERE NOT EXISTS (SELECT 1 FROM prompts p
-                                  WHERE p.prompt_set = $set AND p.text = t AND p.messages IS NULL)""",
+                                  WHERE p.prompt_set = $set AND p.text = u.t AND p.messages IS NULL)
+                ORDER BY u.i""",  # new prompts get ids in file order, so "next prompt" follows the file
                 params,
             ).fetchall()
             rows = cur.execute(

@@ -146,6 +146,16 @@ def test_prompts_are_get_or_create(store: Store) -> None:
     assert ids[1] == a and ids[0] == ids[3] and len(set(ids)) == 3
 
 
+def test_bulk_prompts_get_ids_in_file_order(store: Store) -> None:
+    """'Next prompt' walks a set in id order, so an imported file's prompts must be numbered as the file
+    lists them (a DISTINCT insert numbered them in hash order)."""
+    texts = [f"prompt number {i}" for i in range(2000)]
+    ids = store.add_prompts([*texts, texts[3]], "ordered")
+    assert ids[:-1] == sorted(ids[:-1]) and ids[-1] == ids[3]
+    rows = sorted(store.list_prompts("ordered", limit=None), key=lambda r: r["id"])
+    assert [r["text"] for r in rows] == texts
+
+
 def test_comparison_vote_ranking_round_trip(store: Store) -> None:
     _, runs = _prompt_and_runs(store, 3)
     cid = store.add_comparison(runs[::-1], blind=False)
