@@ -142,3 +142,20 @@ def test_timeout_is_clear() -> None:
 def test_bad_base_url() -> None:
     with pytest.raises(InputError, match="http"):
         OpenAIBackend("m", base_url="localhost:8000")
+
+
+def test_choice_distribution_merges_spacing_and_bounds_unlisted_choices() -> None:
+    """Parsing of a server's top logprobs (scripted numbers): " A" and "A" are one choice, and a choice missing
+    from the top list is bounded by what is left, not taken as impossible (which made one letter certain)."""
+    import math
+
+    from studio.backends.openai_backend import choice_distribution
+
+    ln = math.log
+    merged = choice_distribution(
+        [("A", ln(0.3)), (" A", ln(0.3)), ("B", ln(0.2)), ("x", ln(0.2))], ["A", "B"]
+    )
+    assert merged["A"] == pytest.approx(0.75) and merged["B"] == pytest.approx(0.25)
+    lone = choice_distribution([("A", ln(0.6)), ("the", ln(0.3))], ["A", "B"])
+    assert lone["B"] == pytest.approx(0.1 / 0.7) and lone["A"] == pytest.approx(0.6 / 0.7)
+    assert choice_distribution([], ["A", "B"]) == {"A": 0.5, "B": 0.5}

@@ -199,12 +199,8 @@ class OpenAIBackend(Backend):
                 raise self._error(
                     f"{self.base_url} does not return logprobs; use a text-verdict judge instead"
                 )
-            top = {t.token.strip(): t.logprob for t in lp.content[0].top_logprobs or []}
-            raw = {c: math.exp(top[c]) if c in top else 0.0 for c in choices}
-            total = sum(raw.values())
-            if total == 0:
-                return {c: 1 / len(choices) for c in choices}
-            return {c: v / total for c, v in raw.items()}
+            top = [(t.token, t.logprob) for t in lp.content[0].top_logprobs or []]
+            return choice_distribution(top, choices)
 
         return list(self._pool.map(one, conversations))
 
@@ -233,3 +229,20 @@ def _cause(e: BaseException) -> str:
 
 def _estimate(conversation: Conversation) -> int:
     return max(1, sum(len(m["content"]) for m in conversation) // 4)
+
+
+def choice_distribution(top: Sequence[tuple[str, float]], choices: Sequence[str]) -> dict[str, float]:
+    """P(choice) from a server's top logprobs of the first token, renormalised over ``choices``.
+
+    Tokens that differ only by spacing ("A", " A") are the same choice, so their probabilities add up. A choice
+    outside the top list is not impossible: it gets an upper bound, the smaller of the least listed probability
+    and the mass left outside the list, so one listed letter does not come out as certain."""
+    probs = [(tok.strip(), math.exp(lp)) for tok, lp in top]
+    raw = {c: sum(p for tok, p in probs if tok == c) for c in choices}
+    if probs:
+        unseen = min(min(p for _, p in probs), max(0.0, 1.0 - sum(p for _, p in probs)))
+        raw = {c: v if any(tok == c for tok, _ in probs) else unseen for c, v in raw.items()}
+    total = sum(raw.values())
+    if total <= 0:
+        return {c: 1 / len(choices) for c in choices}
+    return {c: v / total for c, v in raw.items()}
