@@ -22,6 +22,7 @@ class Settings:
     default_model: str = "smollm2-135m"
     dtype: str = "auto"
     concurrency: int = 1  # generations at once in the UI queue (votes and browsing never wait for them)
+    generation_nice: int = 10  # arena generation threads run at this nice value (0-19), so votes stay fast
     max_new_tokens: int = 256  # the Arena's default per-step budget
     request_timeout: float = 60.0  # seconds, for OpenAI-compatible endpoints
     openai_base_url: str = ""  # used for models registered without one
@@ -43,6 +44,8 @@ class Settings:
             raise InputError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         if not 0 < int(self.port) < 65536:
             raise InputError(f"port must be between 1 and 65535, not {self.port}")
+        if not 0 <= self.generation_nice <= 19:
+            raise InputError(f"generation_nice must be between 0 and 19, not {self.generation_nice}")
         if self.threads < 0:
             raise InputError(f"threads must be >= 0, not {self.threads}")
         if self.max_prompt_chars < 1:
