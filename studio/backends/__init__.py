@@ -1,6 +1,6 @@
-"""Model backends, one file each, registered by name in ``BACKENDS``."""
+"""Model backends, one file each, registered by name in ``BACKENDS`` through the ``studio.backends`` entry
+points (pyproject.toml; loaded on first lookup, see studio/registry.py)."""
 
-from studio.backends import openai_backend, transformers_backend  # noqa: F401  (registration)
 from studio.backends.base import BACKENDS, Backend, Completion, Conversation, GenParams, Message
 
 __all__ = ["BACKENDS", "Backend", "Completion", "Conversation", "GenParams", "Message"]

@@ -104,7 +104,7 @@ class Backend(ABC):
         """Release resources (threads, HTTP pools)."""
 
 
-BACKENDS: Registry[Backend] = Registry("backend", Backend)
+BACKENDS: Registry[Backend] = Registry("backend", Backend, "studio.backends")
 
 
 def validate_conversation(conversation: Conversation) -> None:

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from studio.backends.base import (
-    BACKENDS,
     Backend,
     Completion,
     Conversation,
@@ -22,7 +21,6 @@ from studio.backends.base import (
 from studio.errors import BackendError, InputError, redact
 
 
-@BACKENDS.register("openai")
 class OpenAIBackend(Backend):
     supports_choice_probs = True  # when the server returns logprobs; otherwise a clear error
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from studio.backends.base import (
-    BACKENDS,
     Backend,
     Completion,
     Conversation,
@@ -52,7 +51,6 @@ def pick_dtype(requested: str, device: str) -> Any:
     return torch.float32
 
 
-@BACKENDS.register("transformers")
 class TransformersBackend(Backend):
     supports_choice_probs = True
     supports_sequence_logprob = True

@@ -6,7 +6,6 @@
 - ``logprob``: P("A") vs P("B") from next-token probabilities, both orders averaged (the studio's own).
 """
 
-from studio.judges import additive, bsm_eval, logprob, pairwise  # noqa: F401  (registers the judges)
 from studio.judges.base import (
     JUDGES,
     ORDERS,

@@ -20,7 +20,6 @@ from typing import Any
 from studio.backends.base import Backend
 from studio.errors import InputError
 from studio.judges.base import (
-    JUDGES,
     Judge,
     JudgeConfig,
     JudgeItem,
@@ -59,7 +58,6 @@ DIGITS = tuple(str(k) for k in range(6))  # the additive scale, 0..5
 PREFILL = "Score: "
 
 
-@JUDGES.register("additive")
 class AdditiveJudge(Judge):
     mode = "single"
     description = "Self-Rewarding additive 5-point score of one answer, averaged over n samples"

@@ -319,7 +319,7 @@ class Judge:
         )
 
 
-JUDGES: Registry[Judge] = Registry("judge", Judge)
+JUDGES: Registry[Judge] = Registry("judge", Judge, "studio.judges")
 
 
 def make_judge(name: str, config: dict[str, Any] | None = None) -> Judge:

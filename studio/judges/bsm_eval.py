@@ -19,7 +19,6 @@ from typing import Any
 from studio.backends.base import Backend, Completion
 from studio.errors import InputError
 from studio.judges.base import (
-    JUDGES,
     ORDERS,
     Judge,
     JudgeConfig,
@@ -86,7 +85,6 @@ class BSMEvalConfig(JudgeConfig):
     max_new_tokens: int = 384  # per solve call: an explanation, then the two score lines
 
 
-@JUDGES.register("bsm_eval")
 class BSMEvalJudge(Judge):
     mode = "pairwise"
     description = (

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from studio.backends.base import Backend
 from studio.errors import InputError
 from studio.judges.base import (
-    JUDGES,
     ORDERS,
     Judge,
     JudgeItem,
@@ -54,7 +53,6 @@ def logprob_conversation(item: JudgeItem, order: str) -> list[dict[str, str]]:
     return user(render("logprob_pair", question=item.question, answer_a=a.text, answer_b=b.text))
 
 
-@JUDGES.register("logprob")
 class LogprobJudge(Judge):
     mode = "pairwise"
     description = "Log-prob pairwise judge: P('A') vs P('B') as the next token, both orders averaged"

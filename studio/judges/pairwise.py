@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from studio.backends.base import Backend
 from studio.judges.base import (
-    JUDGES,
     ORDERS,
     Judge,
     JudgeConfig,
@@ -51,7 +50,6 @@ def pairwise_conversation(item: JudgeItem, order: str) -> list[dict[str, str]]:
     return user(body, system=render("mtbench_pair_system"))
 
 
-@JUDGES.register("pairwise")
 class PairwiseJudge(Judge):
     mode = "pairwise"
     description = "MT-Bench pairwise judge: [[A]]/[[B]]/[[C]] in both orders; disagreement is inconsistent"

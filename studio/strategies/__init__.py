@@ -1,9 +1,9 @@
 """Reasoning strategies: System 1, Chain-of-Thought, CoVe, S2A and BSM, each a generator of model-call steps.
 
-Importing this package registers the built-in strategies in ``STRATEGIES``.
+The built-in strategies are registered in ``STRATEGIES`` through the ``studio.strategies`` entry points
+(pyproject.toml), like a plugin's; they load on the first lookup (studio/registry.py).
 """
 
-from studio.strategies import bsm, cot, cove, s2a, system1  # noqa: F401 - registration side effects
 from studio.strategies.base import (
     STEP_NAMES,
     STRATEGIES,

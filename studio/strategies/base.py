@@ -417,7 +417,7 @@ class Strategy:
         raise NotImplementedError
 
 
-STRATEGIES: Registry[Strategy] = Registry("strategy", Strategy)
+STRATEGIES: Registry[Strategy] = Registry("strategy", Strategy, "studio.strategies")
 
 
 def make_strategy(name: str, variant: str | None = None) -> Strategy:

@@ -7,11 +7,10 @@
 from __future__ import annotations
 
 from studio.backends.base import Completion
-from studio.strategies.base import STRATEGIES, RunContext, Strategy, StrategyGen, render
+from studio.strategies.base import RunContext, Strategy, StrategyGen, render
 from studio.strategies.parsing import parse_list
 
 
-@STRATEGIES.register("bsm")
 class BranchSolveMerge(Strategy):
     description = "Branch-Solve-Merge: split into sub-questions, solve each (batched), merge into one answer."
     source = "Saha et al. 2024, arXiv 2310.15123"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from studio.strategies.base import STRATEGIES, RunContext, Strategy, StrategyGen, render
+from studio.strategies.base import RunContext, Strategy, StrategyGen, render
 from studio.strategies.parsing import split_cot
 
 
-@STRATEGIES.register("cot")
 class ChainOfThought(Strategy):
     description = "Chain-of-Thought: one call that reasons step by step; the answer follows 'Answer:'."
     source = "Kojima et al. 2022, arXiv 2205.11916; Wei et al. 2022, arXiv 2201.11903"

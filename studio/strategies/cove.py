@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from studio.backends.base import Completion
 from studio.strategies.base import (
-    STRATEGIES,
     RunContext,
     StepRequest,
     Strategy,
@@ -45,7 +44,6 @@ class Verification:
     detail: str = ""
 
 
-@STRATEGIES.register("cove")
 class ChainOfVerification(Strategy):
     description = "Chain-of-Verification: draft, plan fact-checking questions, answer them, revise."
     source = "Dhuliawala et al. 2023, arXiv 2309.11495"

@@ -7,7 +7,7 @@ sentences), in two labelled sections. Step 2 (``answer``) sees only those sectio
 
 from __future__ import annotations
 
-from studio.strategies.base import STRATEGIES, RunContext, Strategy, StrategyGen, render
+from studio.strategies.base import RunContext, Strategy, StrategyGen, render
 from studio.strategies.parsing import parse_sections
 
 # Per variant: (rewrite template, answer template, context labels, query labels). The first label is the
@@ -27,7 +27,6 @@ VARIANTS = {
 }
 
 
-@STRATEGIES.register("s2a")
 class System2Attention(Strategy):
     description = (
         "System 2 Attention: rewrite the input without opinion or distractors, answer from the rewrite."

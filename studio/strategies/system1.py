@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from studio.strategies.base import STRATEGIES, RunContext, Strategy, StrategyGen, render
+from studio.strategies.base import RunContext, Strategy, StrategyGen, render
 
 
-@STRATEGIES.register("system1")
 class System1(Strategy):
     description = "System 1 baseline: one call, the question answered directly."
     source = "baseline (METHODS.md)"

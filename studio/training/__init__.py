@@ -4,7 +4,6 @@ One config dataclass and one trainer per method, registered in ``TRAINERS``; a :
 as its own process and syncs its run dir into the store. See ``studio/training/README.md``.
 """
 
-from studio.training import dpo, kto, ppo, reward, rloo, self_rewarding  # noqa: F401  (registers the trainers)
 from studio.training.base import TRAINERS, Trainer
 from studio.training.config import FieldInfo, TrainConfig, parse_sets
 from studio.training.data import DataPreview

@@ -1,4 +1,4 @@
-"""The ``Trainer`` base class and the ``TRAINERS`` registry: one file per method, one ``@TRAINERS.register``.
+"""The ``Trainer`` base class and the ``TRAINERS`` registry: one file per method, one ``studio.trainers`` entry point.
 
 A trainer has two sides:
 
@@ -113,4 +113,4 @@ class Trainer:
         }
 
 
-TRAINERS: Registry[Trainer] = Registry("trainer", Trainer)
+TRAINERS: Registry[Trainer] = Registry("trainer", Trainer, "studio.trainers")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.training import data
-from studio.training.base import TRAINERS, Trainer
+from studio.training.base import Trainer
 from studio.training.config import DPOTrainConfig
 from studio.training.rundir import RunDir
 
@@ -48,7 +48,6 @@ def run_dpo(
     return {**paths, "metrics": dict(out.metrics), "steps": int(trainer.state.global_step)}
 
 
-@TRAINERS.register("dpo")
 class DPO(Trainer):
     Config = DPOTrainConfig
     description = "DPO on preference pairs from the store (human votes, judge verdicts or both)"

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from studio.training import data
-from studio.training.base import TRAINERS, Trainer
+from studio.training.base import Trainer
 from studio.training.config import KTOTrainConfig
 
 
-@TRAINERS.register("kto")
 class KTO(Trainer):
     Config = KTOTrainConfig
     description = "KTO on unpaired desirable / undesirable answers (votes, both-bad, ties, single ratings)"

@@ -12,7 +12,6 @@ import copy
 from typing import Any
 
 from studio.errors import InputError
-from studio.training.base import TRAINERS
 from studio.training.config import PPOTrainConfig
 from studio.training.online import OnlineRLTrainer
 
@@ -27,7 +26,6 @@ def tokenized_prompts(dataset: Any, tok: Any) -> Any:
     return dataset.map(encode, remove_columns=dataset.column_names)
 
 
-@TRAINERS.register("ppo")
 class PPO(OnlineRLTrainer):
     Config = PPOTrainConfig
     description = (

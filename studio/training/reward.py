@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from studio.training import data
-from studio.training.base import TRAINERS, Trainer
+from studio.training.base import Trainer
 from studio.training.config import RewardTrainConfig
 
 
@@ -36,7 +36,6 @@ def split(dataset: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     return parts["train"], parts["test"]
 
 
-@TRAINERS.register("reward")
 class RewardModel(Trainer):
     Config = RewardTrainConfig
     description = "Reward model on preference pairs (sequence classifier + LoRA), accuracy on held-out pairs"

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from studio.training.base import TRAINERS
 from studio.training.config import RLOOTrainConfig
 from studio.training.online import OnlineRLTrainer
 
 
-@TRAINERS.register("rloo")
 class RLOO(OnlineRLTrainer):
     Config = RLOOTrainConfig
     description = "RLOO against a trained reward model, on prompts from the store (KL to the start)"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.errors import InputError
 from studio.training import data
-from studio.training.base import TRAINERS, Trainer
+from studio.training.base import Trainer
 from studio.training.config import SelfRewardingConfig
 from studio.training.dpo import DPO_CURVES
 from studio.training.rundir import RunDir, read_json, read_jsonl, write_json, write_jsonl
@@ -100,7 +100,6 @@ class Stop(Exception):
     """The loop ends early (no prompts, no pairs, judge below the agreement threshold); the reason is kept."""
 
 
-@TRAINERS.register("self_rewarding")
 class SelfRewarding(Trainer):
     Config = SelfRewardingConfig
     description = (
