@@ -24,6 +24,7 @@ from studio.access import ADMIN, User, require_admin
 from studio.auth import user_named
 from studio.context import AppContext
 from studio.errors import InputError, StudioError, hide_paths, private_root, public_message
+from studio.methods import Method
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (StudioError, StoreError)
@@ -376,7 +377,7 @@ def render_trace_html(
     body += "".join(
         _step_html(s, children, live, labels or {}, 0, seen) for s in steps if str(s.get("id")) not in seen
     )
-    method = t.get("strategy", "?") + (f":{t['variant']}" if t.get("variant") else "")
+    method = Method.of(t).label
     totals = t.get("totals") or {}
     summary = (
         f"{_e(method)} @ {_e(t.get('model', '?'))} · {len(steps)} step(s)"

@@ -12,12 +12,12 @@ import gradio as gr
 import pandas as pd
 
 from components.common import downloadable, friendly, optional
-from studio.api import list_strategies
 from studio.context import AppContext
 from studio.errors import InputError
 from studio.eval import SHIPPED, EvalSpec, load_dataset, parse_methods, run_eval
 from studio.eval.data import STORE_PREFIX
 from studio.judges import JUDGES
+from studio.methods import method_choices
 from studio.strategies import StrategyParams
 
 N_BOOT = 500  # bootstrap resamples in the UI: a 95% interval, quick on two cores
@@ -40,14 +40,6 @@ class Handles:
     plot: gr.Plot
     csv: gr.File
     markdown: gr.File
-
-
-def method_choices() -> list[str]:
-    """Every strategy[:variant], as ``studio eval --strategies`` writes them."""
-    out = []
-    for info in list_strategies():
-        out += [f"{info.name}:{v}" for v in info.variants] if info.variants else [info.name]
-    return out
 
 
 def default_methods(dataset: str | None) -> list[str]:

@@ -28,15 +28,17 @@ again replaces their label and a pair is asserted once per annotator, not once p
 
 **Filters** (``Filters``) select the events, then the runs: ``source``/``annotator``/``since``/``until`` apply
 to the vote or verdict (``annotator`` matches a human annotator id or a judge name); ``model``/``strategy``
-match a pair when either of its runs matches (a KTO row when its own run does); ``prompt_set`` matches the
-prompt. ``agree_only`` keeps pairs asserted by both a human and a judge (in the same direction) and, for KTO,
+match a pair when either of its runs matches (a KTO row when its own run does; ``strategy`` is a name such as
+``cove`` or a method such as ``cove:factored``); ``prompt_set`` matches the prompt. The same run filters select
+the store's readers' rows (``list_runs``, ``list_votes``, ``list_verdicts``, ``list_step_labels``, ``matching``):
+:func:`match_where` is their one implementation. ``agree_only`` keeps pairs asserted by both a human and a judge (in the same direction) and, for KTO,
 only the labels from those pairs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -47,22 +49,31 @@ Text = str | Sequence[str] | None
 
 SOURCES = ("human", "judge")
 
-# Every (winner run, loser run) that a vote or a verdict asserts, before any filter. A pairwise vote stores only
-# its choice (A = position 0 wins); a ranking stores ranks, and every two positions with different ranks are a pair.
-PAIR_EVENTS = """
-pair_events AS (
-    SELECT 'human' AS source, v.id AS event_id, v.annotator AS annotator, v.created_at AS event_at,
-           w.run_id AS chosen_id, l.run_id AS rejected_id
-    FROM votes v
-    JOIN comparison_runs w ON w.comparison_id = v.comparison_id AND w.position = (v.choice = 'B')::INTEGER
-    JOIN comparison_runs l ON l.comparison_id = v.comparison_id AND l.position = (v.choice = 'A')::INTEGER
-    WHERE v.choice IN ('A', 'B')
-    UNION ALL
-    SELECT 'human', v.id, v.annotator, v.created_at, a.run_id, b.run_id
-    FROM votes v
+# A vote's ranks, one per position (1 = best): a ranking stores them, a pairwise vote only its choice.
+VOTE_RANKS = "coalesce(ranks, CASE choice WHEN 'A' THEN [1, 2] WHEN 'B' THEN [2, 1] ELSE [1, 1] END)"
+
+# The one place a label becomes run pairs: every two positions of a voted comparison (A = the earlier position),
+# with the outcome the vote's ranks give them (A, B or tie). Exports keep the decisive ones; the agreement and
+# leaderboard figures (studio.judging) read all of them through ``Store.vote_pairs``.
+VOTE_PAIRS = f"""
+vote_pairs AS (
+    SELECT v.id AS vote_id, v.comparison_id, v.annotator, v.created_at, a.position AS position_a,
+           b.position AS position_b, a.run_id AS run_a, b.run_id AS run_b,
+           CASE WHEN v.ranks[a.position + 1] < v.ranks[b.position + 1] THEN 'A'
+                WHEN v.ranks[a.position + 1] > v.ranks[b.position + 1] THEN 'B' ELSE 'tie' END AS outcome
+    FROM (SELECT * REPLACE ({VOTE_RANKS} AS ranks) FROM votes) v
     JOIN comparison_runs a ON a.comparison_id = v.comparison_id
-    JOIN comparison_runs b ON b.comparison_id = v.comparison_id
-    WHERE v.kind = 'ranking' AND v.ranks[a.position + 1] < v.ranks[b.position + 1]
+    JOIN comparison_runs b ON b.comparison_id = v.comparison_id AND a.position < b.position
+)"""
+
+# Every (winner run, loser run) that a vote or a verdict asserts, before any filter: the decisive vote pairs, and
+# the pairwise verdicts with a winner.
+PAIR_EVENTS = f"""{VOTE_PAIRS},
+pair_events AS (
+    SELECT 'human' AS source, vote_id AS event_id, annotator, created_at AS event_at,
+           CASE outcome WHEN 'A' THEN run_a ELSE run_b END AS chosen_id,
+           CASE outcome WHEN 'A' THEN run_b ELSE run_a END AS rejected_id
+    FROM vote_pairs WHERE outcome <> 'tie'
     UNION ALL
     SELECT 'judge', d.id, d.judge, d.created_at,
            d.run_ids[CASE d.winner WHEN 'A' THEN 1 ELSE 2 END],
@@ -139,17 +150,55 @@ def event_where(alias: str, f: Filters, params: Params) -> str:
     return " AND ".join(conds)
 
 
-def run_where(runs: Sequence[str], prompt: str, f: Filters, params: Params) -> str:
-    """Conditions on the runs (any of ``runs`` may match) and on the prompt's set."""
+def method_sql(run: str) -> str:
+    """A run's method as studio.methods.Method.label writes it, ``strategy[:variant]``, in SQL."""
+    return f"{run}.strategy || coalesce(':' || {run}.variant, '')"
+
+
+def match_where(f: Filters, params: Params, *, models: str, methods: str, prompt_set: str) -> str:
+    """The run filters, the one implementation: ``models`` and ``methods`` are SQL lists of an item's runs' models
+    and strategy names (bare and ``strategy:variant``), so an item matches when any of its runs does (a filter
+    ``cove`` or ``cove:factored`` both match a CoVe factored run); ``prompt_set`` is its prompt's set."""
     conds = ["TRUE"]
-    for column in ("model", "strategy"):
-        if (values := _texts(getattr(f, column))) is not None:
-            params[column] = values
-            conds.append("(" + " OR ".join(f"list_contains(${column}, {r}.{column})" for r in runs) + ")")
+    for name, values, listed in (("model", f.model, models), ("strategy", f.strategy, methods)):
+        if (texts := _texts(values)) is not None:
+            params[name] = texts
+            conds.append(f"list_has_any(${name}, {listed})")
     if (sets := _texts(f.prompt_set)) is not None:
         params["prompt_sets"] = sets
-        conds.append(f"list_contains($prompt_sets, {prompt}.prompt_set)")
+        conds.append(f"list_contains($prompt_sets, {prompt_set})")
     return " AND ".join(conds)
+
+
+def run_where(runs: Sequence[str], prompt: str, f: Filters, params: Params) -> str:
+    """The run filters on a row that joins its runs as ``runs`` (aliases; any may match) and its prompt."""
+    methods = ", ".join(f"{r}.strategy, {method_sql(r)}" for r in runs)
+    models = ", ".join(f"{r}.model" for r in runs)
+    return match_where(
+        f, params, models=f"[{models}]", methods=f"[{methods}]", prompt_set=f"{prompt}.prompt_set"
+    )
+
+
+def has_run_filters(f: Filters) -> bool:
+    return any(_texts(v) is not None for v in (f.model, f.strategy, f.prompt_set))
+
+
+def matching_items(item_runs: str, f: Filters, params: Params) -> str:
+    """A query of the items whose runs match the run filters; ``item_runs`` is a query of ``(item, run_id)`` rows
+    (a vote's comparison and its runs, a verdict and its runs, a run and itself)."""
+    where = match_where(
+        f, params, models="list(r.model)", methods=f"flatten(list([r.strategy, {method_sql('r')}]))",
+        prompt_set="any_value(p.prompt_set)",
+    )  # fmt: skip
+    return f"""SELECT x.item FROM ({item_runs}) x JOIN runs r ON r.id = x.run_id JOIN prompts p ON p.id = r.prompt_id
+    GROUP BY x.item HAVING {where}"""
+
+
+def items_where(column: str, item_runs: str, f: Filters | None, params: Params) -> str:
+    """``column`` is one of the matching items; TRUE without run filters."""
+    if f is None or not has_run_filters(f):
+        return "TRUE"
+    return f"{column} IN ({matching_items(item_runs, f, params)})"
 
 
 def _selected_pairs(f: Filters, params: Params) -> str:
@@ -296,7 +345,7 @@ FROM merged ORDER BY first_run, prompt_text, completion_text"""
 
 def _without_runs(f: Filters) -> Filters:
     """KTO filters runs per labelled run, not per pair, so the pair selection ignores the run filters."""
-    return Filters(f.annotator, f.source, None, None, f.prompt_set, f.since, f.until, f.agree_only)
+    return replace(f, model=None, strategy=None)
 
 
 def win_counts_sql(f: Filters, by: str = "model") -> tuple[str, Params]:

@@ -34,16 +34,30 @@ import duckdb
 from storage import exchange
 from storage.errors import StoreError, StoreLocked
 from storage.migrations import MIGRATIONS, Migration, migrate, vote_json
-from storage.pairs import Filters, kto_sql, pair_details_sql, pairs_sql, win_counts_sql
+from storage.pairs import (
+    VOTE_PAIRS,
+    VOTE_RANKS,
+    Filters,
+    has_run_filters,
+    items_where,
+    kto_sql,
+    matching_items,
+    pair_details_sql,
+    pairs_sql,
+    win_counts_sql,
+)
 
 CHOICES = ("A", "B", "tie", "both_bad")
-# Readers show a pairwise vote's ranks too, derived from its choice.
-VOTE_RANKS = "coalesce(ranks, CASE choice WHEN 'A' THEN [1, 2] WHEN 'B' THEN [2, 1] ELSE [1, 1] END)"
 WINNERS = ("A", "B", "tie", "inconsistent")
 TRAINING_STATUSES = ("pending", "running", "done", "failed", "cancelled")
 KINDS = ("dpo", "kto", "rm")
 # The labels the arena offers for one step of a trace ("Flag step"); the store refuses any other.
 STEP_LABELS = ("wrong", "good")
+# (item, run_id) rows for the run filters (storage.pairs.items_where): a run is its own item, a vote's item is
+# its comparison, a verdict's is itself
+RUN_ITEMS = "SELECT id AS item, id AS run_id FROM runs"
+COMPARISON_ITEMS = "SELECT comparison_id AS item, run_id FROM comparison_runs"
+VERDICT_ITEMS = "SELECT id AS item, unnest(run_ids) AS run_id FROM verdicts"
 MAX_COMMENT_CHARS = 4000  # comments on votes, notes on step labels
 MAX_GUIDELINES_CHARS = 100_000  # a prompt set's Markdown guidelines
 OWN_LABELS_ONLY = "you can only change your own labels"
@@ -502,17 +516,20 @@ class Store:
         model: str | None = None,
         strategy: str | None = None,
         failed: bool | None = None,
+        filters: Filters | None = None,
         limit: int | None = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Runs without their traces (use ``get_run`` for one run's trace), newest first. ``failed`` False
-        keeps the runs that succeeded, True those with an error, None all."""
+        keeps the runs that succeeded, True those with an error, None all. ``filters``: the run filters (model,
+        strategy or strategy:variant, prompt set; see ``storage.pairs``)."""
+        params = {"p": prompt_id, "m": model, "s": strategy, "f": failed, "limit": limit, "offset": offset}
         return self._rows(
-            """SELECT * EXCLUDE (trace) FROM runs
+            f"""SELECT * EXCLUDE (trace) FROM runs
             WHERE ($p IS NULL OR prompt_id = $p) AND ($m IS NULL OR model = $m) AND ($s IS NULL OR strategy = $s)
-              AND ($f IS NULL OR (error IS NOT NULL) = $f)
+              AND ($f IS NULL OR (error IS NOT NULL) = $f) AND {items_where("id", RUN_ITEMS, filters, params)}
             ORDER BY id DESC LIMIT $limit OFFSET $offset""",
-            {"p": prompt_id, "m": model, "s": strategy, "f": failed, "limit": limit, "offset": offset},
+            params,
         )
 
     # -- comparisons, votes, rankings -------------------------------------------------------------------------
@@ -871,13 +888,30 @@ class Store:
         )
 
     def list_votes(
-        self, *, comparison_id: int | None = None, annotator: str | None = None, limit: int | None = 100
+        self,
+        *,
+        comparison_id: int | None = None,
+        annotator: str | None = None,
+        filters: Filters | None = None,
+        limit: int | None = 100,
     ) -> list[dict[str, Any]]:
+        """Votes and rankings, newest first; ``filters``: the run filters on the comparison's runs (any may match)."""
+        params = {"c": comparison_id, "a": annotator, "limit": limit}
         return self._rows(
             f"""SELECT * REPLACE ({VOTE_RANKS} AS ranks) FROM votes
             WHERE ($c IS NULL OR comparison_id = $c) AND ($a IS NULL OR annotator = $a)
+              AND {items_where("comparison_id", COMPARISON_ITEMS, filters, params)}
             ORDER BY id DESC LIMIT $limit""",
-            {"c": comparison_id, "a": annotator, "limit": limit},
+            params,
+        )
+
+    def vote_pairs(self) -> list[dict[str, Any]]:
+        """Every vote as run pairs: ``vote_id, comparison_id, annotator, run_a, run_b, outcome`` ('A', 'B' or
+        'tie'; A is the earlier screen position), newest vote first. The same pairs the exports read."""
+        return self._rows(
+            f"""WITH {VOTE_PAIRS}
+            SELECT vote_id, comparison_id, annotator, run_a, run_b, outcome FROM vote_pairs
+            ORDER BY vote_id DESC, position_a, position_b"""
         )
 
     # -- judge verdicts ---------------------------------------------------------------------------------------
@@ -954,14 +988,17 @@ class Store:
         run_id: int | None = None,
         comparison_id: int | None = None,
         judge: str | None = None,
+        filters: Filters | None = None,
         limit: int | None = 100,
     ) -> list[dict[str, Any]]:
+        """Verdicts, newest first; ``filters``: the run filters on the verdict's runs (any may match)."""
+        params = {"r": run_id, "c": comparison_id, "j": judge, "limit": limit}
         return self._rows(
-            """SELECT * FROM verdicts
+            f"""SELECT * FROM verdicts
             WHERE ($r IS NULL OR list_contains(run_ids, $r)) AND ($c IS NULL OR comparison_id = $c)
-              AND ($j IS NULL OR judge = $j)
+              AND ($j IS NULL OR judge = $j) AND {items_where("id", VERDICT_ITEMS, filters, params)}
             ORDER BY id DESC LIMIT $limit""",
-            {"r": run_id, "c": comparison_id, "j": judge, "limit": limit},
+            params,
         )
 
     # -- step labels ------------------------------------------------------------------------------------------
@@ -1025,10 +1062,27 @@ class Store:
             self._audit(cur, "step_label", label_id, "delete", actor, None)
             cur.execute("DELETE FROM step_labels WHERE id = ?", [label_id]).fetchall()
 
-    def list_step_labels(self, run_id: int | None = None) -> list[dict[str, Any]]:
+    def list_step_labels(
+        self, run_id: int | None = None, *, filters: Filters | None = None
+    ) -> list[dict[str, Any]]:
+        """Step labels, oldest first; ``filters``: the run filters on the labelled run."""
+        params: dict[str, Any] = {"r": run_id}
         return self._rows(
-            "SELECT * FROM step_labels WHERE ? IS NULL OR run_id = ? ORDER BY id", [run_id, run_id]
+            f"""SELECT * FROM step_labels WHERE ($r IS NULL OR run_id = $r)
+              AND {items_where("run_id", RUN_ITEMS, filters, params)} ORDER BY id""",
+            params,
         )
+
+    def matching(self, run_sets: Sequence[Sequence[int]], filters: Filters | None) -> list[int]:
+        """The positions (in ``run_sets``) of the run sets that the run filters select (any run may match)."""
+        if filters is None or not has_run_filters(filters):
+            return list(range(len(run_sets)))
+        params: dict[str, Any] = {"sets": [list(map(int, r)) for r in run_sets]}
+        items = """SELECT item, unnest(ids) AS run_id
+            FROM (SELECT generate_subscripts($sets, 1) - 1 AS item, unnest($sets) AS ids)"""
+        return [
+            int(r["item"]) for r in self._rows(f"{matching_items(items, filters, params)} ORDER BY 1", params)
+        ]
 
     # -- models and training runs -----------------------------------------------------------------------------
 

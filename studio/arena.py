@@ -11,16 +11,18 @@ import os
 import queue
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from storage import Store, StoreError
-from studio.api import RunSpec, list_strategies, stream_many
+from studio.api import RunSpec, stream_many
 from studio.backends.base import validate_conversation
 from studio.errors import InputError
+from studio.methods import Method, method_choices
 from studio.models import ModelRegistry
-from studio.strategies import StrategyParams, TraceEvent, make_strategy
+from studio.runs import save_run
+from studio.strategies import StrategyParams, TraceEvent
 
 MAX_COLUMNS = 6
 DEFAULT_COLUMNS = ("system1", "cove:factored", "s2a:default", "bsm:generation")
@@ -38,8 +40,8 @@ class Column:
     model: str
 
     @property
-    def method(self) -> str:
-        return f"{self.strategy}:{self.variant}" if self.variant else self.strategy
+    def method(self) -> Method:
+        return Method(self.strategy, self.variant)
 
     @property
     def label(self) -> str:
@@ -48,17 +50,22 @@ class Column:
     @classmethod
     def parse(cls, text: str, default_model: str) -> Column:
         method, _, model = (text or "").partition("@")
-        strategy, _, variant = method.strip().partition(":")
-        if not strategy:
-            raise InputError(f"a column is 'strategy[:variant] @ model', not {text!r}")
-        return cls(strategy.strip(), variant.strip() or None, model.strip() or default_model)
+        try:
+            m = Method.parse(method)
+        except InputError:
+            raise InputError(f"a column is 'strategy[:variant] @ model', not {text!r}") from None
+        return cls(m.strategy, m.variant, model.strip() or default_model)
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any]) -> Column:
+        """The column of a stored run."""
+        m = Method.of(run)
+        return cls(m.strategy, m.variant, run.get("model") or "?")
 
 
 def column_choices(models: Sequence[str]) -> list[str]:
     """Every strategy x variant x model combination, as column labels."""
-    methods = []
-    for info in list_strategies():
-        methods += [f"{info.name}:{v}" for v in info.variants] if info.variants else [info.name]
+    methods = method_choices()
     return [f"{m} @ {model}" for model in models for m in methods]
 
 
@@ -161,19 +168,7 @@ def stream_arena(
             r = ev.result
             state.answers[position], state.errors[position] = r.final_answer, r.error
             state.run_ids[position] = _store(
-                lambda r=r, c=cols[position]: store.add_run(
-                    prompt_id,
-                    c.model,
-                    r.strategy,
-                    r.final_answer,
-                    variant=r.variant,
-                    params=r.params.to_dict(),
-                    trace=r.trace.to_dict(),
-                    tokens_in=r.totals.prompt_tokens,
-                    tokens_out=r.totals.completion_tokens,
-                    latency_s=r.trace.latency_s,
-                    error=r.error or None,
-                )
+                lambda r=r, c=cols[position]: save_run(store, prompt_id, r, model=c.model)
             )
             yield ArenaUpdate("stored", position, state=state)
     state.included = [p for p, rid in enumerate(state.run_ids) if rid is not None and not state.errors[p]]
@@ -203,7 +198,7 @@ def check_run(registry: ModelRegistry, question: Any, columns: Sequence[str] | N
         raise InputError(f"pick between 1 and {MAX_COLUMNS} columns, not {len(cols)}")
     known = registry.names()
     for c in cols:
-        make_strategy(c.strategy, c.variant)  # unknown strategies and variants are user errors
+        c.method.make()  # unknown strategies and variants are user errors
         if c.model not in known:
             raise InputError(f"unknown model {c.model!r}; registered: {', '.join(known)}")
     return cols
@@ -387,7 +382,7 @@ def revealed_columns(store: Store, state: ArenaState, comparison_id: int | None)
 
 
 def _label(run: dict[str, Any]) -> str:
-    return Column(run.get("strategy", "?"), run.get("variant"), run.get("model", "?")).label
+    return Column.of(run).label
 
 
 def annotator_name(name: str | None) -> str:

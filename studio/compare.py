@@ -29,7 +29,9 @@ from studio import metrics
 from studio.errors import InputError
 from studio.judges import Candidate, Judge, JudgeItem, Verdict, make_judge
 from studio.judging import Target, store_verdict
-from studio.strategies import Job, RunResult, StrategyParams, drive, make_strategy
+from studio.methods import Method
+from studio.runs import save_run
+from studio.strategies import Job, RunResult, StrategyParams, drive
 
 if TYPE_CHECKING:
     from storage import Store
@@ -218,7 +220,7 @@ def compare_with_parent(
     report = progress or (lambda done, total, msg: None)
     # bad names and settings fail before any model loads
     judge_obj = make_judge(judge, dict(judge_config or {}))
-    method = make_strategy(*_method(strategy))
+    method = Method.parse(strategy, default="system1").resolve()  # unknown names fail before any model loads
     run_params = _params(params)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, not {batch_size}")
@@ -232,8 +234,7 @@ def compare_with_parent(
     judge_obj.check_backend(judge_backend)  # e.g. logprob on an endpoint without logprobs: say so now
     child_backend = registry.backend(model, progress=loading)
     parent_backend = registry.backend(parent, progress=loading)
-    label = method.name + (f":{method.variant}" if method.variant else "")
-    result = CompareResult(model, parent, prompt_set, judge_obj.name, judge_backend.model_name, label)
+    result = CompareResult(model, parent, prompt_set, judge_obj.name, judge_backend.model_name, method.label)
     result.items = [CompareItem(p["id"], p["text"]) for p in prompts]
     rng = random.Random(seed)
     tag = {"child": model, "parent": parent, "prompt_set": prompt_set, "started": time.time()}
@@ -247,11 +248,6 @@ def compare_with_parent(
     _judge_all(store, judge_obj, judge_backend, result, batch_size, report)
     result.elapsed_s = time.perf_counter() - started
     return result
-
-
-def _method(text: str) -> tuple[str, str | None]:
-    name, _, variant = (text or "system1").partition(":")
-    return name.strip(), variant.strip() or None
 
 
 def _params(params: StrategyParams | Mapping[str, Any] | None) -> StrategyParams:
@@ -275,18 +271,14 @@ def _prompts(store: Store, prompt_set: str, limit: int | None) -> list[dict[str,
 def _generate(
     chunk: Sequence[CompareItem],
     backends: tuple[Backend, Backend],
-    method: Any,
+    method: Method,
     params: StrategyParams,
     report: Progress,
     offset: int,
     total: int,
 ) -> list[tuple[RunResult, RunResult]]:
     """Both models on every prompt of ``chunk``, driven together (each model's requests batched)."""
-    jobs = [
-        Job(make_strategy(method.name, method.variant), item.prompt, backend, params)
-        for item in chunk
-        for backend in backends
-    ]
+    jobs = [Job(method.make(), item.prompt, backend, params) for item in chunk for backend in backends]
     results: dict[int, RunResult] = {}
     done = offset
     for ev in drive(jobs):
@@ -311,20 +303,15 @@ def _store_pair(
     if errors:
         item.error = "; ".join(errors)
         return
-    ids = [_store_run(store, item.prompt_id, m, r, tag) for m, r in zip(models, runs, strict=True)]
+    ids = [
+        save_run(store, item.prompt_id, r, model=m, extra={"compare": tag})
+        for m, r in zip(models, runs, strict=True)
+    ]
     item.child_run, item.parent_run = ids
     item.child_answer, item.parent_answer = runs[0].final_answer, runs[1].final_answer
     item.child_position = rng.randrange(2)
     shown = ids if item.child_position == 0 else ids[::-1]
     item.comparison_id = store.add_comparison(shown, blind=True)
-
-
-def _store_run(store: Store, prompt_id: int, model: str, r: RunResult, tag: dict[str, Any]) -> int:
-    return store.add_run(
-        prompt_id, model, r.strategy, r.final_answer, variant=r.variant,
-        params={**r.params.to_dict(), "compare": tag}, trace=r.trace.to_dict(),
-        tokens_in=r.totals.prompt_tokens, tokens_out=r.totals.completion_tokens, latency_s=r.trace.latency_s,
-    )  # fmt: skip
 
 
 # -- judging ----------------------------------------------------------------------------------------------------

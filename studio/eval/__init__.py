@@ -40,7 +40,8 @@ from studio.eval.metrics import (
 )
 from studio.eval.report import Report, build_report
 from studio.eval.results import ResultsFile
-from studio.eval.runner import EvalOutcome, EvalSpec, Method, eval_dir, parse_methods, run_eval
+from studio.eval.runner import EvalOutcome, EvalSpec, eval_dir, run_eval
+from studio.methods import Method, parse_methods
 
 __all__ = [
     "SHIPPED",

@@ -27,7 +27,9 @@ from studio.eval.data import EvalDataset, EvalItem
 from studio.eval.metrics import judge_score, score_item
 from studio.eval.report import Report, build_report
 from studio.eval.results import ResultsFile, now, params_hash, run_key, safe_name
-from studio.strategies import Job, RunResult, StrategyParams, drive, make_strategy
+from studio.methods import Method
+from studio.runs import save_run
+from studio.strategies import Job, RunResult, StrategyParams, drive
 
 if TYPE_CHECKING:
     from storage import Store
@@ -36,33 +38,6 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int, str], None]
 ModelArg = str | Backend | None
-
-
-@dataclass(frozen=True)
-class Method:
-    """A strategy and its variant, written ``strategy[:variant]``; the variant is resolved to the default."""
-
-    strategy: str
-    variant: str | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.strategy}:{self.variant}" if self.variant else self.strategy
-
-    @classmethod
-    def parse(cls, text: str) -> Method:
-        name, _, variant = text.strip().partition(":")
-        strategy = make_strategy(name.strip(), variant.strip() or None)  # unknown names fail here
-        return cls(strategy.name, strategy.variant)
-
-
-def parse_methods(value: str | Sequence[str]) -> tuple[Method, ...]:
-    """``"system1,cove:factored,s2a"`` (or a list of such) as methods, deduplicated, in order."""
-    parts = value.split(",") if isinstance(value, str) else [p for v in value for p in str(v).split(",")]
-    methods = tuple(dict.fromkeys(Method.parse(p) for p in parts if p.strip()))
-    if not methods:
-        raise InputError("name at least one strategy, e.g. system1,cove:factored,s2a")
-    return methods
 
 
 @dataclass(frozen=True)
@@ -232,10 +207,7 @@ def _run_chunk(
     report: Progress,
     total: int,
 ) -> None:
-    jobs = [
-        Job(make_strategy(p.method.strategy, p.method.variant), p.item.question, p.backend, params)
-        for p in chunk
-    ]
+    jobs = [Job(p.method.make(), p.item.question, p.backend, params) for p in chunk]
     for ev in drive(jobs):
         if ev.kind != "run_finished" or ev.result is None:
             continue
@@ -265,11 +237,8 @@ def _record(
     totals = result.totals
     info = {"name": out.name, "dataset": out.dataset.name, "item": p.item.id, "condition": p.item.condition,
             "key": p.key, "scores": scores}  # fmt: skip
-    run_id = store.add_run(
-        prompt_id, result.model, p.method.strategy, result.final_answer, variant=p.method.variant,
-        params={**out.params, "eval": info}, trace=result.trace.to_dict(), tokens_in=totals.prompt_tokens,
-        tokens_out=totals.completion_tokens, latency_s=totals.latency_s,
-    )  # fmt: skip
+    # an input-failed run is kept as an answer (scored wrong, rated by the judge): its error stays in the results
+    run_id = save_run(store, prompt_id, result, extra={"eval": info}, keep_error=False)
     results.append({
         "kind": "run", "key": p.key, "item": p.item.id, "condition": p.item.condition, "base": p.item.base,
         "strategy": p.method.strategy, "variant": p.method.variant, "method": p.method.label,

@@ -1,0 +1,62 @@
+"""Judging over the store: batch judging (:mod:`studio.judging.batch`) and the agreement, bias and leaderboard
+figures (:mod:`studio.judging.figures`), both reading the store once through :mod:`studio.judging.snapshot`."""
+
+from studio.judging.batch import (
+    JobResult,
+    Progress,
+    Scope,
+    Target,
+    judge_item,
+    judge_scope,
+    judged_keys,
+    store_verdict,
+    targets,
+    verdict_from_row,
+)
+from studio.judging.figures import (
+    ALPHA_KINDS,
+    Outcomes,
+    agreement,
+    agreement_rows,
+    annotator_alpha,
+    biases,
+    disagreements,
+    leaderboards,
+    matches,
+    outcomes,
+    pair_attrs,
+    ranking_tau,
+    rater_of,
+)
+from studio.judging.snapshot import ALL, HUMAN, Snapshot, contestant, snapshot
+
+__all__ = [
+    "ALL",
+    "ALPHA_KINDS",
+    "HUMAN",
+    "JobResult",
+    "Outcomes",
+    "Progress",
+    "Scope",
+    "Snapshot",
+    "Target",
+    "agreement",
+    "agreement_rows",
+    "annotator_alpha",
+    "biases",
+    "contestant",
+    "disagreements",
+    "judge_item",
+    "judge_scope",
+    "judged_keys",
+    "leaderboards",
+    "matches",
+    "outcomes",
+    "pair_attrs",
+    "ranking_tau",
+    "rater_of",
+    "snapshot",
+    "store_verdict",
+    "targets",
+    "verdict_from_row",
+]
