@@ -13,23 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from studio.backends.base import Backend
 from studio.errors import InputError
-from studio.judges.base import (
-    Judge,
-    JudgeConfig,
-    JudgeItem,
-    Verdict,
-    render,
-    safe_chat,
-    safe_choice_probs,
-    text_of,
-    user,
-)
+from studio.judges.base import Judge, JudgeConfig, JudgeGen, JudgeItem, Verdict, messages, probs_of, read
+from studio.strategies.base import RunContext
 
 # "Score: 4", "**Score:** 4", "Score: 4/5", "score: 4 points"; the last one in the text is the conclusion.
 _SCORE = re.compile(r"score\s*(?:\*\*)?\s*[:=]\s*(?:\*\*)?\s*(\d+(?:\.\d+)?)(?!\.?\d)", re.IGNORECASE)
@@ -97,61 +87,40 @@ class AdditiveJudge(Judge):
                 f"{backend.model_name!r} does not offer; use a local (transformers) model or score_mode 'text'"
             )
 
-    def judge(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
-        self.check_items(items)
-        if self.config.score_mode == "logprob":
-            return self._judge_logprob(items, backend)
+    def run(self, item: JudgeItem, ctx: RunContext) -> JudgeGen:
+        conv = messages("self_rewarding_additive", prompt=item.question, response=item.answers[0].text)
+        if self.config.score_mode == "logprob":  # the verbatim prompt, then the assistant's "Score: "
+            prefilled = [*conv, {"role": "assistant", "content": PREFILL}]
+            (result,) = yield [ctx.request("choice_probs", prefilled, choices=DIGITS)]
+            return self._logprob_verdict(item, probs_of(result), ctx.trace.model)
         n = self.config.n
-        convs = [
-            user(render("self_rewarding_additive", prompt=it.question, response=it.answers[0].text))
-            for it in items
-            for _ in range(n)
-        ]
-        results = safe_chat(backend, convs, self.config.gen_params())
-        return [self._verdict(it, results[i * n : (i + 1) * n], backend) for i, it in enumerate(items)]
-
-    def _verdict(self, item: JudgeItem, results: list, backend: Backend) -> Verdict:
-        raws, errors = zip(*(text_of(r) for r in results), strict=True)
-        samples = [parse_score(t) if not e else None for t, e in zip(raws, errors, strict=True)]
+        requests = [ctx.request("judge", conv, label=f"sample {k + 1} of {n}") for k in range(n)]
+        raws, errors, samples = read(ctx, requests, (yield requests), parse_score, "score")
         valid = [s for s in samples if s is not None]
         failed = len(samples) - len(valid)
-        scores = {"samples": samples, "failed_samples": failed}
         notes = [f"{failed} of {len(samples)} samples had no readable score"] if failed and valid else []
         error = "" if valid else (next((e for e in errors if e), "") or "no 'Score: N' (N in 0..5) found")
         return self.verdict(
             item,
-            backend,
+            ctx.trace.model,
             ok=bool(valid),
             rating=sum(valid) / len(valid) if valid else None,
             orders=["A"],
-            scores=scores,
-            raw=list(raws),
+            scores={"samples": samples, "failed_samples": failed},
+            raw=raws,
             error=error,
             notes=notes,
         )
 
-    def _judge_logprob(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
-        """Every item in one ``choice_probs`` call: the verbatim prompt, then the assistant's "Score: "."""
-        self.check_backend(backend)
-        convs = [
-            [
-                *user(render("self_rewarding_additive", prompt=it.question, response=it.answers[0].text)),
-                {"role": "assistant", "content": PREFILL},
-            ]
-            for it in items
-        ]
-        results = safe_choice_probs(backend, convs, DIGITS)
-        return [self._logprob_verdict(it, r, backend) for it, r in zip(items, results, strict=True)]
-
-    def _logprob_verdict(self, item: JudgeItem, probs: dict[str, float] | str, backend: Backend) -> Verdict:
+    def _logprob_verdict(self, item: JudgeItem, probs: dict[str, float] | str, model: str) -> Verdict:
         if isinstance(probs, str):  # this item alone was refused (e.g. too long a prompt)
             return self.verdict(
-                item, backend, ok=False, orders=["A"], error=probs, scores={"reading": "logprob"}
+                item, model, ok=False, orders=["A"], error=probs, scores={"reading": "logprob"}
             )
         expected = sum(k * probs[d] for k, d in enumerate(DIGITS))
         return self.verdict(
             item,
-            backend,
+            model,
             ok=True,
             rating=expected,
             orders=["A"],

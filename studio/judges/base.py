@@ -1,10 +1,17 @@
 """Judge building blocks: the items a judge sees, the ``Verdict`` it returns, swap logic and the ``Judge`` base.
 
-A judge takes a batch of items and one backend and returns one :class:`Verdict` per item, in order. Each judge
-sends all the model calls of one round (every item, every order, every sample) to the backend as one batch.
+A judge is a program for the driver (:mod:`studio.strategies.driver`), like a strategy: ``run(item, ctx)`` yields
+rounds of step requests for one item and returns its :class:`Verdict`. :meth:`Judge.judge` drives every item of
+a batch in lockstep, so one round of every item (every order, every sample) goes to the backend as one batch;
+every call follows the driver's one fallback policy and leaves a step in the item's trace, which the verdict
+carries (``Verdict.trace``, stored with it).
 
 Verdicts are values. Output a judge cannot parse gives a verdict with ``ok=False`` and its raw text; it is never
 dropped. ``winner`` is in the caller's labels: 'A' is ``item.answers[0]``, whatever order the judge saw them in.
+
+Adding a judge is one file with one ``Judge`` subclass (set ``mode``, ``description``, ``source``, ``Config`` and
+``prompts`` -- templates in ``prompts/``, citing their paper -- and write ``run``) plus one registration: a line
+under ``[project.entry-points."studio.judges"]`` in ``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -12,18 +19,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from studio.backends.base import Backend, Completion, Conversation, GenParams
 from studio.errors import InputError
+from studio.prompts import Prompts
 from studio.registry import Registry
+from studio.strategies.base import RunContext, RunResult, StepRequest, StrategyParams
+from studio.strategies.driver import Job, drive
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
+#: the judges' templates, sent byte for byte (published wording; the answers under judgement as they are)
+PROMPTS = Prompts(PROMPTS_DIR, tidy=False)
+load_prompt = PROMPTS.load
+render = PROMPTS.text
+messages = PROMPTS.messages  # a filled template as a conversation (one user message)
 
 Mode = Literal["single", "pairwise"]
 Winner = Literal["A", "B", "tie", "inconsistent"]
@@ -97,11 +110,24 @@ class Verdict:
     error: str = ""
     notes: list[str] = field(default_factory=list)
     key: Any = None
+    #: every model call behind the verdict (``Trace.to_dict()``), as for a strategy run; stored with it
+    trace: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def outcome(self) -> str | None:
         """The winner as metrics count it: 'inconsistent' is a tie; None for a failed or single verdict."""
         return "tie" if self.winner == "inconsistent" else self.winner
+
+    @property
+    def summary(self) -> str:
+        """The verdict in a few words: its trace's final answer."""
+        if not self.ok:
+            return f"failed: {self.error}" if self.error else "failed"
+        if self.mode == "single":
+            return f"rating {self.rating:.2f}" if self.rating is not None else "no rating"
+        return f"winner {self.winner}" + (
+            f" (P(A better) {self.prob_a:.3f})" if self.prob_a is not None else ""
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,79 +162,43 @@ def shown(item: JudgeItem, order: str) -> tuple[Candidate, Candidate]:
     return (a, b) if order == "AB" else (b, a)
 
 
-# -- prompts ------------------------------------------------------------------------------------------------------
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+def pair_values(item: JudgeItem, order: str) -> dict[str, str]:
+    """A pairwise template's values in ``order``: the question, Assistant A's and Assistant B's answers."""
+    a, b = shown(item, order)
+    return {"question": item.question, "answer_a": a.text, "answer_b": b.text}
 
 
-@cache
-def load_prompt(name: str) -> str:
-    """A template from ``prompts/<name>.txt``, without its ``#`` header lines (which cite the source paper)."""
-    lines = (PROMPTS_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
-    while lines and lines[0].startswith("#"):
-        lines.pop(0)
-    return "\n".join(lines).strip("\n")
-
-
-def render(name: str, **values: str) -> str:
-    """Fill ``{placeholders}`` in one pass, so braces inside a question or an answer are left alone."""
-    template = load_prompt(name)
-    missing = {m for m in _PLACEHOLDER.findall(template) if m not in values}
-    if missing:
-        raise KeyError(f"prompt {name!r} needs {', '.join(sorted(missing))}")
-    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
-
-
+# -- conversations and results ----------------------------------------------------------------------------------
 def user(text: str, system: str | None = None) -> Conversation:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
 
 
-# -- calling the backend without letting one bad item sink the batch ------------------------------------------------
-def safe_chat(backend: Backend, convs: Sequence[Conversation], params: GenParams) -> list[Completion | str]:
-    """``backend.chat`` on the whole batch; if the batch is refused (one prompt too long), each call alone.
-
-    A call refused alone (``InputError``) gives its error message (a ``str``) in its slot instead of a Completion.
-    """
-    if not convs:
-        return []
-    try:
-        return list(backend.chat(convs, params))
-    except InputError:
-        if len(convs) == 1:
-            return [_refused(convs[0], backend, params)]
-    return [_refused(conv, backend, params) for conv in convs]
+def text_of(result: Completion) -> tuple[str, str]:
+    """(raw text, error): a completion's text, or the refusal that replaced it (the driver's fallback policy)."""
+    return ("", result.text) if result.finish_reason == "error" else (result.text, "")
 
 
-def _refused(conv: Conversation, backend: Backend, params: GenParams) -> Completion | str:
-    """One call alone; a refused prompt becomes its error text. A backend failure (server down) propagates:
-    it says nothing about the item, so it must not become a failed verdict that a resumed job would skip."""
-    try:
-        return backend.chat([conv], params)[0]
-    except InputError as e:
-        return str(e)
+def probs_of(result: Completion) -> dict[str, float] | str:
+    """A ``choices`` step's probabilities, or the refusal's message."""
+    raw, err = text_of(result)
+    return err if err else json.loads(raw)
 
 
-def safe_choice_probs(
-    backend: Backend, convs: Sequence[Conversation], choices: Sequence[str]
-) -> list[dict[str, float] | str]:
-    """``backend.choice_probs`` on the whole batch, falling back to one call each like :func:`safe_chat`."""
-    if not convs:
-        return []
-    try:
-        return list(backend.choice_probs(convs, choices))
-    except InputError:
-        pass
-    out: list[dict[str, float] | str] = []
-    for conv in convs:
-        try:
-            out.append(backend.choice_probs([conv], choices)[0])
-        except InputError as e:
-            out.append(str(e))
-    return out
-
-
-def text_of(result: Completion | str) -> tuple[str, str]:
-    """(raw text, error): a Completion's text, or the error that replaced it."""
-    return (result.text, "") if isinstance(result, Completion) else ("", result)
+def read(
+    ctx: RunContext,
+    requests: Sequence[StepRequest],
+    results: Sequence[Completion],
+    parse: Callable[[str], Any],
+    key: str,
+) -> tuple[list[str], list[str], list[Any]]:
+    """(raw texts, refusal messages or '', what ``parse`` read or None when refused) of one round's outputs;
+    each reading also goes on its step in the trace, as ``parsed[key]``."""
+    texts = [text_of(r) for r in results]
+    raws, errors = [t for t, _ in texts], [e for _, e in texts]
+    readings = [None if e else parse(t) for t, e in zip(raws, errors, strict=True)]
+    for req, reading in zip(requests, readings, strict=True):
+        ctx.parsed(req.id, **{key: reading})
+    return raws, errors, readings
 
 
 # -- the judge base -----------------------------------------------------------------------------------------------
@@ -300,13 +290,38 @@ class Judge:
                     f"judge {self.name!r} judges {want} answer(s) per item, not {len(item.answers)}"
                 )
 
-    def judge(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
-        """One verdict per item, in order; valid or failed, never missing."""
+    def run(self, item: JudgeItem, ctx: RunContext) -> JudgeGen:
+        """One item's rounds of step requests (``ctx.request``), then its verdict (:meth:`verdict`)."""
         raise NotImplementedError
 
-    def verdict(self, item: JudgeItem, backend: Backend, **kw: Any) -> Verdict:
-        """A verdict for ``item`` with this judge's identity filled in."""
-        model = backend.model_name
+    def run_params(self) -> StrategyParams:
+        """The driver's run params: this judge's decoding settings (a request may override them)."""
+        if not isinstance(self.config, JudgeConfig):
+            return StrategyParams()  # a judge that only reads next-token probabilities
+        c = self.config
+        return StrategyParams(
+            max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, seed=c.seed
+        )
+
+    def judge(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
+        """One verdict per item, in order; valid or failed, never missing; each carries its trace.
+
+        Raises what the driver could not pin on an item (a backend failure, a bug): see its fallback policy.
+        """
+        self.check_items(items)
+        self.check_backend(backend)
+        programs = [JudgeRun(self, item) for item in items]
+        events = drive([Job(p, p.item.question, backend, self.run_params()) for p in programs])
+        try:
+            for ev in events:
+                if ev.kind == "run_finished" and ev.result is not None:
+                    programs[ev.run].finish(ev.result)
+        finally:
+            events.close()
+        return [p.verdict for p in programs if p.verdict is not None]
+
+    def verdict(self, item: JudgeItem, model: str, **kw: Any) -> Verdict:
+        """A verdict for ``item`` by ``model`` with this judge's identity filled in."""
         return Verdict(
             judge=self.name,
             judge_model=model,
@@ -317,6 +332,57 @@ class Judge:
             key=item.key,
             **kw,
         )
+
+    def swap_verdict(self, item: JudgeItem, model: str, picks: Sequence[str | None], **kw: Any) -> Verdict:
+        """A pairwise verdict from each order's own pick (in that order's labels), MT-Bench's position swap:
+        a winner only if both orders agree, 'inconsistent' if they disagree, failed if either has no pick."""
+        order_winners = [to_caller_label(p, o) for p, o in zip(picks, ORDERS, strict=True)]
+        winner = combine_orders(order_winners)
+        return self.verdict(
+            item,
+            model,
+            ok=winner is not None,
+            winner=winner,
+            orders=list(ORDERS),
+            order_winners=order_winners,
+            **kw,
+        )
+
+
+JudgeGen = Generator[list[StepRequest], list[Completion], Verdict]
+
+
+class JudgeRun:
+    """The driver's program for one item: :meth:`Judge.run`, with its verdict kept and summed up as the
+    trace's final answer. A refused request reaches the judge as an error completion (``accepts_refusals``)."""
+
+    accepts_refusals = True
+    variant = None
+
+    def __init__(self, judge: Judge, item: JudgeItem) -> None:
+        self.judge, self.item = judge, item
+        self.verdict: Verdict | None = None
+
+    @property
+    def name(self) -> str:
+        return self.judge.name
+
+    def run(self, question: str, ctx: RunContext) -> Generator[list[StepRequest], list[Completion], str]:
+        ctx.trace.params = self.judge.config_dict()
+        self.verdict = yield from self.judge.run(self.item, ctx)
+        return self.verdict.summary
+
+    def finish(self, result: RunResult) -> None:
+        """Attach the trace. A run ended by an ``InputError`` is a failed verdict; any other error is raised."""
+        if result.exception is not None and not isinstance(result.exception, InputError):
+            raise result.exception
+        if result.error is not None:
+            orders = list(ORDERS) if self.judge.mode == "pairwise" else ["A"]
+            self.verdict = self.judge.verdict(
+                self.item, result.model, ok=False, orders=orders, error=result.error
+            )
+        assert self.verdict is not None  # a finished run without an error returned its verdict
+        self.verdict.trace = result.trace.to_dict()
 
 
 JUDGES: Registry[Judge] = Registry("judge", Judge, "studio.judges")

@@ -16,22 +16,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from studio.backends.base import Backend, Completion
+from studio.backends.base import Completion
 from studio.errors import InputError
 from studio.judges.base import (
     ORDERS,
     Judge,
     JudgeConfig,
+    JudgeGen,
     JudgeItem,
-    Verdict,
-    combine_orders,
-    render,
-    safe_chat,
-    shown,
+    messages,
+    pair_values,
+    read,
     text_of,
-    to_caller_label,
-    user,
 )
+from studio.strategies.base import RunContext
 
 #: used when the branch output yields no criterion; the verdict notes it
 FALLBACK_CRITERION = "Overall quality: how helpful, relevant, accurate and detailed the answer is"
@@ -100,85 +98,57 @@ class BSMEvalJudge(Judge):
             raise InputError(f"bsm_eval: max_criteria must be 1..10, not {self.config.max_criteria}")
         self.config.gen_params(max_new_tokens=self.config.branch_max_new_tokens)
 
-    def judge(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
-        self.check_items(items)
-        branches = self.branch(sorted({it.question for it in items}), backend)
-        calls = [
-            (i, order, criterion)
-            for i, it in enumerate(items)
-            for order in ORDERS
-            for criterion in branches[it.question][0]
+    def run(self, item: JudgeItem, ctx: RunContext) -> JudgeGen:
+        """branch (one call per distinct question in the batch: ``shared``), then a solve per order and criterion;
+        the merge is arithmetic (:func:`merge_orders`)."""
+        prompt = messages("bsm_branch", question=item.question, max_criteria=str(self.config.max_criteria))
+        branch = ctx.request("branch", prompt, shared=True, max_new_tokens=self.config.branch_max_new_tokens)
+        (out,) = yield [branch]
+        criteria, notes = self._criteria(out)
+        ctx.parsed(branch.id, criteria=criteria)
+        for note in notes:
+            ctx.note(note, step=branch.id)
+        calls = [(order, c) for order in ORDERS for c in criteria]
+        requests = [
+            ctx.request("solve", solve_conversation(item, o, c), parent=branch.id, label=f"{o}: {c}")
+            for o, c in calls
         ]
-        convs = [self._solve_conversation(items[i], order, c) for i, order, c in calls]
-        results = safe_chat(backend, convs, self.config.gen_params())
-        by_item: dict[int, list[tuple[str, str, Completion | str]]] = {}
-        for (i, order, criterion), result in zip(calls, results, strict=True):
-            by_item.setdefault(i, []).append((order, criterion, result))
-        return [self._verdict(it, branches[it.question], by_item[i], backend) for i, it in enumerate(items)]
-
-    def branch(self, questions: list[str], backend: Backend) -> dict[str, tuple[list[str], str, list[str]]]:
-        """question -> (criteria, raw branch output, notes), one batched call for all questions."""
-        convs = [
-            user(render("bsm_branch", question=q, max_criteria=str(self.config.max_criteria)))
-            for q in questions
-        ]
-        params = self.config.gen_params(max_new_tokens=self.config.branch_max_new_tokens)
-        out = {}
-        for q, result in zip(questions, safe_chat(backend, convs, params), strict=True):
-            raw, err = text_of(result)
-            criteria = parse_criteria(raw, self.config.max_criteria)
-            notes = []
-            if not criteria:
-                criteria = [FALLBACK_CRITERION]
-                notes.append(
-                    f"branch gave no criteria ({err or 'nothing parsed'}); used one generic criterion"
-                )
-            out[q] = (criteria, raw, notes)
-        return out
-
-    def _solve_conversation(self, item: JudgeItem, order: str, criterion: str) -> list[dict[str, str]]:
-        a, b = shown(item, order)
-        return user(
-            render("bsm_solve", criterion=criterion, question=item.question, answer_a=a.text, answer_b=b.text)
+        raws, _, per = read(ctx, requests, (yield requests), parse_criterion_scores, "scores")
+        scores, picks, errors = merge_orders(criteria, calls, per)
+        raw = [text_of(out)[0], *raws]
+        return self.swap_verdict(
+            item, ctx.trace.model, picks, scores=scores, raw=raw, error="; ".join(errors), notes=notes
         )
 
-    def _verdict(
-        self,
-        item: JudgeItem,
-        branch: tuple[list[str], str, list[str]],
-        solved: list[tuple[str, str, Completion | str]],
-        backend: Backend,
-    ) -> Verdict:
-        criteria, branch_raw, notes = branch
-        raws = [branch_raw]
-        scores: dict[str, Any] = {"criteria": criteria}
-        picks: list[str | None] = []
-        errors = []
-        for order in ORDERS:
-            texts = [text_of(r) for o, _, r in solved if o == order]
-            raws += [t for t, _ in texts]
-            per = [None if e else parse_criterion_scores(t) for t, e in texts]
-            merged = merge(per)
-            scores[order] = {
-                "per_criterion": per,
-                "sum_a": merged and merged[0],
-                "sum_b": merged and merged[1],
-            }
-            picks.append(merged[2] if merged else None)
-            if merged is None:
-                errors.append(f"order {order}: no criterion gave two scores 1..5")
-        order_winners = [to_caller_label(p, o) for p, o in zip(picks, ORDERS, strict=True)]
-        scores["picks"] = dict(zip(ORDERS, picks, strict=True))
-        winner = combine_orders(order_winners)
-        return self.verdict(
-            item,
-            backend,
-            ok=winner is not None,
-            winner=winner,
-            orders=list(ORDERS),
-            order_winners=order_winners,
-            scores=scores,
-            raw=raws,
-            error="; ".join(errors),
-            notes=list(notes),
-        )
+    def _criteria(self, out: Completion) -> tuple[list[str], list[str]]:
+        """The branch's criteria, or the generic one (noted) when none parsed."""
+        raw, err = text_of(out)
+        criteria = parse_criteria(raw, self.config.max_criteria)
+        if criteria:
+            return criteria, []
+        return [FALLBACK_CRITERION], [
+            f"branch gave no criteria ({err or 'nothing parsed'}); used one generic criterion"
+        ]
+
+
+def solve_conversation(item: JudgeItem, order: str, criterion: str) -> list[dict[str, str]]:
+    return messages("bsm_solve", criterion=criterion, **pair_values(item, order))
+
+
+def merge_orders(
+    criteria: list[str], calls: list[tuple[str, str]], per: list[tuple[int, int] | None]
+) -> tuple[dict[str, Any], list[str | None], list[str]]:
+    """MERGE in each order: (scores, each order's pick or None, errors). ``per`` holds each solve call's
+    parsed (score A, score B), ``calls`` its (order, criterion)."""
+    scores: dict[str, Any] = {"criteria": criteria}
+    picks: list[str | None] = []
+    errors = []
+    for order in ORDERS:
+        mine = [p for (o, _), p in zip(calls, per, strict=True) if o == order]
+        merged = merge(mine)
+        scores[order] = {"per_criterion": mine, "sum_a": merged and merged[0], "sum_b": merged and merged[1]}
+        picks.append(merged[2] if merged else None)
+        if merged is None:
+            errors.append(f"order {order}: no criterion gave two scores 1..5")
+    scores["picks"] = dict(zip(ORDERS, picks, strict=True))
+    return scores, picks, errors

@@ -12,22 +12,21 @@ pick (``order_winners``) is kept, so that swap flips can be counted as for the g
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from studio.backends.base import Backend
 from studio.errors import InputError
 from studio.judges.base import (
     ORDERS,
     Judge,
+    JudgeGen,
     JudgeItem,
     Verdict,
-    render,
-    safe_choice_probs,
-    shown,
+    messages,
+    pair_values,
+    probs_of,
     to_caller_label,
-    user,
 )
+from studio.strategies.base import RunContext
 
 CHOICES = ("A", "B")
 
@@ -49,8 +48,7 @@ def winner_from_prob(prob_a: float, tie_margin: float) -> str:
 
 
 def logprob_conversation(item: JudgeItem, order: str) -> list[dict[str, str]]:
-    a, b = shown(item, order)
-    return user(render("logprob_pair", question=item.question, answer_a=a.text, answer_b=b.text))
+    return messages("logprob_pair", **pair_values(item, order))
 
 
 class LogprobJudge(Judge):
@@ -65,25 +63,25 @@ class LogprobJudge(Judge):
         if not 0 <= self.config.tie_margin < 0.5:
             raise InputError(f"logprob judge: tie_margin must be in [0, 0.5), not {self.config.tie_margin}")
 
-    def judge(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
-        self.check_items(items)
-        self.check_backend(backend)
-        convs = [logprob_conversation(it, order) for it in items for order in ORDERS]
-        results = safe_choice_probs(backend, convs, CHOICES)
-        k = len(ORDERS)
-        return [self._verdict(it, results[i * k : (i + 1) * k], backend) for i, it in enumerate(items)]
+    def run(self, item: JudgeItem, ctx: RunContext) -> JudgeGen:
+        requests = [
+            ctx.request("choice_probs", logprob_conversation(item, o), label=f"order {o}", choices=CHOICES)
+            for o in ORDERS
+        ]
+        results = yield requests
+        return self._verdict(item, [probs_of(r) for r in results], ctx.trace.model)
 
-    def _verdict(self, item: JudgeItem, results: list, backend: Backend) -> Verdict:
+    def _verdict(self, item: JudgeItem, results: list[dict[str, float] | str], model: str) -> Verdict:
         raws = [r if isinstance(r, str) else json.dumps(r) for r in results]
         errors = [r for r in results if isinstance(r, str)]
         if errors:
-            return self.verdict(item, backend, ok=False, orders=list(ORDERS), raw=raws, error=errors[0])
+            return self.verdict(item, model, ok=False, orders=list(ORDERS), raw=raws, error=errors[0])
         p_ab, p_ba = results
         prob = p_a_better(p_ab, p_ba)
         picks = [max(CHOICES, key=lambda c, p=p: p[c]) for p in results]  # each order's own top letter
         return self.verdict(
             item,
-            backend,
+            model,
             ok=True,
             winner=winner_from_prob(prob, self.config.tie_margin),
             prob_a=prob,

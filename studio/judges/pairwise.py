@@ -8,23 +8,9 @@ An order whose output has no verdict fails the whole verdict (``ok=False``, both
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-from studio.backends.base import Backend
-from studio.judges.base import (
-    ORDERS,
-    Judge,
-    JudgeConfig,
-    JudgeItem,
-    Verdict,
-    combine_orders,
-    render,
-    safe_chat,
-    shown,
-    text_of,
-    to_caller_label,
-    user,
-)
+from studio.judges.base import ORDERS, Judge, JudgeGen, JudgeItem, pair_values, read, render, user
+from studio.strategies.base import RunContext
 
 _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]", re.IGNORECASE)
 # the instruction's own format spec, echoed back by a small model: '"[[A]]" if assistant A is better'
@@ -45,8 +31,7 @@ def parse_pairwise(text: str) -> str | None:
 
 
 def pairwise_conversation(item: JudgeItem, order: str) -> list[dict[str, str]]:
-    a, b = shown(item, order)
-    body = render("mtbench_pair_user", question=item.question, answer_a=a.text, answer_b=b.text)
+    body = render("mtbench_pair_user", **pair_values(item, order))
     return user(body, system=render("mtbench_pair_system"))
 
 
@@ -54,34 +39,15 @@ class PairwiseJudge(Judge):
     mode = "pairwise"
     description = "MT-Bench pairwise judge: [[A]]/[[B]]/[[C]] in both orders; disagreement is inconsistent"
     source = "Zheng et al. 2023, Judging LLM-as-a-Judge with MT-Bench and Chatbot Arena, arXiv 2306.05685"
-    Config = JudgeConfig
     prompts = ("mtbench_pair_system", "mtbench_pair_user")
 
-    def judge(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:
-        self.check_items(items)
-        convs = [pairwise_conversation(it, order) for it in items for order in ORDERS]
-        results = safe_chat(backend, convs, self.config.gen_params())
-        k = len(ORDERS)
-        return [self._verdict(it, results[i * k : (i + 1) * k], backend) for i, it in enumerate(items)]
-
-    def _verdict(self, item: JudgeItem, results: list, backend: Backend) -> Verdict:
-        raws, errors = zip(*(text_of(r) for r in results), strict=True)
-        picks = [None if e else parse_pairwise(t) for t, e in zip(raws, errors, strict=True)]
-        order_winners = [to_caller_label(p, o) for p, o in zip(picks, ORDERS, strict=True)]
-        winner = combine_orders(order_winners)
+    def run(self, item: JudgeItem, ctx: RunContext) -> JudgeGen:
+        requests = [ctx.request("judge", pairwise_conversation(item, o), label=f"order {o}") for o in ORDERS]
+        raws, errors, picks = read(ctx, requests, (yield requests), parse_pairwise, "pick")
         error = ""
-        if winner is None:
+        if None in picks:
             bad = [o for o, p in zip(ORDERS, picks, strict=True) if p is None]
             reason = next((e for e in errors if e), "") or "no [[A]], [[B]] or [[C]] verdict found"
             error = f"order {', '.join(bad)}: {reason}"
-        return self.verdict(
-            item,
-            backend,
-            ok=winner is not None,
-            winner=winner,
-            orders=list(ORDERS),
-            order_winners=order_winners,
-            scores={"picks": dict(zip(ORDERS, picks, strict=True))},
-            raw=list(raws),
-            error=error,
-        )
+        scores = {"picks": dict(zip(ORDERS, picks, strict=True))}
+        return self.swap_verdict(item, ctx.trace.model, picks, scores=scores, raw=raws, error=error)

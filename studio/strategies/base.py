@@ -4,7 +4,7 @@ A strategy is a generator. It yields a list of independent :class:`StepRequest` 
 :class:`~studio.backends.base.Completion` per request, and finally returns the answer text::
 
     def run(self, question, ctx):
-        (baseline,) = yield [ctx.request("baseline", ctx.render("cove_baseline", question=question))]
+        (baseline,) = yield [ctx.request("baseline", render("cove_baseline", question=question))]
         ...
         return final
 
@@ -15,15 +15,14 @@ requests of one round that share a backend and decoding params to ``backend.chat
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field, fields
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from studio.backends.base import Completion, Conversation, GenParams
 from studio.errors import InputError
+from studio.prompts import Prompts
 from studio.registry import Registry
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -91,6 +90,11 @@ class StepRequest:
     parent: str | None = None
     label: str = ""  # a short human label, e.g. the verification question this step answers
     params: GenParams | None = None
+    #: read the next-token probabilities of these single-token choices (``backend.choice_probs``) instead of
+    #: generating; the completion's text is the probabilities as JSON
+    choices: tuple[str, ...] | None = None
+    #: identical shared requests of several runs in one round are sent once (a judge's branch step per question)
+    shared: bool = False
 
 
 StepStatus = Literal["running", "done", "error"]
@@ -281,53 +285,11 @@ class TraceEvent:
 
 
 # -- prompts ------------------------------------------------------------------------------------------------------
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-# A line "<<user>>", "<<assistant>>" or "<<system>>" starts a message: few-shot examples are chat turns, which a
-# small chat model copies far less than examples inlined in one message.
-_ROLE_LINE = re.compile(r"^<<(system|user|assistant)>>\s*$")
-
-
-@cache
-def load_prompt(name: str) -> str:
-    """A template from ``prompts/<name>.txt``, without its ``#`` header lines (which cite the source paper)."""
-    path = PROMPTS_DIR / f"{name}.txt"
-    lines = path.read_text(encoding="utf-8").splitlines()
-    while lines and lines[0].startswith("#"):
-        lines.pop(0)
-    return "\n".join(lines).strip("\n")
-
-
-def render_messages(name: str, **values: str) -> Conversation:
-    """Fill a template's ``{placeholders}`` and split it into messages at ``<<role>>`` lines (default: user).
-
-    Values are inserted as-is, so braces in a user's question are harmless.
-    """
-    template = load_prompt(name)
-    missing = {m for m in _PLACEHOLDER.findall(template) if m not in values}
-    if missing:
-        raise KeyError(f"prompt {name!r} needs {', '.join(sorted(missing))}")
-    chunks: list[tuple[str, list[str]]] = [("user", [])]
-    for line in template.splitlines():
-        m = _ROLE_LINE.match(line)
-        if m:
-            chunks.append((m.group(1), []))
-        else:
-            chunks[-1][1].append(line)
-    messages = []
-    for role, lines in chunks:
-        text = _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), "\n".join(lines))
-        text = re.sub(r"\n{3,}", "\n\n", text).strip()  # an empty section must not leave a hole
-        if text:
-            messages.append({"role": role, "content": text})
-    return messages
-
-
-def render(name: str, **values: str) -> str:
-    """A one-message template, filled: the text of the single user message."""
-    messages = render_messages(name, **values)
-    if len(messages) != 1 or messages[0]["role"] != "user":
-        raise ValueError(f"prompt {name!r} has several messages; use render_messages")
-    return messages[0]["content"]
+#: the strategies' templates (tidied: an empty section leaves no hole); see :mod:`studio.prompts`
+PROMPTS = Prompts(PROMPTS_DIR, tidy=True)
+load_prompt = PROMPTS.load
+render_messages = PROMPTS.messages
+render = PROMPTS.text  # a one-message template, filled: the text of its single user message
 
 
 # -- the run context and the strategy base ------------------------------------------------------------------------
@@ -351,12 +313,16 @@ class RunContext:
         *,
         parent: str | None = None,
         label: str = "",
+        choices: tuple[str, ...] | None = None,
+        shared: bool = False,
         **param_overrides: Any,
     ) -> StepRequest:
         """A new step request; a string prompt becomes one user message."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         params = self.params.gen_params().replace(**param_overrides) if param_overrides else None
-        req = StepRequest(f"s{self._next_id}", name, messages, parent=parent, label=label, params=params)
+        req = StepRequest(
+            f"s{self._next_id}", name, messages, parent, label, params, tuple(choices) if choices else None, shared
+        )
         self._next_id += 1
         return req
 

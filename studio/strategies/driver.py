@@ -1,28 +1,47 @@
-"""The driver: runs strategy generators in lockstep and batches their independent steps.
+"""The driver: the one engine every model call goes through, for strategy runs and judge items alike.
 
-Each round it collects the pending requests of every active run, groups them by (backend, params) and sends
-each group to ``backend.chat`` as one batch. So CoVe's factored verifications, BSM's solves, and (in the arena)
-the first steps of several strategies share a forward pass. Groups on different backends run concurrently.
+It runs many programs in lockstep: a :class:`~studio.strategies.base.Strategy` on a question, or a judge on one
+item (:class:`studio.judges.base.JudgeRun`). Each is a generator that yields a list of independent
+:class:`StepRequest` s and receives one :class:`Completion` per request. Each round the driver collects the
+pending requests of every active run, groups them by (backend, params) -- or (backend, choices) for a
+next-token-probability reading -- and sends each group to the backend as one batch. So CoVe's factored
+verifications, BSM's solves, the first steps of several arena columns, and every item and order of a judge batch
+share a forward pass. Groups on different backends run concurrently. Identical ``shared`` requests of one round
+are sent once (a judge's branch step per distinct question).
 
-It reports progress as :class:`TraceEvent` s: ``drive(jobs)`` is a generator of events; the runs' results
-arrive in ``run_finished`` events. ``run_jobs(jobs)`` is the blocking form.
+Every step is recorded the same way: :class:`TraceEvent` s while it runs, a :class:`Step` in the run's
+:class:`Trace`. ``drive(jobs)`` is a generator of events; the runs' results arrive in ``run_finished`` events.
+``run_jobs(jobs)`` is the blocking form.
+
+**Fallback policy** (one rule for every model call):
+
+1. A batch call that raises, whatever the exception, is retried one request at a time, so the failure lands
+   on the request that caused it and the rest of the batch is still answered.
+2. A request that fails alone fails its step (status ``error``). If the error is an ``InputError`` (the
+   request itself was refused, e.g. too long a prompt) and the program accepts refusals (judges do), the
+   program receives a completion with ``finish_reason="error"`` and the message as its text, and goes on.
+3. Otherwise the run ends with the error and keeps its trace so far; the other runs go on. The caller decides
+   what a failed run means: the arena shows it in its column, ``run_strategy`` raises it; a judge gives a
+   failed verdict for an ``InputError`` and raises anything else (a backend failure says nothing about the
+   item, so it must not become a stored failed verdict that a resumed job would skip).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from studio.backends.base import Backend, Completion, GenParams, validate_conversation
-from studio.errors import StudioError, redact
+from studio.errors import InputError, StudioError, redact
 from studio.strategies.base import (
     RunContext,
     RunResult,
     Step,
     StepRequest,
-    Strategy,
     StrategyGen,
     StrategyParams,
     Trace,
@@ -30,11 +49,24 @@ from studio.strategies.base import (
 )
 
 
+class Program(Protocol):
+    """What the driver runs: a :class:`~studio.strategies.base.Strategy`, or a judge on one item. ``run`` is a
+    generator of step-request rounds that returns the run's final text. A program with a true
+    ``accepts_refusals`` attribute receives refused requests as error completions (see the fallback policy)."""
+
+    @property
+    def name(self) -> str: ...
+
+    variant: str | None
+
+    def run(self, question: str, ctx: RunContext) -> StrategyGen: ...
+
+
 @dataclass
 class Job:
-    """One run to drive: a strategy (with its variant) on a question, on a backend, with params."""
+    """One run to drive: a strategy (with its variant) or a judge's item program, on a backend, with params."""
 
-    strategy: Strategy
+    strategy: Program
     question: str
     backend: Backend
     params: StrategyParams = field(default_factory=StrategyParams)
@@ -78,7 +110,7 @@ def drive(jobs: Sequence[Job], *, batching: bool = True) -> Iterator[TraceEvent]
             round_no += 1
             items = [(r, req) for r in active for req in r.pending]
             groups = _group(items, batching)
-            sizes = {(r.index, req.id): len(g) for g in groups for r, req in g}
+            sizes = {(r.index, req.id): len(_rows(g)) for g in groups for r, req in g}
             for r, req in items:
                 yield _started(r, req, round_no, sizes[r.index, req.id])
             for group, outcomes in _execute(groups, pool):
@@ -209,13 +241,12 @@ def _result(run: _Run, exc: BaseException | None = None) -> RunResult:
 
 # -- steps -------------------------------------------------------------------------------------------------------------
 def _started(run: _Run, req: StepRequest, round_no: int, batch_size: int) -> TraceEvent:
-    params = req.params or run.job.params.gen_params()
     step = Step(
         id=req.id,
         name=req.name,
         parent=req.parent,
         messages=req.messages,
-        params=params.to_dict(),
+        params={"choices": list(req.choices)} if req.choices else _params(run, req).to_dict(),
         label=req.label,
         model=run.job.backend.model_name,
         round=round_no,
@@ -227,11 +258,16 @@ def _started(run: _Run, req: StepRequest, round_no: int, batch_size: int) -> Tra
 
 
 def _record(run: _Run, req: StepRequest, outcome: _Outcome) -> Iterator[TraceEvent]:
-    """Fill the step from its completion; an exception fails the whole run."""
+    """Fill the step from its completion; an exception fails the whole run unless the program takes refusals."""
     if run.result is not None:  # the run already failed on another request of this round
         return
     step = run.trace.step(req.id)
     step.finished_s = time.perf_counter() - run.t0
+    if isinstance(outcome, InputError) and getattr(run.job.strategy, "accepts_refusals", False):
+        step.status = "error"
+        step.notes.append(f"refused: {outcome}")
+        run.results[req.id] = refusal(outcome)
+        return
     if isinstance(outcome, BaseException):
         step.status = "error"
         run.gen.close()
@@ -247,52 +283,89 @@ def _record(run: _Run, req: StepRequest, outcome: _Outcome) -> Iterator[TraceEve
     run.results[req.id] = outcome
 
 
+def refusal(e: InputError) -> Completion:
+    """What a program that accepts refusals receives for a refused request: no text, the reason, "error"."""
+    return Completion(str(e), 0, 0, 0.0, finish_reason="error")
+
+
 # -- batching ----------------------------------------------------------------------------------------------------------
 def _params(run: _Run, req: StepRequest) -> GenParams:
     return req.params or run.job.params.gen_params()
 
 
 def _group(items: list[_Item], batching: bool) -> list[list[_Item]]:
-    """One group per (backend, params) when batching; one group per request otherwise."""
+    """One group per (backend, params) -- or (backend, choices) -- when batching; one per request otherwise."""
     if not batching:
         return [[it] for it in items]
-    groups: dict[tuple[int, GenParams], list[_Item]] = {}
+    groups: dict[tuple[int, Any], list[_Item]] = {}
     for run, req in items:
-        groups.setdefault((id(run.job.backend), _params(run, req)), []).append((run, req))
+        how = ("choices", req.choices) if req.choices else _params(run, req)
+        groups.setdefault((id(run.job.backend), how), []).append((run, req))
     return list(groups.values())
 
 
+def _rows(group: list[_Item]) -> list[list[_Item]]:
+    """The group's batch rows: one per request, except that identical ``shared`` requests share one row."""
+    rows: list[list[_Item]] = []
+    seen: dict[str, int] = {}
+    for run, req in group:
+        key = json.dumps(req.messages) if req.shared else None
+        if key is not None and key in seen:
+            rows[seen[key]].append((run, req))
+            continue
+        if key is not None:
+            seen[key] = len(rows)
+        rows.append([(run, req)])
+    return rows
+
+
 def _call(group: list[_Item]) -> list[_Outcome]:
-    """One ``backend.chat`` for the group. If the batch fails, retry one by one so only the bad request fails."""
-    run0, req0 = group[0]
-    backend, params = run0.job.backend, _params(run0, req0)
+    """One backend call for the group, one outcome per request in group order (see the fallback policy)."""
+    rows = _rows(group)
     try:
-        comps = backend.chat([req.messages for _, req in group], params, **_deltas(group))
-        if len(comps) != len(group):
-            raise StudioError(f"{backend.model_name} returned {len(comps)} answers for {len(group)} prompts")
-        return list(comps)
+        outcomes: list[_Outcome] = list(_send(rows))
     except Exception as e:
-        if len(group) == 1:
-            return [e]
-    outcomes: list[_Outcome] = []
-    for item in group:
-        try:
-            outcomes.append(backend.chat([item[1].messages], params, **_deltas([item]))[0])
-        except Exception as e:
-            outcomes.append(e)
-    return outcomes
+        outcomes = [e] if len(rows) == 1 else [_alone(row) for row in rows]
+    by_request = {
+        (run.index, req.id): out for row, out in zip(rows, outcomes, strict=True) for run, req in row
+    }
+    return [by_request[run.index, req.id] for run, req in group]
 
 
-def _deltas(group: list[_Item]) -> dict[str, Callable[[int, str], None]]:
-    """``on_delta=`` routing a batch row's live text to the run that asked for it; nothing when no run
+def _alone(row: list[_Item]) -> _Outcome:
+    try:
+        return _send([row])[0]
+    except Exception as e:
+        return e
+
+
+def _send(rows: list[list[_Item]]) -> list[Completion]:
+    """``backend.chat`` (or ``choice_probs``) on the rows' conversations; a short answer list is an error."""
+    run0, req0 = rows[0][0]
+    backend = run0.job.backend
+    convs = [row[0][1].messages for row in rows]
+    if req0.choices:
+        t0 = time.perf_counter()
+        probs = backend.choice_probs(convs, req0.choices)
+        took = time.perf_counter() - t0
+        comps = [Completion(json.dumps(p), 0, 0, took, model=backend.model_name) for p in probs]
+    else:
+        comps = list(backend.chat(convs, _params(run0, req0), **_deltas(rows)))
+    if len(comps) != len(rows):
+        raise StudioError(f"{backend.model_name} returned {len(comps)} answers for {len(rows)} prompts")
+    return comps
+
+
+def _deltas(rows: list[list[_Item]]) -> dict[str, Callable[[int, str], None]]:
+    """``on_delta=`` routing a batch row's live text to the runs that asked for it; nothing when no run
     listens, so backends written before ``on_delta`` existed keep working."""
-    if not any(run.job.on_delta for run, _ in group):
+    if not any(run.job.on_delta for row in rows for run, _ in row):
         return {}
 
     def on_delta(i: int, text: str) -> None:
-        run, req = group[i]
-        if run.job.on_delta is not None:
-            run.job.on_delta(req.id, text)
+        for run, req in rows[i]:
+            if run.job.on_delta is not None:
+                run.job.on_delta(req.id, text)
 
     return {"on_delta": on_delta}
 
