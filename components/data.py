@@ -1,20 +1,21 @@
-"""Data tab: browse, filter and search prompts, runs, votes, verdicts and step labels; open a run's trace; delete
-votes and edit step labels; see who changed which label (the label audit); per prompt set, edit the annotation
-guidelines and how many annotators each prompt needs, and see each prompt's labelling status; export preference
-data (dpo/kto/rm as Parquet or JSONL) and import TRL files. Every table loads fresh when the tab is opened.
+"""Data tab: browse, filter and search prompts, runs, votes, verdicts and step labels; open a run's or a verdict's
+trace; delete votes and edit step labels; see who changed which label (the label audit); per prompt set, edit the
+annotation guidelines and how many annotators each prompt needs, and see each prompt's labelling status; export
+preference data (dpo/kto/rm as Parquet or JSONL) and import TRL files. Every table loads fresh when the tab is
+opened.
 
-Filters the store's readers take (prompt set of prompts, model and strategy of runs, annotator of votes, judge
-of verdicts) go to the store; the rest (text search, a run's prompt set, a vote's runs) are applied here to the
-newest ``SCAN`` rows the readers return.
+The rows come from :mod:`studio.browse`: the filters (prompt set, model, strategy, annotator) are the store's run
+filters, the ones the exports use, and the text search is done there too. This module lays the widgets out
+(``*_layout``, each returning a handles dataclass) and wires their events (``wire_*``), as the Arena and Train
+tabs do.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cached_property
 from typing import Any
 
 import gradio as gr
@@ -31,16 +32,18 @@ from components.common import (
     table,
 )
 from storage import Filters, Store
+from studio import browse
 from studio.access import require_admin
 from studio.api import list_strategies
 from studio.context import AppContext
 from studio.errors import InputError
+from studio.methods import Method
 
-SCAN = 20_000  # rows read when a filter is applied here rather than by the store
 ANY = ("any", "")
 KINDS = ("dpo", "kto", "rm")
 FORMATS = ("parquet", "jsonl")
 STEP_LABELS = ("wrong", "good")
+PRIVATE = {"api_visibility": "private"}
 
 PROMPT_COLUMNS = ["id", "prompt_set", "category", "text", "created_at"]
 RUN_COLUMNS = ["id", "prompt_id", "prompt_set", "model", "strategy", "prompt", "answer", "tokens_in",
@@ -55,177 +58,112 @@ STATUS_COLUMNS = ["prompt_id", "status", "labels", "min_labels", "skips", "text"
 NO_GUIDELINES = "*No guidelines yet for this prompt set.*"
 
 
+# -- handles ------------------------------------------------------------------------------------------------------
 @dataclass
-class Handles:
+class FilterHandles:
     prompt_set: gr.Dropdown
     model: gr.Dropdown
     strategy: gr.Dropdown
     annotator: gr.Textbox
     search: gr.Textbox
+    limit: gr.Number
+    refresh: gr.Button
+
+    @property
+    def inputs(self) -> list[Any]:
+        """What every table reader takes, in :func:`query_of`'s order."""
+        return [self.prompt_set, self.model, self.strategy, self.annotator, self.search, self.limit]
+
+
+@dataclass
+class TableHandles:
     prompts: gr.Dataframe
     runs: gr.Dataframe
     votes: gr.Dataframe
     verdicts: gr.Dataframe
     step_labels: gr.Dataframe
-    run_id: gr.Number
-    trace: gr.HTML
+    vote_id: gr.Number
+    delete_vote: gr.Button
+    label_id: gr.Number
+    label: gr.Dropdown
+    note: gr.Textbox
+    save_label: gr.Button
+    delete_label: gr.Button
+    audit: gr.Dataframe | None = None  # in its own tab after "Prompt sets": set by build()
+
+
+@dataclass
+class PromptSetHandles:
+    name: gr.Dropdown
+    min_labels: gr.Number
+    save: gr.Button
+    guidelines: gr.Textbox
+    preview: gr.Markdown
+    status_summary: gr.Markdown
+    status: gr.Dataframe
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [self.guidelines, self.preview, self.min_labels, self.status_summary, self.status]
+
+
+@dataclass
+class ExchangeHandles:
+    kind: gr.Radio
+    fmt: gr.Radio
+    source: gr.Radio
+    conversational: gr.Checkbox
+    agree_only: gr.Checkbox
+    export: gr.Button
     export_file: gr.File
     import_file: gr.File
+    import_set: gr.Textbox
+    import_annotator: gr.Textbox
+    do_import: gr.Button
+
+
+@dataclass
+class TraceHandles:
+    run_id: gr.Number
+    open_run: gr.Button
+    verdict_id: gr.Number
+    open_verdict: gr.Button
+    trace: gr.HTML
+
+
+@dataclass
+class Handles:
+    stats: gr.Markdown
     message: gr.Markdown
-    workflow_set: gr.Dropdown
-    guidelines: gr.Textbox
-    guidelines_preview: gr.Markdown
-    min_labels: gr.Number
-    prompt_status: gr.Dataframe
-    audit: gr.Dataframe
+    filters: FilterHandles
+    tables: TableHandles
+    prompt_sets: PromptSetHandles
+    exchange: ExchangeHandles
+    trace: TraceHandles
 
 
 # -- reading ------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Query:
-    """The filter fields, with '' meaning any."""
-
-    prompt_set: str | None = None
-    model: str | None = None
-    strategy: str | None = None
-    annotator: str | None = None
-    search: str | None = None
-    limit: int | None = 100
-
-    @classmethod
-    def of(cls, prompt_set: Any, model: Any, strategy: Any, annotator: Any, search: Any, limit: Any) -> Query:
-        return cls(*map(optional, (prompt_set, model, strategy, annotator, search)), limit_of(limit))
-
-    @property
-    def scan(self) -> int | None:
-        """How many rows to ask the store for: all we show, or, when we filter here, the newest ``SCAN``."""
-        local = self.search or self.prompt_set or self.model or self.strategy
-        return SCAN if local else self.limit
-
-    def finds(self, *texts: Any) -> bool:
-        needle = (self.search or "").casefold()
-        return not needle or any(needle in str(t).casefold() for t in texts if t is not None)
-
-    def take(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for r in rows:
-            if self.limit is not None and len(out) >= self.limit:
-                break
-            out.append(r)
-        return out
-
-
-def method(run: dict[str, Any]) -> str:
-    return run["strategy"] + (f":{run['variant']}" if run.get("variant") else "")
-
-
-class Index:
-    """Prompts, runs (without traces) and comparisons by id, each read once per request when first needed."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    @cached_property
-    def prompts(self) -> dict[int, dict[str, Any]]:
-        return {p["id"]: p for p in self.store.list_prompts(limit=None)}
-
-    @cached_property
-    def runs(self) -> dict[int, dict[str, Any]]:
-        return {r["id"]: r for r in self.store.list_runs(limit=None)}
-
-    @cached_property
-    def comparisons(self) -> dict[int, dict[str, Any]]:
-        return {c["id"]: c for c in self.store.list_comparisons(limit=None)}
-
-    def prompt_of(self, prompt_id: int | None) -> dict[str, Any]:
-        return self.prompts.get(prompt_id, {}) if prompt_id is not None else {}
-
-    def runs_of(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
-        return [self.runs[r] for r in run_ids if r in self.runs]
-
-    def contestants(self, run_ids: Sequence[int]) -> str:
-        return " | ".join(f"{r['model']} / {method(r)}" for r in self.runs_of(run_ids))
-
-    def matches(self, q: Query, run_ids: Sequence[int], *texts: Any) -> bool:
-        """A vote or verdict matches when one of its runs has the model / strategy (as pairs do in exports)."""
-        runs = self.runs_of(run_ids)
-        if q.model and all(r["model"] != q.model for r in runs):
-            return False
-        if q.strategy and all(q.strategy not in (r["strategy"], method(r)) for r in runs):
-            return False
-        prompt = self.prompt_of(runs[0]["prompt_id"] if runs else None)
-        if q.prompt_set and prompt.get("prompt_set") != q.prompt_set:
-            return False
-        return q.finds(prompt.get("text"), *(r["answer"] for r in runs), *texts)
+def query_of(
+    prompt_set: Any, model: Any, strategy: Any, annotator: Any, search: Any, limit: Any
+) -> browse.Browse:
+    """The filter boxes' values as a :class:`studio.browse.Browse` ('' means any; a row limit of 0 means all)."""
+    return browse.Browse(*map(optional, (prompt_set, model, strategy, annotator, search)), limit_of(limit))
 
 
 def frame(rows: list[dict[str, Any]], columns: list[str], width: int = 160) -> pd.DataFrame:
     return pd.DataFrame(table(rows, columns, width), columns=columns)
 
 
-def prompt_rows(store: Store, q: Query) -> pd.DataFrame:
-    rows = store.list_prompts(q.prompt_set, limit=q.limit if not q.search else None)
-    return frame(q.take(p for p in rows if q.finds(p["text"], p.get("category"))), PROMPT_COLUMNS)
-
-
-def run_rows(store: Store, q: Query) -> pd.DataFrame:
-    index = Index(store)
-    strategy, _, variant = (q.strategy or "").partition(":")
-    found = store.list_runs(model=q.model, strategy=strategy or None, limit=q.scan)
-    rows = []
-    for r in found:
-        prompt = index.prompt_of(r["prompt_id"])
-        if variant and r.get("variant") != variant:
-            continue
-        if q.prompt_set and prompt.get("prompt_set") != q.prompt_set:
-            continue
-        if q.finds(prompt.get("text"), r["answer"]):
-            rows.append({**r, "strategy": method(r), "prompt_set": prompt.get("prompt_set"),
-                         "prompt": prompt.get("text")})  # fmt: skip
-    return frame(q.take(rows), RUN_COLUMNS)
-
-
-def vote_rows(store: Store, q: Query) -> pd.DataFrame:
-    index = Index(store)
-    rows = []
-    for v in store.list_votes(annotator=q.annotator, limit=q.scan):
-        cmp = index.comparisons.get(v["comparison_id"], {})
-        run_ids = cmp.get("run_ids") or []
-        if index.matches(q, run_ids, v.get("comment"), v["annotator"]):
-            prompt = index.prompt_of(cmp.get("prompt_id")).get("text")
-            rows.append(
-                {**v, "run_ids": run_ids, "contestants": index.contestants(run_ids), "prompt": prompt}
-            )
-    return frame(q.take(rows), VOTE_COLUMNS)
-
-
-def verdict_rows(store: Store, q: Query) -> pd.DataFrame:
-    index = Index(store)
-    rows = []
-    for d in store.list_verdicts(judge=q.annotator, limit=q.scan):
-        scores = d.get("scores") or {}
-        error = scores.get("error") if isinstance(scores, dict) else None
-        if index.matches(q, d["run_ids"], d.get("raw_output"), d["judge"], error):
-            self_judge = scores.get("self_judge") if isinstance(scores, dict) else None
-            rows.append({**d, "contestants": index.contestants(d["run_ids"]), "error": error,
-                         "self_judge": self_judge})  # fmt: skip
-    return frame(q.take(rows), VERDICT_COLUMNS)
-
-
-def step_label_rows(store: Store, q: Query) -> pd.DataFrame:
-    index = Index(store)
-    rows = [
-        s
-        for s in reversed(store.list_step_labels())  # newest first, as the other tables
-        if (not q.annotator or s["annotator"] == q.annotator)
-        and index.matches(q, [s["run_id"]], s["label"], s.get("note"), s["step_id"], s["annotator"])
-    ]
-    return frame(q.take(rows), STEP_LABEL_COLUMNS)
-
-
-def audit_rows(store: Store, q: Query) -> pd.DataFrame:
-    """Who replaced or deleted which label, newest first (the store's label audit)."""
-    return frame(store.label_audit(annotator=q.annotator, limit=q.limit), AUDIT_COLUMNS, width=200)
+Reader = Callable[[Store, browse.Browse], list[dict[str, Any]]]
+# each table: its studio reader, its columns, its cell width and its API name
+TABLES: dict[str, tuple[Reader, list[str], int, str]] = {
+    "prompts": (browse.prompt_rows, PROMPT_COLUMNS, 160, "data_prompts"),
+    "runs": (browse.run_rows, RUN_COLUMNS, 160, "data_runs"),
+    "votes": (browse.vote_rows, VOTE_COLUMNS, 160, "data_votes"),
+    "verdicts": (browse.verdict_rows, VERDICT_COLUMNS, 160, "data_verdicts"),
+    "step_labels": (browse.step_label_rows, STEP_LABEL_COLUMNS, 160, "data_step_labels"),
+    "audit": (browse.audit_rows, AUDIT_COLUMNS, 200, "data_label_audit"),
+}
 
 
 def status_rows(store: Store, prompt_set: str | None) -> tuple[str, pd.DataFrame]:
@@ -267,9 +205,27 @@ def run_html(store: Store, run_id: int) -> str:
     at = run["created_at"].strftime("%Y-%m-%d %H:%M") if isinstance(run.get("created_at"), datetime) else ""
     head = (
         f"<h3 style='margin:4px 0'>Run {run['id']}</h3><div style='opacity:0.75'>prompt {run['prompt_id']} "
-        f"(set {_esc(prompt.get('prompt_set'))}) · {_esc(run['model'])} · {_esc(method(run))} · {at}</div>"
+        f"(set {_esc(prompt.get('prompt_set'))}) · {_esc(run['model'])} · {_esc(Method.of(run))} · {at}</div>"
     )
     return head + render_trace_html(trace, labels=labels)
+
+
+def verdict_html(store: Store, verdict_id: int) -> str:
+    """One stored verdict: what the judge concluded about which runs, and its trace (every model call)."""
+    d = store.get_verdict(verdict_id)
+    if d is None:
+        raise InputError(f"no verdict with id {verdict_id}")
+    outcome = d.get("winner") if d["mode"] == "pairwise" else d.get("rating")
+    head = (
+        f"<h3 style='margin:4px 0'>Verdict {d['id']}</h3><div style='opacity:0.75'>{_esc(d['judge'])} @ "
+        f"{_esc(d.get('judge_model'))} · {d['mode']} · runs {_esc(d['run_ids'])} · "
+        f"{'ok: ' + _esc(outcome) if d['ok'] else 'failed'}</div>"
+    )
+    trace = d.get("trace") or {
+        "strategy": d["judge"], "model": d.get("judge_model") or "?", "final_answer": "", "steps": [],
+        "notes": ["no trace stored for this verdict (judged before verdicts kept traces, or added by hand)"],
+    }  # fmt: skip
+    return head + render_trace_html(trace)
 
 
 def _esc(value: Any) -> str:
@@ -297,16 +253,36 @@ def export_name(kind: str, fmt: str) -> str:
     return f"exports/{kind}-{stamp}.{fmt}"
 
 
-# -- the tab ------------------------------------------------------------------------------------------------------
+# -- the tab: layout ----------------------------------------------------------------------------------------------
 def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
     """The tab's widgets and events. ``opened``: the events on which every table and picker is read again (the
     app passes the page load and the tab's select); none given, the page load."""
-    strategies = [s.name for s in list_strategies()] + ["imported"]
     gr.Markdown(
         "Everything the studio has recorded. Filters apply to every table; the text search looks in prompts, "
         "answers, comments and judge outputs. Click a row to open its run below."
     )
     stats = gr.Markdown()
+    filters = filters_layout(ctx)
+    message = gr.Markdown()
+    with gr.Tabs():
+        tables = tables_layout()
+        with gr.Tab("Prompt sets"):
+            prompt_sets = prompt_sets_layout()
+        with gr.Tab("Label audit"):
+            tables.audit = audit_layout()
+        with gr.Tab("Export / import"):
+            exchange = exchange_layout()
+    h = Handles(stats, message, filters, tables, prompt_sets, exchange, trace_layout())
+    wire_tables(ctx, h, opened)
+    wire_prompt_sets(ctx, h, opened)
+    wire_traces(ctx, h)
+    wire_edits(ctx, h)
+    wire_exchange(ctx, h)
+    return h
+
+
+def filters_layout(ctx: AppContext) -> FilterHandles:
+    strategies = [s.name for s in list_strategies()] + ["imported"]
     with gr.Row(equal_height=True):
         prompt_set = gr.Dropdown([ANY], value="", label="Prompt set", allow_custom_value=True, scale=2)
         model = gr.Dropdown(
@@ -319,109 +295,165 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         search = gr.Textbox(label="Search", placeholder="text in prompts, answers, comments…", scale=3)
         limit = gr.Number(100, label="Rows (0 = all)", precision=0, minimum=0, scale=1)
         refresh = gr.Button("↻ Refresh", scale=1)
-    filters = [prompt_set, model, strategy, annotator, search, limit]
-    message = gr.Markdown()
+    return FilterHandles(prompt_set, model, strategy, annotator, search, limit, refresh)
 
-    with gr.Tabs():
-        with gr.Tab("Runs"):
-            runs = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, wrap=True, max_height=420)
-        with gr.Tab("Prompts"):
-            prompts = gr.Dataframe(headers=PROMPT_COLUMNS, interactive=False, wrap=True, max_height=420)
-        with gr.Tab("Votes"):
-            votes = gr.Dataframe(headers=VOTE_COLUMNS, interactive=False, wrap=True, max_height=420)
-            with gr.Row(equal_height=True):
-                vote_id = gr.Number(label="Vote id", precision=0, minimum=0, scale=1)
-                delete_vote = gr.Button("Delete vote", variant="stop", scale=0)
-        with gr.Tab("Verdicts"):
-            verdicts = gr.Dataframe(headers=VERDICT_COLUMNS, interactive=False, wrap=True, max_height=420)
-        with gr.Tab("Step labels"):
-            step_labels = gr.Dataframe(
-                headers=STEP_LABEL_COLUMNS, interactive=False, wrap=True, max_height=420
-            )
-            with gr.Row(equal_height=True):
-                label_id = gr.Number(label="Step label id", precision=0, minimum=0, scale=1)
-                label = gr.Dropdown(list(STEP_LABELS), label="Label", allow_custom_value=True, scale=1)
-                note = gr.Textbox(label="Note", scale=3)
-                save_label = gr.Button("Save", scale=0)
-                delete_label = gr.Button("Delete", variant="stop", scale=0)
-        with gr.Tab("Prompt sets"):
-            gr.Markdown(
-                "Per prompt set: the **annotation guidelines** (Markdown, shown above the Arena), how many "
-                "annotators each prompt needs (**min labels**; *Next prompt* prefers prompts that still need "
-                "labels), and each prompt's status."
-            )
-            with gr.Row(equal_height=True):
-                workflow_set = gr.Dropdown([], label="Prompt set", scale=2)
-                min_labels = gr.Number(1, label="Min labels per prompt", precision=0, minimum=1, scale=1)
-                save_set = gr.Button("Save guidelines and min labels", variant="primary", scale=1)
-            with gr.Row():
-                guidelines = gr.Textbox(label="Guidelines (Markdown)", lines=10, max_lines=30, scale=1)
-                with gr.Column(scale=1):
-                    gr.Markdown("**Preview**")
-                    guidelines_preview = gr.Markdown(NO_GUIDELINES)
-            status_summary = gr.Markdown()
-            prompt_status = gr.Dataframe(headers=STATUS_COLUMNS, interactive=False, wrap=True, max_height=420,
-                                         label="Prompt status")  # fmt: skip
-        with gr.Tab("Label audit"):
-            gr.Markdown(
-                "Every replaced or deleted label: who labelled it, who changed it (actor), the old and the new "
-                "value. The annotator filter and the row limit above apply."
-            )
-            audit = gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, wrap=True, max_height=420)
-        with gr.Tab("Export / import"):
-            gr.Markdown(
-                "**Export** preference data in TRL's layout, with the filters above (prompt set, model, "
-                "strategy, annotator). Files are kept in the data dir's `exports/` folder."
-            )
-            with gr.Row(equal_height=True):
-                kind = gr.Radio(list(KINDS), value="dpo", label="Kind")
-                fmt = gr.Radio(list(FORMATS), value="parquet", label="Format")
-                source = gr.Radio(["any", "human", "judge"], value="any", label="From")
-                conversational = gr.Checkbox(label="Conversational (messages)")
-                agree_only = gr.Checkbox(label="Only where human and judge agree")
-                export = gr.Button("Export", variant="primary")
-            export_file = gr.File(label="Download", interactive=False)
-            gr.Markdown(
-                "**Import** a TRL preference file (JSONL or Parquet with `prompt`, `chosen`, `rejected`). "
-                "Every row is checked first: one bad row imports nothing."
-            )
-            with gr.Row(equal_height=True):
-                import_file = gr.File(label="Preference file", file_types=[".jsonl", ".json", ".parquet"])
-                with gr.Column():
-                    import_set = gr.Textbox(label="Prompt set", placeholder="default: import:<file name>")
-                    import_annotator = gr.Textbox(
-                        label="Annotator", placeholder="default: import:<file name>"
-                    )
-                    do_import = gr.Button("Import", variant="primary")
 
+def tables_layout() -> TableHandles:
+    """The Runs, Prompts, Votes, Verdicts and Step labels tabs (the label audit has its own layout)."""
+
+    def grid(columns: list[str]) -> gr.Dataframe:
+        return gr.Dataframe(headers=columns, interactive=False, wrap=True, max_height=420)
+
+    with gr.Tab("Runs"):
+        runs = grid(RUN_COLUMNS)
+    with gr.Tab("Prompts"):
+        prompts = grid(PROMPT_COLUMNS)
+    with gr.Tab("Votes"):
+        votes = grid(VOTE_COLUMNS)
+        with gr.Row(equal_height=True):
+            vote_id = gr.Number(label="Vote id", precision=0, minimum=0, scale=1)
+            delete_vote = gr.Button("Delete vote", variant="stop", scale=0)
+    with gr.Tab("Verdicts"):
+        verdicts = grid(VERDICT_COLUMNS)
+    with gr.Tab("Step labels"):
+        step_labels = grid(STEP_LABEL_COLUMNS)
+        with gr.Row(equal_height=True):
+            label_id = gr.Number(label="Step label id", precision=0, minimum=0, scale=1)
+            label = gr.Dropdown(list(STEP_LABELS), label="Label", allow_custom_value=True, scale=1)
+            note = gr.Textbox(label="Note", scale=3)
+            save_label = gr.Button("Save", scale=0)
+            delete_label = gr.Button("Delete", variant="stop", scale=0)
+    return TableHandles(prompts, runs, votes, verdicts, step_labels, vote_id, delete_vote, label_id, label, note,
+                        save_label, delete_label)  # fmt: skip
+
+
+def audit_layout() -> gr.Dataframe:
+    gr.Markdown(
+        "Every replaced or deleted label: who labelled it, who changed it (actor), the old and the new "
+        "value. The annotator filter and the row limit above apply."
+    )
+    return gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, wrap=True, max_height=420)
+
+
+def prompt_sets_layout() -> PromptSetHandles:
+    gr.Markdown(
+        "Per prompt set: the **annotation guidelines** (Markdown, shown above the Arena), how many "
+        "annotators each prompt needs (**min labels**; *Next prompt* prefers prompts that still need "
+        "labels), and each prompt's status."
+    )
+    with gr.Row(equal_height=True):
+        name = gr.Dropdown([], label="Prompt set", scale=2)
+        min_labels = gr.Number(1, label="Min labels per prompt", precision=0, minimum=1, scale=1)
+        save = gr.Button("Save guidelines and min labels", variant="primary", scale=1)
+    with gr.Row():
+        guidelines = gr.Textbox(label="Guidelines (Markdown)", lines=10, max_lines=30, scale=1)
+        with gr.Column(scale=1):
+            gr.Markdown("**Preview**")
+            preview = gr.Markdown(NO_GUIDELINES)
+    status_summary = gr.Markdown()
+    status = gr.Dataframe(headers=STATUS_COLUMNS, interactive=False, wrap=True, max_height=420,
+                          label="Prompt status")  # fmt: skip
+    return PromptSetHandles(name, min_labels, save, guidelines, preview, status_summary, status)
+
+
+def exchange_layout() -> ExchangeHandles:
+    gr.Markdown(
+        "**Export** preference data in TRL's layout, with the filters above (prompt set, model, "
+        "strategy, annotator). Files are kept in the data dir's `exports/` folder."
+    )
+    with gr.Row(equal_height=True):
+        kind = gr.Radio(list(KINDS), value="dpo", label="Kind")
+        fmt = gr.Radio(list(FORMATS), value="parquet", label="Format")
+        source = gr.Radio(["any", "human", "judge"], value="any", label="From")
+        conversational = gr.Checkbox(label="Conversational (messages)")
+        agree_only = gr.Checkbox(label="Only where human and judge agree")
+        export = gr.Button("Export", variant="primary")
+    export_file = gr.File(label="Download", interactive=False)
+    gr.Markdown(
+        "**Import** a TRL preference file (JSONL or Parquet with `prompt`, `chosen`, `rejected`). "
+        "Every row is checked first: one bad row imports nothing."
+    )
+    with gr.Row(equal_height=True):
+        import_file = gr.File(label="Preference file", file_types=[".jsonl", ".json", ".parquet"])
+        with gr.Column():
+            import_set = gr.Textbox(label="Prompt set", placeholder="default: import:<file name>")
+            import_annotator = gr.Textbox(label="Annotator", placeholder="default: import:<file name>")
+            do_import = gr.Button("Import", variant="primary")
+    return ExchangeHandles(kind, fmt, source, conversational, agree_only, export, export_file, import_file,
+                           import_set, import_annotator, do_import)  # fmt: skip
+
+
+def trace_layout() -> TraceHandles:
     gr.Markdown("### Run")
     with gr.Row(equal_height=True):
         run_id = gr.Number(label="Run id", precision=0, minimum=0, scale=1)
         open_run = gr.Button("Open run", scale=0)
-        gr.HTML(scale=4)  # keeps the id box narrow
-    trace = gr.HTML(label="Run trace")
+        verdict_id = gr.Number(label="Verdict id", precision=0, minimum=0, scale=1)
+        open_verdict = gr.Button("Open verdict", scale=0)
+        gr.HTML(scale=3)  # keeps the id boxes narrow
+    return TraceHandles(run_id, open_run, verdict_id, open_verdict, gr.HTML(label="Trace"))
 
-    # -- handlers: read ---------------------------------------------------------------------------------------
-    def reader(fn: Callable[[Store, Query], pd.DataFrame]) -> Callable[..., pd.DataFrame]:
-        @friendly
-        def read(ps: Any, m: Any, s: Any, a: Any, q: Any, n: Any) -> pd.DataFrame:
-            return fn(ctx.store, Query.of(ps, m, s, a, q, n))
 
-        return read
+# -- the tab: wiring ----------------------------------------------------------------------------------------------
+def reader(ctx: AppContext, name: str) -> Callable[..., pd.DataFrame]:
+    """The handler that reads one table with the filter boxes' values."""
+    rows_of, columns, width, _ = TABLES[name]
 
     @friendly
-    def data_stats() -> tuple[str, gr.Dropdown]:
-        store = ctx.store
-        sets = [ANY, *store.prompt_sets()]
-        return stats_markdown(store), gr.Dropdown(choices=sets)
+    def read(ps: Any, m: Any, s: Any, a: Any, q: Any, n: Any) -> pd.DataFrame:
+        return frame(rows_of(ctx.store, query_of(ps, m, s, a, q, n)), columns, width)
+
+    return read
+
+
+def wire_tables(ctx: AppContext, h: Handles, opened: Sequence[Any]) -> None:
+    """The counts, the pickers and every table: read when the tab opens, when a filter changes and on Refresh."""
+    f, stats = h.filters, h.stats
 
     @friendly
     def data_open() -> tuple[Any, ...]:
         """Opening the tab: the counts and the pickers as they are now (prompt sets, models)."""
-        store = ctx.store
-        names = store.prompt_sets()
-        return (stats_markdown(store), gr.Dropdown(choices=[ANY, *names]),
+        names = ctx.store.prompt_sets()
+        return (stats_markdown(ctx.store), gr.Dropdown(choices=[ANY, *names]),
                 gr.Dropdown(choices=[ANY, *ctx.model_names()]), gr.Dropdown(choices=names))  # fmt: skip
+
+    f.refresh.click(
+        data_stats_fn(ctx), None, [stats, f.prompt_set], api_name="data_stats"
+    )  # rereads everything
+    pickers = [stats, f.prompt_set, f.model, h.prompt_sets.name]
+    # "always_last": a tab opened while the page-load read still runs is read once more after it, not skipped
+    gr.on(list(opened) or None, data_open, None, pickers, api_name="data_open", api_visibility="undocumented",
+          show_progress="hidden", trigger_mode="always_last")  # fmt: skip
+    for name, (
+        _,
+        _,
+        _,
+        api_name,
+    ) in TABLES.items():  # each follows the filters, and is read when the tab opens
+        read, component = reader(ctx, name), getattr(h.tables, name)
+        gr.on([*opened, *(c.change for c in f.inputs)] if opened else None, read, f.inputs, component,
+              api_name=api_name, trigger_mode="always_last")  # fmt: skip
+        f.refresh.click(read, f.inputs, component, **PRIVATE)
+
+
+def data_stats_fn(ctx: AppContext) -> Callable[[], tuple[str, gr.Dropdown]]:
+    @friendly
+    def data_stats() -> tuple[str, gr.Dropdown]:
+        return stats_markdown(ctx.store), gr.Dropdown(choices=[ANY, *ctx.store.prompt_sets()])
+
+    return data_stats
+
+
+def reread(ctx: AppContext, h: Handles, event: Any, *names: str) -> None:
+    """After a change, reread the stats and the tables it touched."""
+    event = event.success(data_stats_fn(ctx), None, [h.stats, h.filters.prompt_set], **PRIVATE)
+    for name in names:
+        event.then(reader(ctx, name), h.filters.inputs, getattr(h.tables, name), **PRIVATE)
+
+
+def wire_prompt_sets(ctx: AppContext, h: Handles, opened: Sequence[Any]) -> None:
+    """A prompt set's guidelines, min labels and prompt status: shown when picked, saved on Save."""
+    p = h.prompt_sets
 
     @friendly
     def data_prompt_set(name: Any) -> tuple[Any, ...]:
@@ -444,30 +476,71 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         ctx.store.set_prompt_set(name, guidelines=str(text or ""), min_labels=need)
         return f"Saved the guidelines of `{name}` (min labels {need}).", *status_rows(ctx.store, name)
 
+    p.name.change(data_prompt_set, p.name, p.outputs, api_name="data_prompt_set")
+    p.guidelines.input(lambda text: text or NO_GUIDELINES, p.guidelines, p.preview, show_progress="hidden",
+                       **PRIVATE)  # fmt: skip
+    p.save.click(data_save_prompt_set, [p.name, p.guidelines, p.min_labels],
+                 [h.message, p.status_summary, p.status], api_name="data_save_prompt_set")  # fmt: skip
+    gr.on([h.filters.refresh.click, *opened], data_prompt_set, p.name, p.outputs, trigger_mode="always_last",
+          **PRIVATE)  # fmt: skip
+
+
+def pick_id(evt: gr.SelectData) -> Any:
+    """A row's id (the first column)."""
+    row = evt.row_value or []
+    return row[0] if row and row[0] != "" else gr.skip()
+
+
+def first_run(evt: gr.SelectData) -> Any:
+    """A vote's row: open its first run."""
+    row = evt.row_value or []
+    ids = str(row[VOTE_COLUMNS.index("run_ids")]).strip("[]").split(",") if row else []
+    return int(ids[0]) if ids and ids[0].strip().isdigit() else gr.skip()
+
+
+def pick_label(evt: gr.SelectData) -> tuple[Any, Any, Any, Any]:
+    row = evt.row_value or []
+    if len(row) != len(STEP_LABEL_COLUMNS):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    get = dict(zip(STEP_LABEL_COLUMNS, row, strict=True)).get
+    return get("id"), get("label"), get("note"), get("run_id")
+
+
+def wire_traces(ctx: AppContext, h: Handles) -> None:
+    """Open a run's or a verdict's trace: by id, or by clicking a row."""
+    t, tables = h.trace, h.tables
+
     @friendly
     def data_run_trace(rid: Any) -> str:
         return run_html(ctx.store, row_id(rid, "run"))
 
-    def pick_id(evt: gr.SelectData) -> Any:
-        """A row's id (the first column)."""
-        row = evt.row_value or []
-        return row[0] if row and row[0] != "" else gr.skip()
+    @friendly
+    def data_verdict_trace(vid: Any) -> str:
+        return verdict_html(ctx.store, row_id(vid, "verdict"))
 
-    def first_run(evt: gr.SelectData) -> Any:
-        """A vote's or verdict's row: open its first run."""
-        row = evt.row_value or []
-        cols = VOTE_COLUMNS if len(row) == len(VOTE_COLUMNS) else VERDICT_COLUMNS
-        ids = str(row[cols.index("run_ids")]).strip("[]").split(",") if row else []
-        return int(ids[0]) if ids and ids[0].strip().isdigit() else gr.skip()
+    t.open_run.click(data_run_trace, t.run_id, t.trace, api_name="data_run_trace")
+    t.run_id.submit(data_run_trace, t.run_id, t.trace, **PRIVATE)
+    tables.runs.select(pick_id, None, t.run_id, **PRIVATE).success(
+        data_run_trace, t.run_id, t.trace, **PRIVATE
+    )
+    tables.votes.select(first_run, None, t.run_id, **PRIVATE).success(
+        data_run_trace, t.run_id, t.trace, **PRIVATE
+    )
+    t.open_verdict.click(data_verdict_trace, t.verdict_id, t.trace, api_name="data_verdict_trace")
+    t.verdict_id.submit(data_verdict_trace, t.verdict_id, t.trace, **PRIVATE)
+    tables.verdicts.select(pick_id, None, t.verdict_id, **PRIVATE).success(
+        data_verdict_trace, t.verdict_id, t.trace, **PRIVATE
+    )
+    tables.votes.select(pick_id, None, tables.vote_id, **PRIVATE)
+    tables.step_labels.select(
+        pick_label, None, [tables.label_id, tables.label, tables.note, t.run_id], **PRIVATE
+    ).success(data_run_trace, t.run_id, t.trace, **PRIVATE)
 
-    def pick_label(evt: gr.SelectData) -> tuple[Any, Any, Any, Any]:
-        row = evt.row_value or []
-        if len(row) != len(STEP_LABEL_COLUMNS):
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        get = dict(zip(STEP_LABEL_COLUMNS, row, strict=True)).get
-        return get("id"), get("label"), get("note"), get("run_id")
 
-    # -- handlers: write --------------------------------------------------------------------------------------
+def wire_edits(ctx: AppContext, h: Handles) -> None:
+    """Delete a vote, edit or delete a step label (annotators only their own; the audit names who did)."""
+    tables = h.tables
+
     @friendly
     def data_delete_vote(vid: Any, request: gr.Request) -> str:
         vid = row_id(vid, "vote")
@@ -492,17 +565,33 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         ctx.store.delete_step_label(lid, actor=user.name, admin=user.is_admin)
         return f"Deleted step label {lid}."
 
+    deleted = tables.delete_vote.click(
+        data_delete_vote, tables.vote_id, h.message, api_name="data_delete_vote"
+    )
+    reread(ctx, h, deleted, "votes", "audit")
+    saved = tables.save_label.click(data_update_step_label, [tables.label_id, tables.label, tables.note],
+                                    h.message, api_name="data_update_step_label")  # fmt: skip
+    reread(ctx, h, saved, "step_labels", "audit")
+    removed = tables.delete_label.click(data_delete_step_label, tables.label_id, h.message,
+                                        api_name="data_delete_step_label")  # fmt: skip
+    reread(ctx, h, removed, "step_labels", "audit")
+
+
+def wire_exchange(ctx: AppContext, h: Handles) -> None:
+    """Export with the filters above; import a TRL preference file (admins only)."""
+    x, f = h.exchange, h.filters
+
     @friendly
     def data_export(
-        k: str, f: str, src: str, conv: bool, agree: bool, ps: Any, m: Any, s: Any, a: Any,
+        k: str, fmt: str, src: str, conv: bool, agree: bool, ps: Any, m: Any, s: Any, a: Any,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio reads the tracker from the default
     ) -> tuple[str, str]:  # fmt: skip
-        if k not in KINDS or f not in FORMATS:
+        if k not in KINDS or fmt not in FORMATS:
             raise InputError(
                 f"export kind is one of {', '.join(KINDS)} and format one of {', '.join(FORMATS)}"
             )
-        progress(0.1, desc=f"exporting {k} as {f}")
-        result = ctx.store.export(k, f, export_name(k, f), export_filters(src, agree, ps, m, s, a),
+        progress(0.1, desc=f"exporting {k} as {fmt}")
+        result = ctx.store.export(k, fmt, export_name(k, fmt), export_filters(src, agree, ps, m, s, a),
                                   conversational=bool(conv))  # fmt: skip
         if not result.rows:
             gr.Warning("No rows matched: the file is empty. Vote in the Arena or widen the filters.")
@@ -533,77 +622,22 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
             f"(annotator `{result.annotator}`)."
         )
 
-    # -- wiring -----------------------------------------------------------------------------------------------
-    tables = [
-        (prompts, prompt_rows, "data_prompts"),
-        (runs, run_rows, "data_runs"),
-        (votes, vote_rows, "data_votes"),
-        (verdicts, verdict_rows, "data_verdicts"),
-        (step_labels, step_label_rows, "data_step_labels"),
-        (audit, audit_rows, "data_label_audit"),
-    ]
-    refresh.click(data_stats, None, [stats, prompt_set], api_name="data_stats")  # Refresh rereads everything
-    on_open = list(opened) or None  # None: gradio's page load
-    pickers = [stats, prompt_set, model, workflow_set]
-    # "always_last": a tab opened while the page-load read still runs is read once more after it, not skipped
-    gr.on(on_open, data_open, None, pickers, api_name="data_open", api_visibility="undocumented",
-          show_progress="hidden", trigger_mode="always_last")  # fmt: skip
-    for component, fn, name in tables:  # each table follows the filters, and is read again when the tab opens
-        read = reader(fn)
-        gr.on([*opened, *(c.change for c in filters)] if opened else None, read, filters, component,
-              api_name=name, trigger_mode="always_last")  # fmt: skip
-        refresh.click(read, filters, component, api_visibility="private")
-    workflow = [guidelines, guidelines_preview, min_labels, status_summary, prompt_status]
-    workflow_set.change(data_prompt_set, workflow_set, workflow, api_name="data_prompt_set")
-    guidelines.input(lambda text: text or NO_GUIDELINES, guidelines, guidelines_preview, api_visibility="private",
-                     show_progress="hidden")  # fmt: skip
-    save_set.click(data_save_prompt_set, [workflow_set, guidelines, min_labels],
-                   [message, status_summary, prompt_status], api_name="data_save_prompt_set")  # fmt: skip
-    gr.on([refresh.click, *opened], data_prompt_set, workflow_set, workflow, api_visibility="private",
-          trigger_mode="always_last")  # fmt: skip
-
-    def reread(event: Any, *which: gr.Dataframe) -> None:
-        """After a change, reread the stats and the tables it touched."""
-        event = event.success(data_stats, None, [stats, prompt_set], api_visibility="private")
-        for component, fn, _ in tables:
-            if component in which:
-                event.then(reader(fn), filters, component, api_visibility="private")
-
-    open_run.click(data_run_trace, run_id, trace, api_name="data_run_trace")
-    run_id.submit(data_run_trace, run_id, trace, api_visibility="private")
-    runs.select(pick_id, None, run_id, api_visibility="private").success(
-        data_run_trace, run_id, trace, api_visibility="private"
-    )
-    for component in (votes, verdicts):
-        component.select(first_run, None, run_id, api_visibility="private").success(
-            data_run_trace, run_id, trace, api_visibility="private"
-        )
-    votes.select(pick_id, None, vote_id, api_visibility="private")
-    step_labels.select(pick_label, None, [label_id, label, note, run_id], api_visibility="private").success(
-        data_run_trace, run_id, trace, api_visibility="private"
-    )
-
-    reread(delete_vote.click(data_delete_vote, vote_id, message, api_name="data_delete_vote"), votes, audit)
-    reread(
-        save_label.click(data_update_step_label, [label_id, label, note], message,
-                         api_name="data_update_step_label"),
-        step_labels, audit,
-    )  # fmt: skip
-    reread(
-        delete_label.click(data_delete_step_label, label_id, message, api_name="data_delete_step_label"),
-        step_labels, audit,
-    )  # fmt: skip
-    export.click(
+    x.export.click(
         data_export,
-        [kind, fmt, source, conversational, agree_only, prompt_set, model, strategy, annotator],
-        [export_file, message],
+        [
+            x.kind,
+            x.fmt,
+            x.source,
+            x.conversational,
+            x.agree_only,
+            f.prompt_set,
+            f.model,
+            f.strategy,
+            f.annotator,
+        ],
+        [x.export_file, h.message],
         api_name="data_export",
     )
-    reread(
-        do_import.click(data_import, [import_file, import_set, import_annotator], message,
-                        api_name="data_import"),
-        prompts, runs, votes,
-    )  # fmt: skip
-    return Handles(prompt_set, model, strategy, annotator, search, prompts, runs, votes, verdicts,
-                   step_labels, run_id, trace, export_file, import_file, message, workflow_set, guidelines,
-                   guidelines_preview, min_labels, prompt_status, audit)  # fmt: skip
+    imported = x.do_import.click(data_import, [x.import_file, x.import_set, x.import_annotator], h.message,
+                                 api_name="data_import")  # fmt: skip
+    reread(ctx, h, imported, "prompts", "runs", "votes")

@@ -228,7 +228,17 @@ def m003_one_label_per_annotator(con: duckdb.DuckDBPyConnection) -> str | None:
     return f"moved {moved} duplicate label{'s' if moved != 1 else ''} to label_audit" if moved else None
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_prompt_messages, m003_one_label_per_annotator]
+def m004_verdict_traces(con: duckdb.DuckDBPyConnection) -> None:
+    """A verdict keeps the trace of the model calls behind it (the judge's steps), as a run keeps its own."""
+    con.execute("ALTER TABLE verdicts ADD COLUMN trace JSON").fetchall()
+
+
+MIGRATIONS: list[Migration] = [
+    m001_initial,
+    m002_prompt_messages,
+    m003_one_label_per_annotator,
+    m004_verdict_traces,
+]
 
 
 def applied(con: duckdb.DuckDBPyConnection) -> list[str]:

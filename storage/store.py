@@ -933,11 +933,13 @@ class Store:
         raw_output: str | None = None,
         ok: bool = True,
         at: datetime | None = None,
+        trace: Any = None,
     ) -> int:
         """A judge's verdict. ``single``: one run and its ``rating``. ``pairwise``: runs (A, B) -- or those of
         ``comparison_id`` -- and ``winner`` in A/B/tie/inconsistent, ``prob_a`` = P(A better) if the judge
         gives one. ``orders`` lists the presentation orders used (e.g. ["AB", "BA"]). A failed parse is
-        ``ok=False`` with its ``raw_output``; it is stored and counted, never dropped."""
+        ``ok=False`` with its ``raw_output``; it is stored and counted, never dropped. ``trace``: the judge's
+        JSON-serialisable trace (its model calls), as a run's."""
         if mode not in ("single", "pairwise"):
             raise StoreError(f"a verdict's mode is 'single' or 'pairwise', not {mode!r}")
         _text(judge, "judge", empty=False)
@@ -953,8 +955,14 @@ class Store:
                 "mode": mode, "run_ids": ids, "comparison_id": comparison_id, "orders": list(orders),
                 "winner": winner, "rating": rating, "prob_a": prob_a, "scores": _json(scores, "scores"),
                 "raw_output": raw_output, "ok": bool(ok), "created_at": _utc(at),
+                "trace": _json(trace, "trace"),
             }  # fmt: skip
             return self._insert(cur, "verdicts", values)
+
+    def get_verdict(self, verdict_id: int) -> dict[str, Any] | None:
+        """One verdict with its trace (``list_verdicts`` leaves traces out, as ``list_runs`` does)."""
+        rows = self._rows("SELECT * FROM verdicts WHERE id = ?", [verdict_id])
+        return rows[0] if rows else None
 
     def _verdict_runs(
         self,
@@ -991,10 +999,11 @@ class Store:
         filters: Filters | None = None,
         limit: int | None = 100,
     ) -> list[dict[str, Any]]:
-        """Verdicts, newest first; ``filters``: the run filters on the verdict's runs (any may match)."""
+        """Verdicts without their traces (``get_verdict`` has one's), newest first; ``filters``: the run filters
+        on the verdict's runs (any may match)."""
         params = {"r": run_id, "c": comparison_id, "j": judge, "limit": limit}
         return self._rows(
-            f"""SELECT * FROM verdicts
+            f"""SELECT * EXCLUDE (trace) FROM verdicts
             WHERE ($r IS NULL OR list_contains(run_ids, $r)) AND ($c IS NULL OR comparison_id = $c)
               AND ($j IS NULL OR judge = $j) AND {items_where("id", VERDICT_ITEMS, filters, params)}
             ORDER BY id DESC LIMIT $limit""",

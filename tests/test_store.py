@@ -37,13 +37,18 @@ def _prompt_and_runs(store: Store, n: int = 2, text: str = "Q?") -> tuple[int, l
 def test_migrations_from_empty(tmp_path: Path) -> None:
     path = tmp_path / "studio.duckdb"
     with Store(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 3
+        assert s.schema_version == len(MIGRATIONS) == 4
     with Store(path) as s:  # reopening applies nothing and keeps the version
         assert s.schema_version == len(MIGRATIONS)
     con = duckdb.connect(str(path))
     rows = con.execute("SELECT version, name FROM _migrations ORDER BY version").fetchall()
     con.close()
-    assert rows == [(1, "m001_initial"), (2, "m002_prompt_messages"), (3, "m003_one_label_per_annotator")]
+    assert rows == [
+        (1, "m001_initial"),
+        (2, "m002_prompt_messages"),
+        (3, "m003_one_label_per_annotator"),
+        (4, "m004_verdict_traces"),
+    ]
 
 
 def test_migration_from_older_version_keeps_data(tmp_path: Path) -> None:

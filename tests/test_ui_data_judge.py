@@ -297,6 +297,10 @@ def test_judge_run_stores_verdicts_and_the_dashboard_shows_them(settings, launch
     assert sorted(v["comparison_id"] for v in verdicts) == sorted(s.comparisons)
     assert all(v["ok"] and v["winner"] in ("A", "B", "tie") and v["judge_model"] == MODEL for v in verdicts)
     assert "3 already judged, 0 judged" in client.predict(*args, api_name="/judge_run")  # resumes
+    # a verdict's trace opens in the Data tab like a run's: both orders' readings of the real model
+    html = client.predict(verdicts[0]["id"], api_name="/data_verdict_trace")
+    assert f"Verdict {verdicts[0]['id']}" in html and html.count('class="trace-step"') == 2
+    assert "choice_probs" in html and "order BA" in html and "[The Start of Assistant A" in html
 
     status, rater, *_ = client.predict("", False, api_name="/judge_dashboard")
     assert "4 verdicts by 2 judge config(s)" in status

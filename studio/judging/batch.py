@@ -172,6 +172,7 @@ def store_verdict(store: Store, verdict: Verdict, target: Target) -> int:
         },
         raw_output=json.dumps(verdict.raw, ensure_ascii=False),
         ok=verdict.ok,
+        trace=verdict.trace,
     )
 
 
@@ -202,6 +203,7 @@ def verdict_from_row(row: dict[str, Any]) -> Verdict:
         error=scores.get("error") or "",
         notes=list(scores.get("notes") or []),
         key=Target(tuple(row["run_ids"]), row.get("comparison_id")),
+        trace=row.get("trace"),  # only ``store.get_verdict`` rows carry it
     )
 
 
