@@ -1072,12 +1072,12 @@ class Store:
             cur.execute("DELETE FROM step_labels WHERE id = ?", [label_id]).fetchall()
 
     def list_step_labels(
-        self, run_id: int | None = None, *, filters: Filters | None = None
+        self, run_id: int | None = None, *, annotator: str | None = None, filters: Filters | None = None
     ) -> list[dict[str, Any]]:
         """Step labels, oldest first; ``filters``: the run filters on the labelled run."""
-        params: dict[str, Any] = {"r": run_id}
+        params: dict[str, Any] = {"r": run_id, "a": annotator}
         return self._rows(
-            f"""SELECT * FROM step_labels WHERE ($r IS NULL OR run_id = $r)
+            f"""SELECT * FROM step_labels WHERE ($r IS NULL OR run_id = $r) AND ($a IS NULL OR annotator = $a)
               AND {items_where("run_id", RUN_ITEMS, filters, params)} ORDER BY id""",
             params,
         )
