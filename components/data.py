@@ -298,27 +298,35 @@ def filters_layout(ctx: AppContext) -> FilterHandles:
     return FilterHandles(prompt_set, model, strategy, annotator, search, limit, refresh)
 
 
+def grid(columns: list[str]) -> gr.Dataframe:
+    return gr.Dataframe(headers=columns, interactive=False, wrap=True, max_height=420)
+
+
+def tab_grid(title: str, columns: list[str]) -> gr.Dataframe:
+    with gr.Tab(title):
+        return grid(columns)
+
+
+def id_box(label: str) -> gr.Number:
+    """A narrow box for a row id (ids start at 1; empty is 0)."""
+    return gr.Number(label=label, precision=0, minimum=0, scale=1)
+
+
 def tables_layout() -> TableHandles:
     """The Runs, Prompts, Votes, Verdicts and Step labels tabs (the label audit has its own layout)."""
 
-    def grid(columns: list[str]) -> gr.Dataframe:
-        return gr.Dataframe(headers=columns, interactive=False, wrap=True, max_height=420)
-
-    with gr.Tab("Runs"):
-        runs = grid(RUN_COLUMNS)
-    with gr.Tab("Prompts"):
-        prompts = grid(PROMPT_COLUMNS)
+    runs = tab_grid("Runs", RUN_COLUMNS)
+    prompts = tab_grid("Prompts", PROMPT_COLUMNS)
     with gr.Tab("Votes"):
         votes = grid(VOTE_COLUMNS)
         with gr.Row(equal_height=True):
-            vote_id = gr.Number(label="Vote id", precision=0, minimum=0, scale=1)
+            vote_id = id_box("Vote id")
             delete_vote = gr.Button("Delete vote", variant="stop", scale=0)
-    with gr.Tab("Verdicts"):
-        verdicts = grid(VERDICT_COLUMNS)
+    verdicts = tab_grid("Verdicts", VERDICT_COLUMNS)
     with gr.Tab("Step labels"):
         step_labels = grid(STEP_LABEL_COLUMNS)
         with gr.Row(equal_height=True):
-            label_id = gr.Number(label="Step label id", precision=0, minimum=0, scale=1)
+            label_id = id_box("Step label id")
             label = gr.Dropdown(list(STEP_LABELS), label="Label", allow_custom_value=True, scale=1)
             note = gr.Textbox(label="Note", scale=3)
             save_label = gr.Button("Save", scale=0)
@@ -332,7 +340,7 @@ def audit_layout() -> gr.Dataframe:
         "Every replaced or deleted label: who labelled it, who changed it (actor), the old and the new "
         "value. The annotator filter and the row limit above apply."
     )
-    return gr.Dataframe(headers=AUDIT_COLUMNS, interactive=False, wrap=True, max_height=420)
+    return grid(AUDIT_COLUMNS)
 
 
 def prompt_sets_layout() -> PromptSetHandles:
@@ -386,9 +394,9 @@ def exchange_layout() -> ExchangeHandles:
 def trace_layout() -> TraceHandles:
     gr.Markdown("### Run")
     with gr.Row(equal_height=True):
-        run_id = gr.Number(label="Run id", precision=0, minimum=0, scale=1)
+        run_id = id_box("Run id")
         open_run = gr.Button("Open run", scale=0)
-        verdict_id = gr.Number(label="Verdict id", precision=0, minimum=0, scale=1)
+        verdict_id = id_box("Verdict id")
         open_verdict = gr.Button("Open verdict", scale=0)
         gr.HTML(scale=3)  # keeps the id boxes narrow
     return TraceHandles(run_id, open_run, verdict_id, open_verdict, gr.HTML(label="Trace"))

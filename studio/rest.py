@@ -388,7 +388,7 @@ class Api:
                 columns = [
                     {"position": position(i), "strategy": r.get("strategy", "?"), "variant": r.get("variant"),
                      "model": r.get("model", "?"),
-                     "label": Column(r.get("strategy", "?"), r.get("variant"), r.get("model", "?")).label}
+                     "label": Column.of(r).label}
                     for i, r in enumerate(runs)
                 ]  # fmt: skip
             return cmp | {
