@@ -3,7 +3,7 @@
 This is the one place that parses, writes and lists methods. The arena's columns (``method @ model``), the eval
 runner's ``--strategies``, compare-with-parent's ``--strategy``, the leaderboard's contestants, the Data tab and
 the pickers all go through :class:`Method` and :func:`method_choices`. The store filters runs by the same name
-(``storage.pairs.METHOD_SQL`` writes it in SQL: a filter ``cove`` or ``cove:factored`` matches a CoVe factored run).
+(``storage.pairs.method_sql`` writes it in SQL: a filter ``cove`` or ``cove:factored`` matches a CoVe factored run).
 """
 
 from __future__ import annotations
@@ -56,10 +56,6 @@ class Method:
         """This method checked against the registry, its variant made explicit (the strategy's default)."""
         made = self.make()
         return Method(made.name, made.variant)
-
-    def matches(self, name: str) -> bool:
-        """A filter ``name`` (``cove`` or ``cove:factored``) selects this method."""
-        return name in (self.strategy, self.label)
 
 
 def method_choices() -> list[str]:
