@@ -4,6 +4,7 @@
     python bench/load.py                  # real numbers, both paths (about 3 minutes)
     python bench/load.py --small          # a few seconds: what tests/test_load.py runs
     python bench/load.py --paths rest     # one path; --no-generation: votes alone
+    python bench/load.py --compare        # once per server variant (generation priority, torch threads)
 
 One server, one fresh data dir seeded with two-answer comparisons. A generation loops for the whole bench (one
 arena column, streamed through the UI's /run_arena). Phases, one after another:
@@ -18,17 +19,19 @@ arena column, streamed through the UI's /run_arena). Phases, one after another:
 Each vote carries a unique comment on a comparison its annotator has not labelled, so after the server stops
 the DuckDB file must hold every acknowledged vote exactly once: lost and duplicated are counted there. Per
 phase it also prints the 1-minute load average, the CPU the server and this load generator used, and the
-generation's tokens/s, from its stored runs (tokens out, latency, finish time) prorated over the phase's
-window. The bench fails (exit 1, or AssertionError from ``main``) when a vote is lost, duplicated or refused,
+generation's tokens/s: the text its column streamed during the phase, at the tokens per character of its
+stored runs. The bench fails (exit 1, or AssertionError from ``main``) when a vote is lost, duplicated or refused,
 when the generation raised, or when it produced no tokens during a phase with votes.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import http.client
 import json
 import os
+import re
 import resource
 import statistics
 import sys
@@ -60,14 +63,21 @@ SIZES = {  # clients, saturation seconds, open-loop seconds, open-loop votes/s, 
         "idle_s": 10.0,
         "tokens": 128,
     },
-    "small": {"clients": 5, "saturate_s": 2.0, "open_s": 3.0, "rate": 10.0, "idle_s": 2.0, "tokens": 24},
+    "small": {"clients": 5, "saturate_s": 2.0, "open_s": 3.0, "rate": 10.0, "idle_s": 2.0, "tokens": 48},
 }
 
 
 # -- setup ------------------------------------------------------------------------------------------------------
 def seed(data_dir: Path, n: int) -> list[int]:
-    """``n`` two-answer comparisons to vote on (bulk verbs: a few seconds even for thousands)."""
+    """``n`` two-answer comparisons to vote on (bulk verbs: a few seconds even for thousands). The default
+    model converted by the tests (``.test-cache``), when there, is linked in rather than converted again."""
     import pyarrow as pa
+
+    cached = ROOT / ".test-cache" / "models" / "smollm2-135m"
+    target = data_dir / "models" / "smollm2-135m"
+    if cached.is_dir() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(cached, target_is_directory=True)
 
     with Store(data_dir / "studio.duckdb", data_dir=data_dir) as store:
         pids = store.add_prompts([f"load prompt {i}" for i in range(n)], "load")
@@ -177,6 +187,7 @@ class Generation:
         self.kwargs = api_kwargs(self.client, "/run_arena", run)
         self.runs = 0
         self.error: BaseException | None = None
+        self.progress: list[tuple[float, int]] = [(time.time(), 0)]  # (time, characters streamed so far)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="generation")
 
@@ -184,13 +195,30 @@ class Generation:
         self._thread.start()
 
     def _loop(self) -> None:
+        done = 0  # characters of finished runs
         try:
             while not self._stop.is_set():
                 prompt = f"Write a long story about a lighthouse keeper (part {self.runs + 1})."
-                self.client.predict(**(self.kwargs | {"prompt": prompt}), api_name="/run_arena")
+                job = self.client.submit(**(self.kwargs | {"prompt": prompt}), api_name="/run_arena")
+                shown = 0
+                for update in job:  # the column's text as it streams, about 7 screen updates a second
+                    n = live_chars(update)
+                    if n > shown:
+                        shown = n
+                        self.progress.append((time.time(), done + shown))
+                job.result()  # raises what the run raised
+                done += shown
                 self.runs += 1
         except BaseException as e:  # reported by stop(): a bench whose generation died is not a load bench
             self.error = e
+
+    def chars_between(self, t0: float, t1: float) -> int:
+        """Characters streamed inside [t0, t1]."""
+
+        def at(t: float) -> int:
+            return max((c for when, c in self.progress if when <= t), default=0)
+
+        return at(t1) - at(t0)
 
     def stop(self) -> None:
         """Let the current run finish (so it is stored), then re-raise anything the loop hit."""
@@ -198,6 +226,14 @@ class Generation:
         self._thread.join()
         if self.error is not None:
             raise AssertionError(f"the generation failed during the bench: {self.error!r}") from self.error
+
+
+def live_chars(update: Any) -> int:
+    """The length of the streaming column's text in one /run_arena update (its answer box), 0 if none."""
+    for value in update if isinstance(update, list | tuple) else ():
+        if isinstance(value, str) and ('class="arena-live"' in value or 'class="arena-answer"' in value):
+            return len(html.unescape(re.sub(r"<[^>]+>", "", value)))
+    return 0
 
 
 def tokens_in_window(runs: list[dict[str, Any]], t0: float, t1: float) -> float:
@@ -328,7 +364,11 @@ def _self_cpu() -> float:
 # -- the bench ---------------------------------------------------------------------------------------------------
 PATHS = ("rest", "ui", "ui-http")
 # Server variants for --compare: the environment each server gets (the default variant is the shipped setup).
-VARIANTS = {"shipped": {}, "generation at normal priority": {"STUDIO_GENERATION_NICE": "0"}}
+VARIANTS = {
+    "shipped": {},
+    "generation at normal priority": {"STUDIO_GENERATION_NICE": "0"},
+    "one torch thread": {"STUDIO_THREADS": "1"},  # leaves a core to request handling
+}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -420,7 +460,7 @@ def run(
             if gen:
                 gen.stop()  # raises if the generation failed at any point
             sampler.stop()
-    return report(data, phases, sampler, size, generate)
+    return report(data, phases, sampler, size, gen)
 
 
 def _voters(path: str, url: str, n: int, warmup: int) -> list[Any]:
@@ -437,26 +477,33 @@ def _voters(path: str, url: str, n: int, warmup: int) -> list[Any]:
         voters = [UiVoter(c, kwargs, "") for c in made]
     for i, v in enumerate(voters):
         v.index, v.name = i, f"warmup-{i}"
-    if (
-        path == "ui"
-    ):  # a browser's session exists from its page load on; gradio builds it on a session's first event
+    if path == "ui":  # a browser's session exists from its page load on; gradio makes it on the first event
         with ThreadPoolExecutor(min(n, 16)) as pool:
             list(pool.map(lambda v: v.vote(warmup, "A", f"warmup/{v.index}"), voters))
     return voters
 
 
 def report(
-    data: Path, phases: list[Phase], sampler: Sampler, size: dict[str, Any], generate: bool
+    data: Path, phases: list[Phase], sampler: Sampler, size: dict[str, Any], gen: Generation | None
 ) -> dict[str, Any]:
+    generate = gen is not None
     with Store(data / "studio.duckdb") as store:
         stored = Counter(v["comment"] for v in store.list_votes(limit=None))
         runs = [r for r in store.list_runs(limit=None) if r["model"] != SEED_MODEL] if generate else []
+    # tokens per streamed character, from the stored runs (all finished: stop() waited for the last one)
+    chars = gen.progress[-1][1] if gen else 0
+    per_char = sum(r["tokens_out"] or 0 for r in runs) / chars if chars else None
     result: dict[str, Any] = {"size": size, "phases": {}}
     idle_rates = []
     for p in phases:
         load, server_cpu = sampler.window(p.t0, p.t1)
         seconds = max(p.t1 - p.t0, 1e-9)
-        tok_s = tokens_in_window(runs, p.t0, p.t1) / seconds if generate else None
+        if gen is None:
+            tok_s = None
+        elif per_char is not None:  # what streamed inside the phase
+            tok_s = gen.chars_between(p.t0, p.t1) * per_char / seconds
+        else:  # the column's markup was not recognised: spread each stored run's tokens over its duration
+            tok_s = tokens_in_window(runs, p.t0, p.t1) / seconds
         row: dict[str, Any] = {
             "seconds": seconds,
             "load_avg": load,
@@ -464,6 +511,7 @@ def report(
             "tokens_per_s": tok_s,
         }
         if p.path:
+            row["path"] = p.path
             mine = {c for c in stored if c.startswith(p.name + "/")}
             acked = set(p.acked)
             row |= {
@@ -563,8 +611,11 @@ def check(result: dict[str, Any], generate: bool) -> None:
         assert r["lost"] == 0 and r["duplicated"] == 0, (
             f"{name}: lost {r['lost']}, duplicated {r['duplicated']}"
         )
-        if generate:
-            assert r["tokens_per_s"] and r["tokens_per_s"] > 0, f"{name}: the generation produced no tokens"
+    if generate:  # per path: a few-second phase may fall between two runs, a whole path's votes may not
+        for path in {r["path"] for r in result["phases"].values() if "votes" in r}:
+            mine = [r for r in result["phases"].values() if r.get("path") == path]
+            made = sum(r["tokens_per_s"] * r["seconds"] for r in mine)
+            assert made > 0, f"the generation produced no tokens while the {path} votes ran"
 
 
 if __name__ == "__main__":
