@@ -37,7 +37,7 @@ only the labels from those pairs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -155,28 +155,39 @@ def method_sql(run: str) -> str:
     return f"{run}.strategy || coalesce(':' || {run}.variant, '')"
 
 
-def match_where(f: Filters, params: Params, *, models: str, methods: str, prompt_set: str) -> str:
-    """The run filters, the one implementation: ``models`` and ``methods`` are SQL lists of an item's runs' models
-    and strategy names (bare and ``strategy:variant``), so an item matches when any of its runs does (a filter
-    ``cove`` or ``cove:factored`` both match a CoVe factored run); ``prompt_set`` is its prompt's set."""
+# What the run filters ask of one run (aliased ``{r}``): the one implementation. A strategy filter is a name or a
+# method, so ``cove`` and ``cove:factored`` both match a CoVe factored run.
+RUN_MATCHES = {
+    "model": "list_contains($model, {r}.model)",
+    "strategy": "(list_contains($strategy, {r}.strategy) OR list_contains($strategy, {method}))",
+}
+
+
+def match_where(f: Filters, params: Params, any_run: Callable[[str], str], prompt_set: str) -> str:
+    """The run filters: each holds when ``any_run(condition)`` does (an item matches when any of its runs does;
+    ``condition`` is a template over ``{r}`` and ``{method}``); ``prompt_set`` is the item's prompt's set."""
     conds = ["TRUE"]
-    for name, values, listed in (("model", f.model, models), ("strategy", f.strategy, methods)):
+    for name, values in (("model", f.model), ("strategy", f.strategy)):
         if (texts := _texts(values)) is not None:
             params[name] = texts
-            conds.append(f"list_has_any(${name}, {listed})")
+            conds.append(any_run(RUN_MATCHES[name]))
     if (sets := _texts(f.prompt_set)) is not None:
         params["prompt_sets"] = sets
         conds.append(f"list_contains($prompt_sets, {prompt_set})")
     return " AND ".join(conds)
 
 
+def _on(run: str, condition: str) -> str:
+    return condition.format(r=run, method=method_sql(run))
+
+
 def run_where(runs: Sequence[str], prompt: str, f: Filters, params: Params) -> str:
     """The run filters on a row that joins its runs as ``runs`` (aliases; any may match) and its prompt."""
-    methods = ", ".join(f"{r}.strategy, {method_sql(r)}" for r in runs)
-    models = ", ".join(f"{r}.model" for r in runs)
-    return match_where(
-        f, params, models=f"[{models}]", methods=f"[{methods}]", prompt_set=f"{prompt}.prompt_set"
-    )
+
+    def any_run(condition: str) -> str:
+        return "(" + " OR ".join(_on(r, condition) for r in runs) + ")"
+
+    return match_where(f, params, any_run, f"{prompt}.prompt_set")
 
 
 def has_run_filters(f: Filters) -> bool:
@@ -187,9 +198,8 @@ def matching_items(item_runs: str, f: Filters, params: Params) -> str:
     """A query of the items whose runs match the run filters; ``item_runs`` is a query of ``(item, run_id)`` rows
     (a vote's comparison and its runs, a verdict and its runs, a run and itself)."""
     where = match_where(
-        f, params, models="list(r.model)", methods=f"flatten(list([r.strategy, {method_sql('r')}]))",
-        prompt_set="any_value(p.prompt_set)",
-    )  # fmt: skip
+        f, params, lambda condition: f"bool_or({_on('r', condition)})", "any_value(p.prompt_set)"
+    )
     return f"""SELECT x.item FROM ({item_runs}) x JOIN runs r ON r.id = x.run_id JOIN prompts p ON p.id = r.prompt_id
     GROUP BY x.item HAVING {where}"""
 
