@@ -89,11 +89,11 @@ def steady_rate(stamps: list[tuple[int, float]]) -> float:
 
 
 def studio_run(settings, values: dict) -> dict:
-    from storage import Store
-    from studio.training import RunDir, Runner
+    from studio.context import AppContext
+    from studio.training import RunDir
 
-    with Store(settings.db_path, data_dir=settings.data_dir) as store:
-        runner = Runner(settings, store)
+    with AppContext(settings) as ctx:  # the script's one context: store, registry and job runner
+        runner = ctx.runner
         job = runner.wait(runner.start("dpo", values).id, timeout=3600, poll=2.0)  # as `studio train --wait`
     if job.state != "succeeded":
         raise SystemExit(f"studio job failed: {job.error}")

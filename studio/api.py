@@ -204,10 +204,10 @@ def _params(params: ParamsArg) -> StrategyParams:
 
 
 def _backends(models: list[ModelArg], settings: Settings | None) -> list[Backend]:
-    """Resolve names to loaded backends (cached by the model registry: one copy per model)."""
+    """Resolve names to loaded backends, through the process's default context (one copy per model)."""
     if all(isinstance(m, Backend) for m in models):
         return list(models)  # type: ignore[arg-type]
-    from studio.models import ModelRegistry
+    from studio.context import default_context
 
-    registry = ModelRegistry(settings or Settings.load())
+    registry = default_context(settings).registry
     return [m if isinstance(m, Backend) else registry.backend(m) for m in models]

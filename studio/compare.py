@@ -1,7 +1,7 @@
 """Compare with parent: a trained model against the model it was trained from, on a prompt set, judged.
 
 This is the loop back into the arena. :func:`compare_with_parent` looks up the model's parent (``parent`` in the
-model registry, else the store's lineage), answers every prompt of a prompt set with both models (System 1 by
+model registry, which owns lineage), answers every prompt of a prompt set with both models (System 1 by
 default, or any ``strategy[:variant]``), and stores, per prompt, both runs and one blind comparison whose screen
 positions are shuffled (the order is what the comparison stores, so position bias stays measurable). A judge
 (any name in :data:`studio.judges.JUDGES`) then judges each comparison; every verdict is stored, failed ones too.
@@ -175,13 +175,9 @@ def _mean_score(rows: Sequence[Mapping[str, Any]]) -> float:
 
 
 # -- the parent -------------------------------------------------------------------------------------------------
-def find_parent(store: Store | None, registry: ModelRegistry, model: str) -> str:
-    """The registered model ``model`` was trained from: its registry ``parent``, else the store's lineage."""
-    spec = registry.get(model)  # unknown names: ModelNotFound, with the known names
-    parent = spec.parent
-    if not parent and store is not None:
-        chain = store.lineage(model)
-        parent = (chain[0].get("parent") or "") if chain else ""
+def find_parent(registry: ModelRegistry, model: str) -> str:
+    """The registered model ``model`` was trained from: its ``parent`` in the registry (which owns lineage)."""
+    parent = registry.get(model).parent  # unknown names: ModelNotFound, with the known names
     if not parent:
         raise InputError(
             f"model {model!r} has no parent: compare a model trained in the Train tab (or `studio train`), "
@@ -224,7 +220,7 @@ def compare_with_parent(
     run_params = _params(params)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, not {batch_size}")
-    parent = registry.get(parent).name if parent else find_parent(store, registry, model)
+    parent = registry.get(parent).name if parent else find_parent(registry, model)
     prompts = _prompts(store, prompt_set, limit)
 
     def loading(fraction: float, msg: str) -> None:

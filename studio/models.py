@@ -1,12 +1,19 @@
-"""The model registry: named models in ``<data dir>/models.toml`` plus the built-in ``smollm2-135m``.
+"""The model registry: every named model in ``<data dir>/models.toml`` plus the built-in ``smollm2-135m``.
 
-Each name maps to a backend, a model id or path, an optional adapter and default params. Loaded backends are
-cached: one instance per model per process, never two copies by accident.
+``models.toml`` is the one owner of models: what a name serves (backend, model id or path, adapter, default
+params) and where it came from (parent, training run, training config). A trained reward model is an entry of
+``kind = "reward"``: recorded with its lineage, never offered as a chat model. The store's ``models`` table is a
+derived lineage index that only this registry writes (:meth:`ModelRegistry.sync_store`); nothing decides from
+it. A data dir from before (lineage in the store only) is adopted once when a context first opens its store.
+
+Each :class:`~studio.context.AppContext` holds one registry, and the registry its loaded backends: one instance
+per model per context, never two copies by accident.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import sys
@@ -31,9 +38,14 @@ from studio.settings import Settings
 if TYPE_CHECKING:
     from storage import Store
 
+log = logging.getLogger(__name__)
+
 NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 LOCAL_ADMIN = "local"  # who registered a model through the CLI or the Python API (both are local admin tools)
+CHAT, REWARD = "chat", "reward"  # model kinds
+FORMAT = 2  # models.toml's format: 2 = it owns lineage (1, unmarked: lineage may be in the store only)
+LINEAGE_FIELDS = ("method", "filters", "kind", "iteration", "judge_model")  # of a job's model entry
 
 
 @dataclass
@@ -50,6 +62,8 @@ class ModelSpec:
     training_run: str = ""
     description: str = ""
     registered_by: str = ""  # the admin who registered it; only such models get the OPENAI_API_KEY fallback
+    kind: str = CHAT  # "chat" (every picker offers it) or "reward" (a trained reward model: lineage only)
+    training_config: dict[str, Any] = field(default_factory=dict)  # how a job made it: method, filters...
     builtin: bool = False
 
     def to_toml(self) -> dict[str, Any]:
@@ -57,7 +71,24 @@ class ModelSpec:
             k: v for k, v in asdict(self).items() if v not in ("", {}, False) and k not in ("name", "builtin")
         }
         d.setdefault("backend", self.backend)
+        if d.get("kind") == CHAT:
+            del d["kind"]
         return d
+
+    @property
+    def has_lineage(self) -> bool:
+        """Whether the store's lineage index lists it: a trained model (or one with a parent)."""
+        return bool(self.parent or self.training_run or self.kind == REWARD)
+
+    def lineage_row(self, training_run_ok: Callable[[int], bool]) -> dict[str, Any]:
+        """Its row in the store's ``models`` table (``training_run_ok``: whether the store has that run)."""
+        run = int(self.training_run) if self.training_run.isdigit() else None
+        return {
+            "backend": "reward-model" if self.kind == REWARD else self.backend, "base": self.path or None,
+            "adapter_path": self.adapter or None, "parent": self.parent or None,
+            "training_run_id": run if run is not None and training_run_ok(run) else None,
+            "config": dict(self.training_config) or None,
+        }  # fmt: skip
 
     def summary(self) -> str:
         where = self.base_url or self.path
@@ -101,33 +132,43 @@ def builtin_specs(settings: Settings) -> dict[str, ModelSpec]:
 
 
 class ModelRegistry:
-    """Reads and writes ``models.toml``; hands out cached, loaded backends."""
-
-    _cache: dict[tuple[str, str], Backend] = {}
-    _cache_lock = threading.Lock()
+    """Reads and writes ``models.toml``; hands out loaded backends, each loaded once. One per context."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._backends: dict[str, Backend] = {}
+        self._loading = threading.Lock()  # held while loading: a second caller waits instead of loading twice
+        self._writing = threading.Lock()  # one read-modify-write of models.toml at a time
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store | None:
+        """The store whose lineage index this registry keeps in step (see :meth:`attach`), if any."""
+        return self._store
 
     # -- specs ----------------------------------------------------------------------------------------------
-    def _read_file(self) -> dict[str, ModelSpec]:
+    def _read_raw(self) -> dict[str, Any]:
         f = self.settings.models_file
         if not f.exists():
             return {}
         try:
-            raw = tomllib.loads(f.read_text(encoding="utf-8"))
+            return tomllib.loads(f.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{f} is not valid TOML: {e}") from None
+
+    def _read_file(self) -> dict[str, ModelSpec]:
         specs = {}
-        for name, body in raw.get("models", {}).items():
+        for name, body in self._read_raw().get("models", {}).items():
             try:
                 specs[name] = ModelSpec(name=name, **body)
             except TypeError as e:
-                raise InputError(f"{f}: model {name!r}: {e}") from None
+                raise InputError(f"{self.settings.models_file}: model {name!r}: {e}") from None
         return specs
 
-    def specs(self) -> dict[str, ModelSpec]:
-        return {**builtin_specs(self.settings), **self._read_file()}
+    def specs(self, kind: str | None = CHAT) -> dict[str, ModelSpec]:
+        """The models of ``kind`` (default: the chat models every picker offers; None: every model)."""
+        every = {**builtin_specs(self.settings), **self._read_file()}
+        return {n: s for n, s in every.items() if kind is None or s.kind == kind}
 
     def names(self) -> list[str]:
         return list(self.specs())
@@ -138,6 +179,16 @@ class ModelRegistry:
             raise ModelNotFound(f"unknown model {name!r}; known models: {', '.join(specs)}")
         return specs[name]
 
+    def unique_name(self, name: str) -> str:
+        """``name``, or ``name-2``, ``name-3``... the first no model of any kind has."""
+        taken = set(self.specs(kind=None))
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}-{n}"
+        return candidate
+
+    # -- changes --------------------------------------------------------------------------------------------
     def add(self, spec: ModelSpec, *, replace: bool = False, user: User | None = None) -> ModelSpec:
         """Register ``spec``. ``user`` is who asks (None: the local admin, e.g. the CLI); only admins may."""
         if user is not None:
@@ -148,19 +199,41 @@ class ModelRegistry:
             raise InputError(f"model name {spec.name!r} may use only letters, digits and -_.:/@")
         if spec.backend not in BACKENDS:
             raise InputError(f"unknown backend {spec.backend!r}; known: {', '.join(BACKENDS.names())}")
+        if spec.kind not in (CHAT, REWARD):
+            raise InputError(f"model kind is {CHAT!r} or {REWARD!r}, not {spec.kind!r}")
         if spec.name in builtin_specs(self.settings):
             raise InputError(f"{spec.name!r} is a built-in model name; choose another")
-        current = self._read_file()
-        if spec.name in current and not replace:
-            raise InputError(f"a model named {spec.name!r} already exists")
-        current[spec.name] = spec
-        self._write(current)
+        with self._writing:
+            current = self._read_file()
+            if spec.name in current and not replace:
+                raise InputError(f"a model named {spec.name!r} already exists")
+            current[spec.name] = spec
+            self._write(current)
+        self._mirror(spec.name)
         return spec
 
+    def register_trained(self, entry: dict[str, Any]) -> str:
+        """Register a model a training job announced (``models.jsonl``); returns the name it got. A policy is
+        a chat model (the Arena's picker); a reward model is kept for its lineage only."""
+        name = entry["name"]
+        current = self.specs(kind=None).get(name)
+        if current is not None and current.training_run != str(entry["training_run"]):
+            name = self.unique_name(name)  # someone took the name since the job started
+        policy = entry["kind"] == "policy"
+        spec = ModelSpec(
+            name=name, backend="transformers", path=entry["path"], adapter=entry["adapter"] or "",
+            parent=entry["parent"] or "", training_run=str(entry["training_run"]),
+            description=f"{entry['method']}{'' if policy else ' reward model'} run {entry['training_run']}",
+            kind=CHAT if policy else REWARD,
+            training_config={k: entry[k] for k in LINEAGE_FIELDS if entry.get(k) is not None},
+        )  # fmt: skip
+        self.add(spec, replace=True)  # the name is free, or ours from an unfinished earlier sync
+        return name
+
     def remove(self, name: str, *, user: User | None = None, store: Store | None = None) -> None:
-        """Remove a registered model: its ``models.toml`` entry and, given the ``store``, its lineage row (runs
-        that used it keep its name). Refused for a built-in model, the default model, and a model that other
-        models were trained from."""
+        """Remove a registered model (any kind) and its lineage row; runs that used it keep its name. Refused
+        for a built-in model, the default model, and a model that other models were trained from. ``store``:
+        also drop its row there when this registry is not attached to one (see :meth:`attach`)."""
         if user is not None:
             require_admin(user, "remove models")
         if name in builtin_specs(self.settings):
@@ -168,25 +241,23 @@ class ModelRegistry:
         if name == self.settings.default_model:
             raise InputError(f"{name!r} is the default model (STUDIO_DEFAULT_MODEL): make another one the "
                              "default first")  # fmt: skip
-        current = self._read_file()
-        lineage = store.list_models() if store is not None else []
-        children = {n for n, s in current.items() if s.parent == name}
-        children |= {m["name"] for m in lineage if m.get("parent") == name}
-        if children:
-            raise InputError(f"{name!r} has models trained from it ({', '.join(sorted(children))}): remove "
-                             "those first")  # fmt: skip
-        if name not in current and all(m["name"] != name for m in lineage):
-            raise ModelNotFound(f"no user-registered model {name!r}")
-        if name in current:
+        with self._writing:
+            current = self._read_file()
+            children = sorted(n for n, s in current.items() if s.parent == name)
+            if children:
+                raise InputError(f"{name!r} has models trained from it ({', '.join(children)}): remove "
+                                 "those first")  # fmt: skip
+            if name not in current:
+                raise ModelNotFound(f"no user-registered model {name!r}")
             del current[name]
             self._write(current)
-        if store is not None:
-            store.remove_model(name)
+        for where in {id(s): s for s in (store, self._store) if s is not None}.values():
+            where.remove_model(name)
         self.unload(name)
 
     def _write(self, specs: dict[str, ModelSpec]) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        body = {"models": {n: s.to_toml() for n, s in specs.items()}}
+        body = {"format": FORMAT, "models": {n: s.to_toml() for n, s in specs.items()}}
         tmp = self.settings.models_file.with_suffix(".toml.tmp")
         tmp.write_text(
             "# Reasoning Studio model registry (API keys live in env vars, never here)\n"
@@ -194,23 +265,85 @@ class ModelRegistry:
         )
         tmp.replace(self.settings.models_file)
 
+    # -- the store's lineage index (derived) ----------------------------------------------------------------
+    def attach(self, store: Store) -> None:
+        """Keep ``store``'s ``models`` table in step with this registry from now on: adopt an older data dir's
+        store-only lineage (once), then rebuild the table from ``models.toml``. A broken ``models.toml`` is
+        reported where models are used, not here (a store-only command still works)."""
+        self._store = store
+        try:
+            self.adopt_store_lineage(store)
+            self.sync_store(store)
+        except InputError as e:
+            log.warning("the store's model lineage was not synced: %s", e)
+
+    def adopt_store_lineage(self, store: Store) -> list[str]:
+        """Migration from format 1, where trained reward models and some parents were only in the store: copy
+        them into ``models.toml``, once (the file then carries ``format = 2``). Store rows of chat models no
+        longer registered are left to :meth:`sync_store`, which drops them. The names adopted."""
+        with self._writing:
+            if self._read_raw().get("format", 1) >= FORMAT:
+                return []
+            current, adopted = self._read_file(), []
+            for row in store.list_models():
+                spec = _adopted(row, current.get(row["name"]), builtin_specs(self.settings))
+                if spec is not None:
+                    current[spec.name] = spec
+                    adopted.append(spec.name)
+            if adopted or self.settings.models_file.exists():
+                self._write(current)
+            return adopted
+
+    def sync_store(self, store: Store | None = None) -> None:
+        """Rebuild the store's ``models`` table from ``models.toml``: a row per model with lineage."""
+        store = store or self._store
+        if store is None:
+            return
+        wanted = {n: s for n, s in self.specs(kind=None).items() if s.has_lineage}
+        for row in store.list_models():
+            if row["name"] not in wanted:
+                store.remove_model(row["name"])
+        for name in wanted:
+            self._mirror(name, store)
+
+    def _mirror(self, name: str, store: Store | None = None) -> None:
+        """Bring ``name``'s row in the store's lineage index in line with ``models.toml``."""
+        store = store or self._store
+        if store is None:
+            return
+        spec = self.specs(kind=None).get(name)
+        want = None
+        if spec is not None and spec.has_lineage:
+            want = spec.lineage_row(lambda run: store.get_training_run(run) is not None)
+        have = store.get_model(name)
+        if want is not None and have is not None and all(have.get(k) == v for k, v in want.items()):
+            return
+        if have is not None:
+            store.remove_model(name)
+        if want is not None:
+            store.add_model(name, **want)
+
     # -- loaded backends -------------------------------------------------------------------------------------
     def backend(
         self, name: str | None = None, progress: Callable[[float, str], None] | None = None
     ) -> Backend:
         """The loaded backend for ``name`` (default: the settings' default model); loads it at most once."""
         spec = self.get(name or self.settings.default_model)
-        key = (str(self.settings.data_dir.resolve()), spec.name)
-        with self._cache_lock:  # held while loading: a second caller waits instead of loading a second copy
-            if key not in self._cache:
-                self._cache[key] = self._load(spec, progress)
-            return self._cache[key]
+        with self._loading:
+            if spec.name not in self._backends:
+                self._backends[spec.name] = self._load(spec, progress)
+            return self._backends[spec.name]
 
     def unload(self, name: str) -> None:
-        with self._cache_lock:
-            b = self._cache.pop((str(self.settings.data_dir.resolve()), name), None)
+        with self._loading:
+            b = self._backends.pop(name, None)
         if b is not None:
             b.close()
+
+    def close(self) -> None:
+        """Unload every backend (the context is closing)."""
+        for name in list(self._backends):
+            self.unload(name)
 
     def _load(self, spec: ModelSpec, progress: Callable[[float, str], None] | None) -> Backend:
         if spec.builtin:
@@ -233,6 +366,23 @@ class ModelRegistry:
             raise BackendError(f"cannot load model {spec.name!r} ({spec.summary()}): {e}") from None
 
 
-def load_backend(settings: Settings, name: str | None = None) -> Backend:
-    """Shortcut: the cached, loaded backend for a registered model name."""
-    return ModelRegistry(settings).backend(name)
+def _adopted(row: dict[str, Any], spec: ModelSpec | None, builtins: dict[str, ModelSpec]) -> ModelSpec | None:
+    """What a format-1 store lineage row adds to ``models.toml``: a reward model the file lacks, or the parent
+    (and run) of a registered model the file has none for. None: nothing."""
+    if row["name"] in builtins:
+        return None
+    run = str(row["training_run_id"]) if row.get("training_run_id") is not None else ""
+    config = row.get("config") or {}
+    if spec is None:
+        if row["backend"] != "reward-model":
+            return None  # a chat model removed from models.toml: not brought back
+        return ModelSpec(
+            name=row["name"], path=row.get("base") or "", adapter=row.get("adapter_path") or "",
+            parent=row.get("parent") or "", training_run=run, kind=REWARD, training_config=dict(config),
+            description=f"{config.get('method', 'reward')} reward model" + (f" run {run}" if run else ""),
+            registered_by=LOCAL_ADMIN,
+        )  # fmt: skip
+    if spec.parent or not row.get("parent"):
+        return None
+    return dataclasses.replace(spec, parent=row["parent"], training_run=spec.training_run or run,
+                               training_config=spec.training_config or dict(config))  # fmt: skip

@@ -15,6 +15,7 @@ import pytest
 
 from studio.api import RunSpec, list_strategies, run_many, run_strategy, stream_strategy
 from studio.backends.base import Backend, Completion, Conversation, GenParams, OnDelta
+from studio.context import AppContext
 from studio.strategies import STEP_NAMES, STRATEGIES, RunResult, Trace, render
 from studio.strategies.base import PROMPTS_DIR, load_prompt
 from studio.strategies.parsing import parse_sections, parse_verdict, split_cot
@@ -358,7 +359,7 @@ def cli_args(*argv: str) -> argparse.Namespace:
 def test_cli_run_prints_a_tree_then_the_final_answer(settings) -> None:
     args = cli_args("run", "--strategy", "bsm", "--max-new-tokens", "32", "--max-branches", "2", QUESTION)
     out = io.StringIO()
-    assert args.func(args, settings, out=out) == 0
+    assert args.func(args, AppContext(settings), out=out) == 0
     text = out.getvalue()
     assert (
         text.index("● branch")
@@ -373,7 +374,7 @@ def test_cli_run_prints_a_tree_then_the_final_answer(settings) -> None:
 def test_cli_run_json_prints_the_whole_trace(settings) -> None:
     args = cli_args("run", "-s", "cot", "--max-new-tokens", "24", "--json", QUESTION)
     out = io.StringIO()
-    assert args.func(args, settings, out=out) == 0
+    assert args.func(args, AppContext(settings), out=out) == 0
     d = json.loads(out.getvalue())
     assert d["strategy"] == "cot" and d["steps"][0]["name"] == "answer" and d["final_answer"]
 
@@ -381,7 +382,7 @@ def test_cli_run_json_prints_the_whole_trace(settings) -> None:
 def test_cli_strategies_lists_variants(settings) -> None:
     args = cli_args("strategies")
     out = io.StringIO()
-    assert args.func(args, settings, out=out) == 0
+    assert args.func(args, AppContext(settings), out=out) == 0
     text = out.getvalue()
     for name in ("system1", "cot", "cove", "s2a", "bsm", "factor_revise", "keep_original", "relevance"):
         assert name in text

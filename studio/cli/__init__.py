@@ -15,7 +15,8 @@ from studio import __version__
 from studio.errors import StudioError
 
 # Command-group modules, in help order. Each defines ``register(sub: argparse._SubParsersAction) -> None``
-# and sets ``func=`` on its parsers; ``func(args, settings)`` returns an exit code.
+# and sets ``func=`` on its parsers; ``func(args, ctx)`` gets the command's one AppContext (settings, model
+# registry, store and job runner, each made when first used) and returns an exit code.
 GROUPS = [
     "studio.cli.core",
     "studio.cli.store",
@@ -76,9 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        from studio.context import AppContext
+
         settings = settings_from_args(args)
         settings.apply_threads()
-        return int(args.func(args, settings) or 0)
+        with AppContext(settings) as ctx:
+            return int(args.func(args, ctx) or 0)
     except (StudioError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

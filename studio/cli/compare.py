@@ -42,15 +42,14 @@ def _progress(done: int, total: int, msg: str) -> None:
     print(f"[{done}/{total}] {msg}" if total else msg, file=sys.stderr, flush=True)
 
 
-def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
+def cmd_compare(args: argparse.Namespace, ctx: Any) -> int:
     from studio.cli.judge import parse_settings
     from studio.cli.store import open_store
     from studio.compare import compare_with_parent
-    from studio.models import ModelRegistry
 
-    with open_store(settings) as store:
+    with open_store(ctx) as store:
         result = compare_with_parent(
-            store, ModelRegistry(settings), args.model, prompt_set=args.prompt_set, judge=args.judge,
+            store, ctx.registry, args.model, prompt_set=args.prompt_set, judge=args.judge,
             judge_config=parse_settings(args.judge_settings), judge_model=args.judge_model, parent=args.parent,
             strategy=args.strategy, limit=args.limit,
             params={"max_new_tokens": args.max_new_tokens}, batch_size=args.batch_size, seed=args.seed,

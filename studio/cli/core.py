@@ -6,10 +6,13 @@ import argparse
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from studio.backends import GenParams
 from studio.cli import add_settings_flags
-from studio.settings import Settings
+
+if TYPE_CHECKING:
+    from studio.context import AppContext
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -116,9 +119,10 @@ def gen_params(args: argparse.Namespace) -> GenParams:
     )
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_serve(args: argparse.Namespace, ctx: AppContext) -> int:
     from studio.app import serve
 
+    settings = ctx.settings  # the server builds its own context on these settings (with --auth, --root-path)
     if args.auth:
         settings = dataclasses.replace(settings, auth_file=args.auth)
     if args.root_path is not None:
@@ -127,7 +131,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_users_add(args: argparse.Namespace, ctx: AppContext) -> int:
     import getpass
     from pathlib import Path
 
@@ -145,7 +149,7 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_users_list(args: argparse.Namespace, ctx: AppContext) -> int:
     from pathlib import Path
 
     from studio.auth import load_records
@@ -155,7 +159,7 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_users_role(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_users_role(args: argparse.Namespace, ctx: AppContext) -> int:
     from pathlib import Path
 
     from studio.auth import set_role
@@ -165,7 +169,7 @@ def cmd_users_role(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_users_token(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_users_token(args: argparse.Namespace, ctx: AppContext) -> int:
     from pathlib import Path
 
     from studio.auth import issue_token
@@ -179,9 +183,8 @@ def cmd_users_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_generate(args: argparse.Namespace, ctx: AppContext) -> int:
     from studio.backends.base import validate_conversation
-    from studio.models import ModelRegistry
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     conv = ([{"role": "system", "content": args.system}] if args.system else []) + [
@@ -189,7 +192,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     ]
     validate_conversation(conv)  # fail fast, before loading a model
     params = gen_params(args)
-    backend = ModelRegistry(settings).backend(args.model, progress=_stderr_progress)
+    backend = ctx.registry.backend(args.model, progress=_stderr_progress)
     if args.json:
         print(json.dumps(backend.chat([conv], params)[0].to_dict(), ensure_ascii=False, indent=2))
         return 0
@@ -204,10 +207,8 @@ def _stderr_progress(frac: float, msg: str) -> None:
     print(f"[{frac:4.0%}] {msg}", file=sys.stderr, flush=True)
 
 
-def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
-    from studio.models import ModelRegistry
-
-    specs = ModelRegistry(settings).specs()
+def cmd_models_list(args: argparse.Namespace, ctx: AppContext) -> int:
+    specs = ctx.registry.specs()
     if getattr(args, "json", False):
         rows = [{"name": n, **s.to_toml(), "builtin": s.builtin} for n, s in specs.items()]
         print(json.dumps(rows, indent=2))
@@ -215,34 +216,25 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
     width = max(len(n) for n in specs)
     for name, spec in specs.items():
         tag = " (built-in)" if spec.builtin else ""
-        default = " [default]" if name == settings.default_model else ""
+        default = " [default]" if name == ctx.settings.default_model else ""
         print(f"{name:<{width}}  {spec.summary()}{tag}{default}")
         if spec.parent:
             print(f"{'':<{width}}  parent: {spec.parent}  run: {spec.training_run}")
     return 0
 
 
-def cmd_models_add(args: argparse.Namespace, settings: Settings) -> int:
-    from studio.models import ModelRegistry, ModelSpec
+def cmd_models_add(args: argparse.Namespace, ctx: AppContext) -> int:
+    from studio.models import ModelSpec
 
-    spec = ModelSpec(
-        name=args.name,
-        backend=args.backend,
-        path=args.path,
-        gguf_file=args.gguf_file,
-        adapter=args.adapter,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
-        description=args.description,
-    )
-    ModelRegistry(settings).add(spec, replace=args.replace)
+    fields = ("name", "backend", "path", "gguf_file", "adapter", "base_url", "api_key_env", "description")
+    spec = ModelSpec(**{f: getattr(args, f) for f in fields})  # the flags are named after the spec's fields
+    ctx.registry.add(spec, replace=args.replace)
     print(f"registered {spec.name}: {spec.summary()}")
     return 0
 
 
-def cmd_models_remove(args: argparse.Namespace, settings: Settings) -> int:
-    from studio.models import ModelRegistry
-
-    ModelRegistry(settings).remove(args.name)
+def cmd_models_remove(args: argparse.Namespace, ctx: AppContext) -> int:
+    # models.toml only: the store's lineage row follows when a context next opens the store
+    ctx.registry.remove(args.name)
     print(f"removed {args.name}")
     return 0

@@ -77,7 +77,7 @@ def _list_shipped(as_json: bool) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
+def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
     if args.list:
         return _list_shipped(args.json)
     if not args.dataset:
@@ -89,7 +89,6 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     from studio.cli.store import open_store
     from studio.eval import STATS, EvalSpec, load_dataset, parse_methods, run_eval
     from studio.eval.data import STORE_PREFIX
-    from studio.models import ModelRegistry
 
     methods = parse_methods(_strategies(args))  # unknown strategies fail before the store opens
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
@@ -102,9 +101,9 @@ def cmd_eval(args: argparse.Namespace, settings: Any) -> int:
     )  # fmt: skip
     on_disk = not args.dataset.startswith(STORE_PREFIX)  # a bad path fails before the store opens
     dataset = load_dataset(args.dataset, limit=args.limit) if on_disk else None
-    with open_store(settings) as store:
+    with open_store(ctx) as store:
         dataset = dataset or load_dataset(args.dataset, store=store, limit=args.limit)
-        outcome = run_eval(dataset, spec, store, ModelRegistry(settings), name=args.name, progress=_progress)
+        outcome = run_eval(dataset, spec, store, ctx.registry, name=args.name, progress=_progress)
     report = outcome.report(metrics=metrics, n_boot=args.n_boot)
     files = report.save(Path(args.out).expanduser() if args.out else outcome.dir)
     for error in outcome.errors:

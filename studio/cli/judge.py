@@ -78,7 +78,7 @@ def _progress(done: int, total: int, msg: str) -> None:
     print(f"[{done}/{total}] {msg}", file=sys.stderr, flush=True)
 
 
-def cmd_judge(args: argparse.Namespace, settings: Any) -> int:
+def cmd_judge(args: argparse.Namespace, ctx: Any) -> int:
     from studio.judges import JUDGES, make_judge
 
     if args.list:
@@ -87,12 +87,11 @@ def cmd_judge(args: argparse.Namespace, settings: Any) -> int:
         raise InputError("name a judge with --judge (see `studio judge --list`)")
     from studio.cli.store import open_store
     from studio.judging import Scope, judge_scope
-    from studio.models import ModelRegistry
 
     judge = make_judge(args.judge, parse_settings(args.settings_kv))  # fail fast, before loading a model
     scope = Scope(args.scope, args.labelled, args.prompt_set, args.for_model, args.strategy, args.limit)
-    with open_store(settings) as store:
-        backend = ModelRegistry(settings).backend(args.model, progress=lambda f, m: _progress(0, 0, m))
+    with open_store(ctx) as store:
+        backend = ctx.registry.backend(args.model, progress=lambda f, m: _progress(0, 0, m))
         result = judge_scope(store, backend, judge, scope, batch_size=args.batch_size, progress=_progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -129,12 +128,12 @@ def _fmt(e: dict[str, Any]) -> str:
     return f"{e['value']:.2f}{ci}"
 
 
-def cmd_agreement(args: argparse.Namespace, settings: Any) -> int:
+def cmd_agreement(args: argparse.Namespace, ctx: Any) -> int:
     from studio.cli.store import open_store
     from studio.judging import agreement, annotator_alpha, biases, snapshot
 
     self_judge = {"include": None, "exclude": False, "only": True}[args.self_judge]
-    with open_store(settings) as store:
+    with open_store(ctx) as store:
         snap = snapshot(store)
     agree = agreement(
         snap, by=args.by, n_boot=args.n_boot, judge_vs_judge=not args.no_judge_vs_judge, self_judge=self_judge
@@ -170,11 +169,11 @@ def cmd_agreement(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def cmd_leaderboard(args: argparse.Namespace, settings: Any) -> int:
+def cmd_leaderboard(args: argparse.Namespace, ctx: Any) -> int:
     from studio.cli.store import open_store
     from studio.judging import leaderboards, snapshot
 
-    with open_store(settings) as store:
+    with open_store(ctx) as store:
         snap = snapshot(store)
     out = leaderboards(snap, combined=args.combined, judges=args.judge, n_boot=args.n_boot)
     if args.json:

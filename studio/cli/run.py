@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from studio.errors import StudioError
-from studio.settings import Settings
 from studio.strategies import RunResult, Step, StrategyParams, TraceEvent
+
+if TYPE_CHECKING:
+    from studio.context import AppContext
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,14 +63,13 @@ def params_from_args(args: argparse.Namespace) -> StrategyParams:
     )
 
 
-def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+def cmd_run(args: argparse.Namespace, ctx: AppContext, out: TextIO | None = None) -> int:
     from studio.api import stream_strategy
-    from studio.models import ModelRegistry
 
     out = out or sys.stdout
     question = sys.stdin.read() if args.question == "-" else args.question
     params = params_from_args(args)
-    backend = ModelRegistry(settings).backend(args.model)
+    backend = ctx.registry.backend(args.model)
     events = stream_strategy(
         question, args.strategy, args.variant, backend, params, batching=not args.no_batch
     )
@@ -91,7 +92,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO | None = N
     return 0
 
 
-def cmd_strategies(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+def cmd_strategies(args: argparse.Namespace, ctx: AppContext, out: TextIO | None = None) -> int:
     from studio.api import list_strategies
 
     out = out or sys.stdout

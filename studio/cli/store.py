@@ -33,17 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_filter_flags(p)
     p.add_argument("--good-rating", type=float, help="KTO: single-verdict ratings >= this are desirable")
-    p.set_defaults(func=lambda args, settings: cmd_export(args, settings))
+    p.set_defaults(func=lambda args, ctx: cmd_export(args, ctx))
 
     p = sub.add_parser("import", help="import a TRL preference set (JSONL, Parquet or an HF dataset dir)")
     p.add_argument("path", metavar="PATH")
     p.add_argument("--prompt-set", help="prompt set for the imported prompts (default import:<file stem>)")
     p.add_argument("--annotator", help="annotator id for the imported votes (default import:<file name>)")
-    p.set_defaults(func=lambda args, settings: cmd_import(args, settings))
+    p.set_defaults(func=lambda args, ctx: cmd_import(args, ctx))
 
     p = sub.add_parser("stats", help="what the preference store holds")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=lambda args, settings: cmd_stats(args, settings))
+    p.set_defaults(func=lambda args, ctx: cmd_stats(args, ctx))
 
 
 def add_filter_flags(p: argparse.ArgumentParser) -> None:
@@ -77,23 +77,22 @@ def _date(text: str) -> date | datetime:
 
 
 @contextmanager
-def open_store(settings: Any) -> Iterator[Store]:
-    """The store in the data dir; storage errors become one-line ``StudioError``s."""
-    from storage import Store, StoreError
+def open_store(ctx: Any) -> Iterator[Store]:
+    """The context's store (the command's context closes it); storage errors become one-line
+    ``StudioError``s."""
+    from storage import StoreError
 
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with Store(settings.db_path, data_dir=settings.data_dir) as store:
-            yield store
+        yield ctx.store
     except StoreError as e:
         raise StudioError(str(e)) from None
 
 
-def cmd_export(args: argparse.Namespace, settings: Any) -> int:
+def cmd_export(args: argparse.Namespace, ctx: Any) -> int:
     if args.fmt != "hub":
         args.path = str(Path(args.path).expanduser().resolve())
         writable_target(Path(args.path))  # before the store opens or anything is computed
-    with open_store(settings) as store:
+    with open_store(ctx) as store:
         try:
             result = store.export(
                 args.kind, args.fmt, args.path, filters_from_args(args), conversational=args.conversational,
@@ -119,11 +118,11 @@ def writable_target(path: Path) -> None:
         raise InputError(f"cannot write {path}: {parent} is not writable")
 
 
-def cmd_import(args: argparse.Namespace, settings: Any) -> int:
+def cmd_import(args: argparse.Namespace, ctx: Any) -> int:
     path = Path(args.path).expanduser()
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
-    with open_store(settings) as store:
+    with open_store(ctx) as store:
         result = store.import_preferences(path, prompt_set=args.prompt_set, annotator=args.annotator)
     print(
         f"imported {result.rows} pairs into prompt set {result.prompt_set!r} (annotator {result.annotator!r})"
@@ -131,13 +130,13 @@ def cmd_import(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def cmd_stats(args: argparse.Namespace, settings: Any, out: Callable[[str], None] = print) -> int:
-    with open_store(settings) as store:
+def cmd_stats(args: argparse.Namespace, ctx: Any, out: Callable[[str], None] = print) -> int:
+    with open_store(ctx) as store:
         stats = store.stats()
     if args.json:
         out(json.dumps(stats, indent=2, default=str))
         return 0
-    out(f"store: {settings.db_path} (schema version {stats.pop('schema_version')})")
+    out(f"store: {ctx.settings.db_path} (schema version {stats.pop('schema_version')})")
     choices = stats.pop("choices")
     for key, value in stats.items():
         out(f"  {key.replace('_', ' ')}: {value}")

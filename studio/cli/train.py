@@ -21,6 +21,7 @@ from studio.cli.store import add_filter_flags, filters_from_args
 from studio.errors import StudioError
 
 if TYPE_CHECKING:
+    from studio.context import AppContext
     from studio.training import Job, Runner
 
 
@@ -78,29 +79,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # -- the runner, with or without the store ---------------------------------------------------------------------
 @contextmanager
-def runner(settings: Any, *, need_store: bool) -> Iterator[Runner]:
-    """A runner on the data dir's store; if another process holds the store and ``need_store`` is False, a
-    runner on the run dirs alone (with a note on stderr)."""
-    from storage import Store, StoreError, StoreLocked
-    from studio.training import Runner
+def runner(ctx: AppContext, *, need_store: bool) -> Iterator[Runner]:
+    """The context's runner, on the data dir's store; if another process holds the store and ``need_store``
+    is False, a runner on the run dirs alone (with a note on stderr). The command's context closes the store."""
+    from storage import StoreError, StoreLocked
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        store = Store(settings.db_path, data_dir=settings.data_dir)
+        r = ctx.runner
     except StoreLocked as e:
         if need_store:
             raise StudioError(f"{e}. Start training from the web app's Train tab while it runs.") from None
         print(f"note: {e}; showing the run dirs (the store syncs when that process polls)", file=sys.stderr)
-        yield Runner(settings, None)
-        return
+        r = ctx.runner_without_store()
     except StoreError as e:
         raise StudioError(str(e)) from None
-    with store:
-        yield Runner(settings, store)
+    yield r
 
 
 # -- studio train ----------------------------------------------------------------------------------------------
-def cmd_train(args: argparse.Namespace, settings: Any) -> int:
+def cmd_train(args: argparse.Namespace, ctx: AppContext) -> int:
     from studio.training import methods, parse_sets
 
     if args.list or not args.method:
@@ -110,7 +107,7 @@ def cmd_train(args: argparse.Namespace, settings: Any) -> int:
     if args.settings:
         return print_settings(args.method)
     values = parse_sets(args.values)
-    with runner(settings, need_store=True) as r:
+    with runner(ctx, need_store=True) as r:
         if args.preview:
             return print_preview(r.preview(args.method, values, filters=filters_from_args(args)), args.json)
         job = r.start(args.method, values, filters=filters_from_args(args))
@@ -212,8 +209,8 @@ def _short(value: Any, width: int = 60) -> str:
 
 
 # -- studio jobs -----------------------------------------------------------------------------------------------
-def cmd_jobs_list(args: argparse.Namespace, settings: Any) -> int:
-    with runner(settings, need_store=False) as r:
+def cmd_jobs_list(args: argparse.Namespace, ctx: AppContext) -> int:
+    with runner(ctx, need_store=False) as r:
         jobs = r.refresh() if r.store is not None else r.list()
     if getattr(args, "json", False):
         print(json.dumps([j.to_dict() for j in jobs], indent=2))
@@ -230,8 +227,8 @@ def cmd_jobs_list(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def cmd_jobs_show(args: argparse.Namespace, settings: Any) -> int:
-    with runner(settings, need_store=False) as r:
+def cmd_jobs_show(args: argparse.Namespace, ctx: AppContext) -> int:
+    with runner(ctx, need_store=False) as r:
         job = r.sync(args.id)
         series = r.metrics(args.id)
         log = r.logs(args.id, 8)
@@ -249,8 +246,8 @@ def cmd_jobs_show(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def cmd_jobs_logs(args: argparse.Namespace, settings: Any) -> int:
-    with runner(settings, need_store=False) as r:
+def cmd_jobs_logs(args: argparse.Namespace, ctx: AppContext) -> int:
+    with runner(ctx, need_store=False) as r:
         print(r.logs(args.id, args.lines))
         if not args.follow:
             return 0
@@ -275,20 +272,20 @@ def _print_new(path: Path, offset: int) -> int:
     return offset + len(data)
 
 
-def cmd_jobs_cancel(args: argparse.Namespace, settings: Any) -> int:
-    with runner(settings, need_store=False) as r:
+def cmd_jobs_cancel(args: argparse.Namespace, ctx: AppContext) -> int:
+    with runner(ctx, need_store=False) as r:
         print(_summary(r.cancel(args.id)))
     return 0
 
 
-def cmd_jobs_resume(args: argparse.Namespace, settings: Any) -> int:
-    with runner(settings, need_store=False) as r:
+def cmd_jobs_resume(args: argparse.Namespace, ctx: AppContext) -> int:
+    with runner(ctx, need_store=False) as r:
         job = r.resume(args.id)
         print(f"job {job.id} ({job.method}) {job.state}: {job.resume_note}", file=sys.stderr)
         return follow(r, job.id, False) if args.wait else 0
 
 
-def cmd_jobs_command(args: argparse.Namespace, settings: Any) -> int:
-    with runner(settings, need_store=False) as r:
+def cmd_jobs_command(args: argparse.Namespace, ctx: AppContext) -> int:
+    with runner(ctx, need_store=False) as r:
         print(shlex.join(r.command(args.id, machine_rank=args.rank)))
     return 0

@@ -2,18 +2,16 @@
 
 ::
 
-    from storage import Store
+    from studio.context import AppContext
     from studio.eval import EvalSpec, load_dataset, parse_methods, run_eval
-    from studio.models import ModelRegistry
     from studio.settings import Settings
     from studio.strategies import StrategyParams
 
-    settings = Settings.load()
-    with Store(settings.db_path, data_dir=settings.data_dir) as store:
+    with AppContext(Settings.load()) as ctx:                     # the script's store and model registry
         dataset = load_dataset("cove_lists", limit=5)            # shipped set, JSONL, HF dir or store:SET
         spec = EvalSpec(parse_methods("system1,cove:factored"), ("smollm2-135m",),
                         StrategyParams(max_new_tokens=128))
-        outcome = run_eval(dataset, spec, store, ModelRegistry(settings), progress=print)
+        outcome = run_eval(dataset, spec, ctx.store, ctx.registry, progress=print)
         report = outcome.report()
         print(report.to_markdown())
         report.save(outcome.dir)                                   # table.csv, table.md, plot.png, report.json

@@ -22,7 +22,7 @@ from studio.training.rundir import RunDir
 
 if TYPE_CHECKING:
     from storage import Store
-    from studio.settings import Settings
+    from studio.models import ModelRegistry
 
 
 class Trainer:
@@ -76,8 +76,9 @@ class Trainer:
         write_parquet(data, run.path / "train.parquet")
 
     @classmethod
-    def resolve(cls, store: Store, config: TrainConfig, settings: Settings) -> TrainConfig:
-        """Fill in what the job needs that only the parent knows (paths of other runs' models)."""
+    def resolve(cls, store: Store, config: TrainConfig, registry: ModelRegistry) -> TrainConfig:
+        """Fill in what the job needs that only the parent knows (paths of other runs' models). ``registry``:
+        the runner's (its context's) model registry; its ``settings`` are the process's."""
         return config
 
     @classmethod

@@ -12,7 +12,7 @@ from studio.training.rundir import RunDir
 
 if TYPE_CHECKING:
     from storage import Store
-    from studio.settings import Settings
+    from studio.models import ModelRegistry
 
 
 def reward_run(store: Store, run_id: int) -> dict[str, Any]:
@@ -47,9 +47,9 @@ class OnlineRLTrainer(Trainer):
         data.write_parquet(table, run.path / "prompts.parquet")
 
     @classmethod
-    def resolve(cls, store: Store, config: OnlineRLConfig, settings: Settings) -> OnlineRLConfig:
+    def resolve(cls, store: Store, config: OnlineRLConfig, registry: ModelRegistry) -> OnlineRLConfig:
         row = reward_run(store, config.reward_run)
-        result = RunDir(row["output_path"] or settings.runs_dir / str(row["id"])).result()
+        result = RunDir(row["output_path"] or registry.settings.runs_dir / str(row["id"])).result()
         reward = result.get("reward_model")
         if not reward:
             raise InputError(f"reward-model run {row['id']} left no model (its result.json is missing)")

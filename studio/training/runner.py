@@ -10,6 +10,13 @@ own session, so a closed browser or a restarted server does not touch it: its st
   models (registered with their lineage) from the run dir into the store. Call them when polling.
 - Without a store (``store=None``: another process holds it) the runner still lists, reads, cancels and
   resumes jobs from their files; the store catches up at the next sync by its owner.
+
+One owner per fact: a job's state lives in its run dir (``status.json``: the job process, which never opens the
+store, writes it; so do the scheduler and cancel/resume). The store's ``training_runs`` status, error and times
+are a derived view, written only by :meth:`Runner.sync` (:meth:`Runner._mirror_status`). Trained models go to
+the model registry (``models.toml``), which keeps the store's lineage index.
+
+An app or CLI process gets its runner from its :class:`~studio.context.AppContext` (``ctx.runner``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from studio.training.scheduler import alive, mark_lost, run_dirs, schedule, set_
 
 if TYPE_CHECKING:
     from storage import Filters, Store
+    from studio.models import ModelRegistry
     from studio.settings import Settings
 
 
@@ -116,13 +124,20 @@ class Runner:
         settings: Settings,
         store: Store | None = None,
         *,
+        registry: ModelRegistry | None = None,
         jobs_per_device: int = 1,
         autostart: bool = True,
     ) -> None:
-        """``autostart=False`` queues jobs without starting them (tests, or preparing runs to launch elsewhere:
-        ``python -m studio.training <run dir>/config.yaml`` runs one in the foreground)."""
+        """``registry``: the context's model registry (None: one of its own, for a runner built alone, as in
+        tests). ``autostart=False`` queues jobs without starting them (tests, or preparing runs to launch
+        elsewhere: ``python -m studio.training <run dir>/config.yaml`` runs one in the foreground)."""
+        from studio.models import ModelRegistry
+
         self.settings = settings
         self.store = store
+        self.registry = registry or ModelRegistry(settings)
+        if store is not None and self.registry.store is not store:
+            self.registry.attach(store)  # trained models registered here reach this store's lineage index
         self.autostart = autostart
         self._lock = threading.RLock()  # the UI polls from several threads: one sync at a time
         self.runs_dir = settings.runs_dir
@@ -160,8 +175,9 @@ class Runner:
         """Validate, snapshot the data, queue the job; it starts now if its device is free. Bad input raises
         ``InputError`` before anything is recorded or launched."""
         store, cls = self._need_store(), trainer_class(method)
+        self.sync_all()  # the store's view of the jobs is current before a trainer reads it (PPO's reward run)
         cfg = cls.resolve(
-            store, self._resolve_model(self.config(method, values, filters=filters)), self.settings
+            store, self._resolve_model(self.config(method, values, filters=filters)), self.registry
         )
         preview = cls.preview(store, cfg, 1)
         if preview.problems:
@@ -178,7 +194,7 @@ class Runner:
                 self._queue(run, method, cfg)
             except Exception as e:
                 run.update_status(state="failed", error=str(e), finished_at=now_iso())
-                store.update_training_run(run_id, status="failed", error=str(e), output_path=str(run.path))
+                self.sync(run_id)
                 raise
         if self.autostart:
             schedule(self.runs_dir)
@@ -197,8 +213,6 @@ class Runner:
             command=launch_command(run.config, cfg), threads=cfg.threads or self.settings.threads,
             base_model=cfg.base_model, output_name=cfg.output_name,
         )  # fmt: skip
-        if self.store is not None:
-            self.store.update_training_run(run.id, output_path=str(run.path), log_path=str(run.log))
 
     def _new_run_dir(self, run_id: int) -> RunDir:
         path = self.runs_dir / str(run_id)
@@ -210,10 +224,8 @@ class Runner:
     def _resolve_model(self, cfg: TrainConfig) -> TrainConfig:
         """The base model's weights dir (and adapter) from the model registry."""
         from studio import default_model
-        from studio.models import ModelRegistry
 
-        registry = ModelRegistry(self.settings)
-        spec = registry.get(cfg.base_model or self.settings.default_model)
+        spec = self.registry.get(cfg.base_model or self.settings.default_model)
         if spec.backend != "transformers" or spec.gguf_file:
             raise InputError(
                 f"model {spec.name!r} is served by {spec.backend}{' from a GGUF' if spec.gguf_file else ''}; "
@@ -224,16 +236,7 @@ class Runner:
         return cfg.replace(base_model=spec.name, model_path=spec.path, adapter_path=spec.adapter)
 
     def _unique_name(self, name: str) -> str:
-        from studio.models import ModelRegistry
-
-        taken = set(ModelRegistry(self.settings).names())
-        if self.store is not None:
-            taken |= {m["name"] for m in self.store.list_models()}
-        candidate, n = name, 1
-        while candidate in taken:
-            n += 1
-            candidate = f"{name}-{n}"
-        return candidate
+        return self.registry.unique_name(name)
 
     def _device(self, cfg: TrainConfig) -> str:
         if cfg.device != "auto":
@@ -357,12 +360,18 @@ class Runner:
     def refresh(self) -> list[Job]:
         """Start what can start, notice dead jobs, sync every job not yet fully in the store; all jobs."""
         schedule(self.runs_dir)
+        self.sync_all()
+        return self.list()
+
+    def sync_all(self) -> None:
+        """Sync every job whose run dir says more than the store has (live, or changed since its last sync)."""
+        if self.store is None:
+            return
         for run in run_dirs(self.runs_dir):
             status = run.status()
             synced = (read_json(run.sync_file, {}) or {}).get("status")
             if status and (status.get("state") not in TERMINAL or synced != _signature(status)):
                 self.sync(run.id)
-        return self.list()
 
     def sync(self, job_id: int) -> Job:
         """Bring the store up to date with one job's files: status, metrics, generated data, models."""
@@ -378,7 +387,7 @@ class Runner:
         if self.store is None or self.store.get_training_run(run.id) is None:
             return self.get(job_id)
         state = read_json(run.sync_file, {}) or {}
-        self._sync_status(run, status, state)
+        self._mirror_status(run, status, state)
         self._sync_metrics(run, state)
         method = status.get("method", "")
         if method in TRAINERS:
@@ -387,7 +396,8 @@ class Runner:
         write_json(run.sync_file, state)
         return self.get(job_id)
 
-    def _sync_status(self, run: RunDir, status: dict[str, Any], state: dict[str, Any]) -> None:
+    def _mirror_status(self, run: RunDir, status: dict[str, Any], state: dict[str, Any]) -> None:
+        """The one writer of the store's job status: a copy of the run dir's (the owner)."""
         signature = _signature(status)
         if state.get("status") == signature:
             return
@@ -410,45 +420,15 @@ class Runner:
         state["metrics_offset"] = offset
 
     def _register_models(self, run: RunDir, state: dict[str, Any]) -> None:
-        """Register each model the job announced (``models.jsonl``) once: policies in the model registry (the
-        Arena's picker) and every model in the store's lineage table."""
+        """Register each model the job announced (``models.jsonl``) once, in the model registry: policies for
+        the Arena's picker, reward models for their lineage (the registry keeps the store's lineage index)."""
         done = set(state.get("announced", []))
         registered = list(state.get("registered", []))
         for entry in read_jsonl(run.path / "models.jsonl"):
             if entry["name"] not in done:
-                registered.append(self._register(entry))
+                registered.append(self.registry.register_trained(entry))
                 done.add(entry["name"])
         state["announced"], state["registered"] = sorted(done), registered
-
-    def _register(self, entry: dict[str, Any]) -> str:
-        """Register one model; returns the name it got."""
-        from storage import StoreError
-        from studio.models import ModelRegistry, ModelSpec
-
-        if entry["kind"] == "policy":
-            registry = ModelRegistry(self.settings)
-            if entry["name"] in registry.names() and registry.get(entry["name"]).training_run != str(
-                entry["training_run"]
-            ):  # someone took the name since the job started
-                entry = {**entry, "name": self._unique_name(entry["name"])}
-            spec = ModelSpec(
-                name=entry["name"], backend="transformers", path=entry["path"], adapter=entry["adapter"],
-                parent=entry["parent"], training_run=str(entry["training_run"]),
-                description=f"{entry['method']} run {entry['training_run']}",
-            )  # fmt: skip
-            registry.add(spec, replace=True)  # the name is free, or ours from an unfinished earlier sync
-        config = {
-            k: entry.get(k) for k in ("method", "filters", "kind", "iteration", "judge_model") if k in entry
-        }
-        try:
-            self.store.add_model(
-                entry["name"], "transformers" if entry["kind"] == "policy" else "reward-model",
-                base=entry["path"], adapter_path=entry["adapter"] or None, parent=entry["parent"] or None,
-                training_run_id=int(entry["training_run"]), config=config,
-            )  # fmt: skip
-        except StoreError:  # recorded by an earlier sync that did not finish writing sync.json
-            pass
-        return entry["name"]
 
 
 def kill_group(status: dict[str, Any], grace: float = 10.0) -> None:

@@ -38,7 +38,7 @@ from studio.training.rundir import RunDir, read_json, read_jsonl, write_json, wr
 
 if TYPE_CHECKING:
     from storage import Store
-    from studio.settings import Settings
+    from studio.models import ModelRegistry
 
 AI_JUDGE = "ai-judge"  # the judge name of the stored (max, min) pairs: Filters(annotator="ai-judge")
 
@@ -118,11 +118,11 @@ class SelfRewarding(Trainer):
         data.write_self_rewarding(snapshot, run.path)
 
     @classmethod
-    def resolve(cls, store: Store, config: SelfRewardingConfig, settings: Settings) -> SelfRewardingConfig:
+    def resolve(
+        cls, store: Store, config: SelfRewardingConfig, registry: ModelRegistry
+    ) -> SelfRewardingConfig:
         if config.judge_model:
-            from studio.models import ModelRegistry
-
-            ModelRegistry(settings).get(config.judge_model)  # unknown: a clear error before launch
+            registry.get(config.judge_model)  # unknown: a clear error before launch
         return config
 
     @classmethod
@@ -211,6 +211,7 @@ class SelfRewarding(Trainer):
         from studio.models import ModelRegistry
         from studio.settings import Settings
 
+        # the job process's one registry (a job has no AppContext: it never opens the store)
         registry = ModelRegistry(Settings.load(data_dir=self.settings.get("data_dir")))
         return judge, registry.backend(cfg.judge_model), cfg.judge_model
 
