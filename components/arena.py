@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,28 +42,93 @@ class ColumnHandles:
 
 
 @dataclass
-class Handles:
-    prompt: gr.Textbox
-    columns: gr.Dropdown
-    blind: gr.Checkbox
-    run: gr.Button
-    status: gr.Markdown
-    comparison: gr.Number
-    cols: list[ColumnHandles]
-    pairwise: gr.Radio
-    comment: gr.Textbox
+class WorkflowHandles:
+    """Who labels and what comes next: the name, the prompt set, Next / Skip / auto-advance, progress, guidelines."""
+
     annotator: gr.Textbox
-    submit: gr.Button
-    vote_msg: gr.Markdown
-    step: gr.Dropdown
-    note: gr.Textbox
-    state: gr.State
     prompt_set: gr.Dropdown
     next_prompt: gr.Button
     skip: gr.Button
     auto: gr.Checkbox
-    guidelines: gr.Markdown
     progress: gr.HTML
+    guide_box: gr.Accordion
+    guidelines: gr.Markdown
+
+
+@dataclass
+class RunHandles:
+    """The prompt, the columns and decoding settings, Run, and importing a prompt set."""
+
+    prompt: gr.Textbox
+    blind: gr.Checkbox
+    run: gr.Button
+    setup: gr.Accordion
+    columns: gr.Dropdown
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    top_p: gr.Slider
+    seed: gr.Number
+    max_questions: gr.Slider
+    max_branches: gr.Slider
+    token_budget: gr.Number
+    upload: gr.File
+    set_name: gr.Textbox
+    import_prompts: gr.Button
+
+
+@dataclass
+class LabelHandles:
+    """The label: a pairwise choice (or the columns' ranks), a comment, Submit; and flagging one step."""
+
+    pairwise: gr.Radio
+    comment: gr.Textbox
+    comparison: gr.Number
+    submit: gr.Button
+    vote_msg: gr.Markdown
+    step: gr.Dropdown
+    flag: gr.Radio
+    note: gr.Textbox
+    flag_step: gr.Button
+
+
+@dataclass
+class Handles:
+    workflow: WorkflowHandles
+    run: RunHandles
+    status: gr.Markdown
+    cols: list[ColumnHandles]
+    label: LabelHandles
+    state: gr.State  # the comparison on screen (ArenaState as a dict)
+    loaded: gr.State  # the prompt loaded from a set: {"id", "text"}
+    go: gr.State  # bumped to run the loaded prompt (auto-advance)
+
+    @property
+    def columns(self) -> gr.Dropdown:
+        """The column picker (the app refreshes its choices on every page load)."""
+        return self.run.columns
+
+    @property
+    def run_inputs(self) -> list[Any]:
+        r = self.run
+        return [r.prompt, r.columns, r.blind, r.max_new_tokens, r.temperature, r.top_p, r.seed, r.max_questions,
+                r.max_branches, r.token_budget, self.loaded]  # fmt: skip
+
+    @property
+    def run_outputs(self) -> list[Any]:
+        lab, cols = self.label, self.cols
+        col_outputs = [c.box for c in cols] + [c.header for c in cols] + [c.answer for c in cols]
+        col_outputs += [c.trace for c in cols] + [c.rank for c in cols]
+        return [self.state, lab.comparison, self.status, lab.step, lab.pairwise, lab.vote_msg, self.run.setup,
+                *col_outputs]  # fmt: skip
+
+    @property
+    def next_inputs(self) -> list[Any]:
+        w = self.workflow
+        return [w.prompt_set, w.annotator, self.loaded, self.run.prompt, self.state, w.auto, self.go]
+
+    @property
+    def next_outputs(self) -> list[Any]:
+        return [self.run.prompt, self.loaded, self.go, self.workflow.progress]
 
 
 # -- formatting ------------------------------------------------------------------------------------------------------
@@ -111,15 +176,34 @@ def progress_html(p: dict[str, int] | None, who: str, prompt_set: str) -> str:
     )
 
 
-# -- the tab -------------------------------------------------------------------------------------------------------------
+# -- the tab: layout ----------------------------------------------------------------------------------------------------
 def build(ctx: AppContext) -> Handles:
-    settings = ctx.settings
-    models = ctx.model_names()
+    """The tab: its widgets, then its events (run, vote, the labelling workflow, step flags, imports)."""
+    h = layout(ctx)
+    run_arena = wire_run(ctx, h)
+    voted = wire_vote(ctx, h)
+    wire_workflow(ctx, h, run_arena, voted)
+    wire_flags(ctx, h)
+    wire_import(ctx, h)
+    return h
+
+
+def layout(ctx: AppContext) -> Handles:
+    workflow = workflow_layout(ctx)
+    run = run_layout(ctx)
+    gr.Markdown(KEYS_HELP, elem_id="arena-keys")
+    status = gr.Markdown(elem_id="arena-status")
+    cols = columns_layout()
+    label = label_layout()
+    return Handles(workflow, run, status, cols, label, gr.State({}), gr.State({}), gr.State(0))
+
+
+def workflow_layout(ctx: AppContext) -> WorkflowHandles:
     with gr.Row(equal_height=True):
         annotator = gr.Textbox(
             label="Your name (stored with your labels)",
             placeholder="annotator name",
-            visible=not settings.auth_file,
+            visible=not ctx.settings.auth_file,
             scale=2,
         )
         prompt_set = gr.Dropdown(
@@ -137,13 +221,18 @@ def build(ctx: AppContext) -> Handles:
     progress = gr.HTML(elem_id="arena-progress")
     with gr.Accordion("Guidelines", open=False, visible=False, elem_id="arena-guidelines") as guide_box:
         guidelines = gr.Markdown()
+    return WorkflowHandles(annotator, prompt_set, next_btn, skip_btn, auto, progress, guide_box, guidelines)
+
+
+def run_layout(ctx: AppContext) -> RunHandles:
+    settings = ctx.settings
     prompt = gr.Textbox(label="Prompt", placeholder="Ask something…", lines=3, elem_id="arena-prompt")
     with gr.Row(equal_height=True):
         blind = gr.Checkbox(True, label="Blind: hide names, shuffle positions", scale=4)
         run = gr.Button("Run", variant="primary", scale=0, elem_id="arena-run")
     with gr.Accordion("Columns and decoding", open=True, elem_id="arena-setup") as setup:
         columns = gr.Dropdown(
-            svc.column_choices(models),
+            svc.column_choices(ctx.model_names()),
             value=svc.default_columns(settings.default_model),
             multiselect=True,
             max_choices=N,
@@ -167,8 +256,11 @@ def build(ctx: AppContext) -> Handles:
             upload = gr.File(label="File", file_types=[".txt", ".jsonl", ".json"], type="filepath")
             set_name = gr.Textbox(label="Prompt set name (the file name when empty)")
             import_btn = gr.Button("Import", scale=0)
-    gr.Markdown(KEYS_HELP, elem_id="arena-keys")
-    status = gr.Markdown(elem_id="arena-status")
+    return RunHandles(prompt, blind, run, setup, columns, max_new_tokens, temperature, top_p, seed, max_questions,
+                      max_branches, token_budget, upload, set_name, import_btn)  # fmt: skip
+
+
+def columns_layout() -> list[ColumnHandles]:
     cols: list[ColumnHandles] = []
     with gr.Row(equal_height=False):
         for i in range(N):
@@ -187,6 +279,10 @@ def build(ctx: AppContext) -> Handles:
                     visible=len(svc.DEFAULT_COLUMNS) > 2,
                 )
             cols.append(ColumnHandles(box, header, answer, trace, rank))
+    return cols
+
+
+def label_layout() -> LabelHandles:
     with gr.Group():
         with gr.Row():
             pairwise = gr.Radio(
@@ -206,17 +302,21 @@ def build(ctx: AppContext) -> Handles:
             flag = gr.Radio(["wrong", "good"], value="wrong", label="Label")
             note = gr.Textbox(label="Note (optional)", scale=2, elem_id="arena-note")
             flag_btn = gr.Button("Flag step", scale=0)
-    state = gr.State({})
-    loaded = gr.State({})  # the prompt loaded from a set: {"id", "text"}
-    go = gr.State(0)  # bumped to run the loaded prompt (auto-advance)
+    return LabelHandles(pairwise, comment, comparison, submit, vote_msg, step, flag, note, flag_btn)
 
-    ranks = [c.rank for c in cols]
-    headers = [c.header for c in cols]
-    traces = [c.trace for c in cols]
-    col_outputs = [c.box for c in cols] + headers + [c.answer for c in cols] + traces + ranks
-    quiet = {"show_progress": "hidden", "api_visibility": "private"}
 
-    # -- run --------------------------------------------------------------------------------------------------
+# -- the tab: events ----------------------------------------------------------------------------------------------------
+QUIET: dict[str, Any] = {"show_progress": "hidden", "api_visibility": "private"}  # the quick checks
+
+
+def generate(ctx: AppContext) -> dict[str, Any]:
+    """Events that generate share the model with every other generation, ``settings.concurrency`` at a time."""
+    return {"concurrency_id": "generate", "concurrency_limit": ctx.settings.concurrency}
+
+
+def wire_run(ctx: AppContext, h: Handles) -> Callable[..., Iterator[list[Any]]]:
+    """Run (and Enter in the prompt box); returns the run handler, which auto-advance also calls."""
+
     def check_run(prompt: str, columns: list[str]) -> None:
         with user_errors():
             svc.check_run(ctx.registry, prompt, columns)
@@ -252,20 +352,21 @@ def build(ctx: AppContext) -> Handles:
             )  # fmt: skip
             yield from _render_stream(updates, len(cols), bool(blind), prompt)
 
-    run_inputs = [prompt, columns, blind, max_new_tokens, temperature, top_p, seed]
-    run_inputs += [max_questions, max_branches, token_budget, loaded]
-    run_outputs = [state, comparison, status, step, pairwise, vote_msg, setup, *col_outputs]
-    gen = {"concurrency_id": "generate", "concurrency_limit": settings.concurrency}
+    checked = [h.run.prompt, h.run.columns]
     # a quick check first: bad input is one toast and the previous results stay on screen. The API endpoint
     # (run_arena) is the second event alone; it checks the same things itself.
-    run.click(check_run, [prompt, columns], None, **quiet).success(
-        run_arena, run_inputs, run_outputs, api_name="run_arena", **gen
+    h.run.run.click(check_run, checked, None, **QUIET).success(
+        run_arena, h.run_inputs, h.run_outputs, api_name="run_arena", **generate(ctx)
     )
-    prompt.submit(check_run, [prompt, columns], None, **quiet).success(
-        run_arena, run_inputs, run_outputs, api_visibility="private", **gen
+    h.run.prompt.submit(check_run, checked, None, **QUIET).success(
+        run_arena, h.run_inputs, h.run_outputs, api_visibility="private", **generate(ctx)
     )
+    return run_arena
 
-    # -- vote -------------------------------------------------------------------------------------------------
+
+def wire_vote(ctx: AppContext, h: Handles) -> Any:
+    """Submit: the pairwise choice or the ranks, checked first; reveals the names. Returns the vote event."""
+
     def check_vote(
         comparison_id: float | None, choice: str | None, annotator: str, arena_state: dict, *ranks: str | None
     ) -> None:
@@ -326,26 +427,20 @@ def build(ctx: AppContext) -> Handles:
             *[_revealed_error(i, shown) for i in range(N)],
         ]
 
-    vote_inputs = [comparison, pairwise, comment, annotator, *ranks, state]
-    answers = [c.answer for c in cols]
-    vote_outputs = [
-        status,
-        vote_msg,
-        state,
-        pairwise,
-        comment,
-        note,
-        step,
-        *headers,
-        *traces,
-        *ranks,
-        *answers,
-    ]
-    voted = submit.click(check_vote, [comparison, pairwise, annotator, state, *ranks], None, **quiet).success(
+    lab, cols, who = h.label, h.cols, h.workflow.annotator
+    ranks = [c.rank for c in cols]
+    vote_inputs = [lab.comparison, lab.pairwise, lab.comment, who, *ranks, h.state]
+    vote_outputs = [h.status, lab.vote_msg, h.state, lab.pairwise, lab.comment, lab.note, lab.step,
+                    *[c.header for c in cols], *[c.trace for c in cols], *ranks, *[c.answer for c in cols]]  # fmt: skip
+    checked = [lab.comparison, lab.pairwise, who, h.state, *ranks]
+    return lab.submit.click(check_vote, checked, None, **QUIET).success(
         vote, vote_inputs, vote_outputs, api_name="vote"
     )
 
-    # -- the workflow: next prompt, skip, auto-advance, progress, guidelines -----------------------------------
+
+def wire_workflow(ctx: AppContext, h: Handles, run_arena: Callable[..., Any], voted: Any) -> None:
+    """Next prompt, Skip, auto-advance after a vote, the progress bar and the prompt set's guidelines."""
+
     def show_progress(prompt_set: str | None, annotator: str, request: gr.Request) -> str:
         name = _typed(ctx, request, annotator)
         try:
@@ -396,13 +491,12 @@ def build(ctx: AppContext) -> Handles:
     ) -> list[Any]:  # fmt: skip
         return advance(prompt_set, annotator, current, prompt, arena_state, auto, go, request, True)
 
-    next_inputs = [prompt_set, annotator, loaded, prompt, state, auto, go]
-    next_outputs = [prompt, loaded, go, progress]
-    next_btn.click(check_next, annotator, None, **quiet).success(
-        load_next, next_inputs, next_outputs, api_name="next_prompt", show_progress="hidden"
+    w = h.workflow
+    w.next_prompt.click(check_next, w.annotator, None, **QUIET).success(
+        load_next, h.next_inputs, h.next_outputs, api_name="next_prompt", show_progress="hidden"
     )
-    skip_btn.click(check_skip, [annotator, loaded, prompt, state], None, **quiet).success(
-        skip_and_next, next_inputs, next_outputs, api_name="skip_prompt", show_progress="hidden"
+    w.skip.click(check_skip, [w.annotator, h.loaded, h.run.prompt, h.state], None, **QUIET).success(
+        skip_and_next, h.next_inputs, h.next_outputs, api_name="skip_prompt", show_progress="hidden"
     )
 
     def after_vote(
@@ -413,8 +507,8 @@ def build(ctx: AppContext) -> Handles:
             return advance(prompt_set, annotator, current, prompt, arena_state, auto, go, request, False)
         return [gr.skip(), gr.skip(), gr.skip(), show_progress(prompt_set, annotator, request)]
 
-    voted.success(after_vote, next_inputs, next_outputs, **quiet)
-    go.change(run_arena, run_inputs, run_outputs, api_visibility="private", **gen)
+    voted.success(after_vote, h.next_inputs, h.next_outputs, **QUIET)
+    h.go.change(run_arena, h.run_inputs, h.run_outputs, api_visibility="private", **generate(ctx))
 
     def set_chosen(prompt_set: str | None, annotator: str, request: gr.Request) -> list[Any]:
         try:
@@ -423,7 +517,9 @@ def build(ctx: AppContext) -> Handles:
             text = ""
         return [gr.Accordion(visible=bool(text.strip())), text, show_progress(prompt_set, annotator, request)]
 
-    prompt_set.change(set_chosen, [prompt_set, annotator], [guide_box, guidelines, progress], **quiet)
+    w.prompt_set.change(
+        set_chosen, [w.prompt_set, w.annotator], [w.guide_box, w.guidelines, w.progress], **QUIET
+    )
 
     def name_changed(
         prompt_set: str | None, annotator: str, comparison_id: float | None, request: gr.Request
@@ -442,9 +538,13 @@ def build(ctx: AppContext) -> Handles:
         )
         return [show_progress(prompt_set, annotator, request), notice if cid else gr.skip()]
 
-    annotator.blur(name_changed, [prompt_set, annotator, comparison], [progress, vote_msg], **quiet)
+    named = [w.prompt_set, w.annotator, h.label.comparison]
+    w.annotator.blur(name_changed, named, [w.progress, h.label.vote_msg], **QUIET)
 
-    # -- step labels and imports ------------------------------------------------------------------------------
+
+def wire_flags(ctx: AppContext, h: Handles) -> None:
+    """Flag one step of a column as wrong or good, checked first."""
+
     def check_flag(arena_state: dict, step: str | None, annotator: str, request: gr.Request) -> None:
         with user_errors():
             position, step_id = _step(step)
@@ -462,9 +562,14 @@ def build(ctx: AppContext) -> Handles:
             lid = svc.label_step(ctx.store, st, position, step_id, label, who, note)
         return [f"Saved step label #{lid}: {LETTERS[position]} {step_id} is **{label}**.", ""]
 
-    flag_btn.click(check_flag, [state, step, annotator], None, **quiet).success(
-        flag_step, [state, step, flag, note, annotator], [status, note], api_name="flag_step"
+    lab, who = h.label, h.workflow.annotator
+    lab.flag_step.click(check_flag, [h.state, lab.step, who], None, **QUIET).success(
+        flag_step, [h.state, lab.step, lab.flag, lab.note, who], [h.status, lab.note], api_name="flag_step"
     )
+
+
+def wire_import(ctx: AppContext, h: Handles) -> None:
+    """Import a prompt set from a file; the prompt-set picker offers it at once."""
 
     def import_prompts(file: str | None, prompt_set: str, progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
         with user_errors():
@@ -475,10 +580,10 @@ def build(ctx: AppContext) -> Handles:
         gr.Info(f"Imported {n} prompts")
         return [f"Imported {n} prompts.", gr.Dropdown(choices=_prompt_sets(ctx))]
 
-    import_btn.click(import_prompts, [upload, set_name], [status, prompt_set], api_name="import_prompts")
-
-    return Handles(prompt, columns, blind, run, status, comparison, cols, pairwise, comment, annotator, submit,
-                   vote_msg, step, note, state, prompt_set, next_btn, skip_btn, auto, guidelines, progress)  # fmt: skip
+    r = h.run
+    r.import_prompts.click(
+        import_prompts, [r.upload, r.set_name], [h.status, h.workflow.prompt_set], api_name="import_prompts"
+    )
 
 
 def _render_stream(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,27 +58,58 @@ DISAGREEMENT_COLUMNS = [
 
 
 @dataclass
-class Handles:
+class RunHandles:
+    """Running judges: which judges, on which model, over which items, with which settings."""
+
     judges: gr.CheckboxGroup
     judge_model: gr.Dropdown
     source: gr.Radio
     labelled: gr.Radio
     prompt_set: gr.Dropdown
     limit: gr.Number
+    batch_size: gr.Number
+    settings: gr.Code
     run: gr.Button
     summary: gr.Markdown
+
+    @property
+    def inputs(self) -> list[Any]:
+        return [self.judges, self.judge_model, self.source, self.labelled, self.prompt_set, self.limit,
+                self.batch_size, self.settings]  # fmt: skip
+
+
+@dataclass
+class DashboardHandles:
+    """What the store holds: agreement, α, the confusion matrix, leaderboards, win rates, disagreements."""
+
     rater: gr.Dropdown
     combined: gr.Checkbox
     refresh: gr.Button
     status: gr.Markdown
+    alpha: gr.Dataframe
     agreement_plot: gr.Plot
     confusion_plot: gr.Plot
     leaderboard_plot: gr.Plot
     heatmap_plot: gr.Plot
     leaderboard: gr.Dataframe
     disagreements: gr.Dataframe
-    items: gr.HTML
-    alpha: gr.Dataframe
+    items: gr.HTML  # both runs of a disagreement row, opened by clicking it
+
+    @property
+    def inputs(self) -> list[Any]:
+        return [self.rater, self.combined]
+
+    @property
+    def outputs(self) -> list[Any]:
+        """What :func:`wire_dashboard`'s reader returns, in order."""
+        return [self.status, self.rater, self.agreement_plot, self.confusion_plot, self.leaderboard_plot,
+                self.heatmap_plot, self.leaderboard, self.disagreements, self.alpha]  # fmt: skip
+
+
+@dataclass
+class Handles:
+    run: RunHandles
+    dashboard: DashboardHandles
 
 
 # -- running judges -----------------------------------------------------------------------------------------------
@@ -264,15 +295,25 @@ def disagreement_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(table(shaped, DISAGREEMENT_COLUMNS, width=200), columns=DISAGREEMENT_COLUMNS)
 
 
-# -- the tab ------------------------------------------------------------------------------------------------------
+# -- the tab: layout ------------------------------------------------------------------------------------------------
 def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
     """The tab's widgets and events. ``opened``: the events on which the pickers and the dashboard are read again
     (the app passes the page load and the tab's select); none given, the page load."""
-    names = JUDGES.names()
     gr.Markdown(
         "Judge stored answers with any registered model, then compare the judges with the people. "
         "Judging resumes: items already judged with the same judge settings are skipped."
     )
+    run = run_layout(ctx)
+    gr.Markdown("### Dashboard")
+    dashboard = dashboard_layout()
+    dashboard_reader = wire_dashboard(ctx, opened, run, dashboard)
+    wire_run(ctx, run, dashboard, dashboard_reader)
+    wire_items(ctx, dashboard)
+    return Handles(run, dashboard)
+
+
+def run_layout(ctx: AppContext) -> RunHandles:
+    names = JUDGES.names()
     with gr.Row():
         with gr.Column(scale=3):
             judges = gr.CheckboxGroup(
@@ -297,8 +338,12 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         with gr.Column(scale=2):
             run = gr.Button("Run judges", variant="primary")
             summary = gr.Markdown()
+    return RunHandles(
+        judges, judge_model, source, labelled, prompt_set, limit, batch_size, settings, run, summary
+    )
 
-    gr.Markdown("### Dashboard")
+
+def dashboard_layout() -> DashboardHandles:
     with gr.Row(equal_height=True):
         rater = gr.Dropdown([], label="Judge config (confusion matrix, disagreements)", allow_custom_value=True,
                             scale=3)  # fmt: skip
@@ -321,6 +366,83 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         label="Disagreements (human majority vs judge): click a row to read both runs",
     )  # fmt: skip
     items = gr.HTML()
+    return DashboardHandles(rater, combined, refresh, status, alpha, agreement_plot, confusion_plot,
+                            leaderboard_plot, heatmap_plot, leaderboard, disagreements_table, items)  # fmt: skip
+
+
+# -- the tab: events ------------------------------------------------------------------------------------------------
+def dashboard_view(ctx: AppContext, chosen_rater: Any, with_combined: bool) -> tuple[Any, ...]:
+    """The dashboard as the store is now, for ``DashboardHandles.outputs``; the rater picked, or the first."""
+    snap = snapshot(ctx.store)
+    if not snap.votes and not snap.verdicts:
+        note = note_figure(EMPTY)
+        empty = (pd.DataFrame(columns=BOARD_COLUMNS), pd.DataFrame(columns=DISAGREEMENT_COLUMNS),
+                 pd.DataFrame(columns=ALPHA_COLUMNS))  # fmt: skip
+        return EMPTY, gr.Dropdown(choices=[], value=None), note, note, note, note, *empty
+    agree = agreement(snap, n_boot=N_BOOT)
+    raters = [e["y"] for e in agree if e["x"] == HUMAN and e["y"] != HUMAN]
+    pick = optional(chosen_rater)
+    pick = pick if pick in raters else (raters[0] if raters else None)
+    boards = leaderboards(snap, combined=bool(with_combined), n_boot=N_BOOT)
+    entry = next((e for e in agree if e["x"] == HUMAN and e["y"] == pick), None)
+    found = disagreements(snap, pick) if pick else []
+    tau = boards["kendall_tau"]
+    status_md = (
+        f"{len(snap.votes)} human votes · {len(snap.verdicts)} verdicts by {len(raters)} judge config(s) · "
+        f"{len(found)} disagreement(s) for `{pick or '-'}`"
+        + (f" · Kendall τ between the human and judge boards {tau['tau']:.2f} over {tau['n']} contestants"
+           if tau.get("tau") is not None else "")
+    )  # fmt: skip
+    return (
+        status_md,
+        gr.Dropdown(choices=raters, value=pick),
+        agreement_figure(agree),
+        confusion_figure(entry),
+        leaderboard_figure(boards["boards"]),
+        heatmap_figure(boards["win_rates"]),
+        board_frame(boards["boards"]),
+        disagreement_frame(found),
+        alpha_frame(annotator_alpha(snap, n_boot=N_BOOT)),
+    )
+
+
+def wire_dashboard(
+    ctx: AppContext, opened: Sequence[Any], r: RunHandles, d: DashboardHandles
+) -> Callable[[Any, bool], tuple[Any, ...]]:
+    """Opening the tab rereads the pickers and the dashboard; Refresh, the rater and the combined box redraw
+    it. Returns the dashboard reader (a finished judge run redraws it too)."""
+
+    @friendly
+    def judge_dashboard(chosen_rater: Any, with_combined: bool) -> tuple[Any, ...]:
+        return dashboard_view(ctx, chosen_rater, with_combined)
+
+    @friendly
+    def prompt_sets() -> gr.Dropdown:
+        return gr.Dropdown(choices=[("any", ""), *ctx.store.prompt_sets()])
+
+    @friendly
+    def judge_open() -> tuple[gr.Dropdown, gr.Dropdown]:
+        """The judge model and prompt set pickers as they are now (a model registered since shows up)."""
+        return gr.Dropdown(choices=ctx.model_names()), prompt_sets()
+
+    # opening the tab shows what was labelled and registered since the page loaded
+    on_open = list(opened) or None  # None: gradio's page load
+    # "always_last": a tab opened while the page-load read still runs is read once more after it, not skipped
+    gr.on(on_open, judge_open, None, [r.judge_model, r.prompt_set], api_name="judge_open",
+          api_visibility="undocumented", show_progress="hidden", trigger_mode="always_last")  # fmt: skip
+    # the rater and combined fields answer user input only, not the dashboard's own updates
+    d.refresh.click(judge_dashboard, d.inputs, d.outputs, api_name="judge_dashboard")  # first: the name
+    gr.on(on_open, judge_dashboard, d.inputs, d.outputs, api_visibility="private",
+          trigger_mode="always_last")  # fmt: skip
+    d.rater.input(judge_dashboard, d.inputs, d.outputs, api_visibility="private")
+    d.combined.input(judge_dashboard, d.inputs, d.outputs, api_visibility="private")
+    return judge_dashboard
+
+
+def wire_run(
+    ctx: AppContext, r: RunHandles, d: DashboardHandles, dashboard: Callable[[Any, bool], tuple[Any, ...]]
+) -> None:
+    """Run judges: each chosen judge over the scope, with progress; then the dashboard is redrawn."""
 
     @friendly
     def judge_run(
@@ -345,48 +467,18 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
             lines.append("- " + summary_line(result))
         return "\n".join(lines)
 
-    @friendly
-    def judge_dashboard(chosen_rater: Any, with_combined: bool) -> tuple[Any, ...]:
-        snap = snapshot(ctx.store)
-        if not snap.votes and not snap.verdicts:
-            note = note_figure(EMPTY)
-            empty = (pd.DataFrame(columns=BOARD_COLUMNS), pd.DataFrame(columns=DISAGREEMENT_COLUMNS),
-                     pd.DataFrame(columns=ALPHA_COLUMNS))  # fmt: skip
-            return EMPTY, gr.Dropdown(choices=[], value=None), note, note, note, note, *empty
-        agree = agreement(snap, n_boot=N_BOOT)
-        raters = [e["y"] for e in agree if e["x"] == HUMAN and e["y"] != HUMAN]
-        pick = optional(chosen_rater)
-        pick = pick if pick in raters else (raters[0] if raters else None)
-        boards = leaderboards(snap, combined=bool(with_combined), n_boot=N_BOOT)
-        entry = next((e for e in agree if e["x"] == HUMAN and e["y"] == pick), None)
-        found = disagreements(snap, pick) if pick else []
-        tau = boards["kendall_tau"]
-        status_md = (
-            f"{len(snap.votes)} human votes · {len(snap.verdicts)} verdicts by {len(raters)} judge config(s) · "
-            f"{len(found)} disagreement(s) for `{pick or '-'}`"
-            + (f" · Kendall τ between the human and judge boards {tau['tau']:.2f} over {tau['n']} contestants"
-               if tau.get("tau") is not None else "")
-        )  # fmt: skip
-        return (
-            status_md,
-            gr.Dropdown(choices=raters, value=pick),
-            agreement_figure(agree),
-            confusion_figure(entry),
-            leaderboard_figure(boards["boards"]),
-            heatmap_figure(boards["win_rates"]),
-            board_frame(boards["boards"]),
-            disagreement_frame(found),
-            alpha_frame(annotator_alpha(snap, n_boot=N_BOOT)),
-        )
+    r.run.click(
+        judge_run,
+        r.inputs,
+        r.summary,
+        api_name="judge_run",
+        concurrency_id="generate",  # shares the model with the Arena's generations
+        concurrency_limit=ctx.settings.concurrency,
+    ).success(dashboard, d.inputs, d.outputs, api_visibility="private")
 
-    @friendly
-    def prompt_sets() -> gr.Dropdown:
-        return gr.Dropdown(choices=[("any", ""), *ctx.store.prompt_sets()])
 
-    @friendly
-    def judge_open() -> tuple[gr.Dropdown, gr.Dropdown]:
-        """The judge model and prompt set pickers as they are now (a model registered since shows up)."""
-        return gr.Dropdown(choices=ctx.model_names()), prompt_sets()
+def wire_items(ctx: AppContext, d: DashboardHandles) -> None:
+    """Clicking a disagreement opens both runs' traces side by side."""
 
     @friendly
     def open_pair(evt: gr.SelectData) -> str:
@@ -401,28 +493,4 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         cols = "".join(f'<div style="flex:1;min-width:320px">{run_html(ctx.store, r)}</div>' for r in (a, b))
         return f'{head}<div style="display:flex;gap:12px;flex-wrap:wrap">{cols}</div>'
 
-    outputs = [status, rater, agreement_plot, confusion_plot, leaderboard_plot, heatmap_plot, leaderboard,
-               disagreements_table, alpha]  # fmt: skip
-    # opening the tab shows what was labelled and registered since the page loaded
-    on_open = list(opened) or None  # None: gradio's page load
-    # "always_last": a tab opened while the page-load read still runs is read once more after it, not skipped
-    gr.on(on_open, judge_open, None, [judge_model, prompt_set], api_name="judge_open",
-          api_visibility="undocumented", show_progress="hidden", trigger_mode="always_last")  # fmt: skip
-    # the rater and combined fields answer user input only, not the dashboard's own updates
-    refresh.click(judge_dashboard, [rater, combined], outputs, api_name="judge_dashboard")  # first: the name
-    gr.on(on_open, judge_dashboard, [rater, combined], outputs, api_visibility="private",
-          trigger_mode="always_last")  # fmt: skip
-    rater.input(judge_dashboard, [rater, combined], outputs, api_visibility="private")
-    combined.input(judge_dashboard, [rater, combined], outputs, api_visibility="private")
-    run.click(
-        judge_run,
-        [judges, judge_model, source, labelled, prompt_set, limit, batch_size, settings],
-        summary,
-        api_name="judge_run",
-        concurrency_id="generate",  # shares the model with the Arena's generations
-        concurrency_limit=ctx.settings.concurrency,
-    ).success(judge_dashboard, [rater, combined], outputs, api_visibility="private")
-    disagreements_table.select(open_pair, None, items, api_visibility="private")
-    return Handles(judges, judge_model, source, labelled, prompt_set, limit, run, summary, rater, combined,
-                   refresh, status, agreement_plot, confusion_plot, leaderboard_plot, heatmap_plot, leaderboard,
-                   disagreements_table, items, alpha)  # fmt: skip
+    d.disagreements.select(open_pair, None, d.items, api_visibility="private")

@@ -20,12 +20,42 @@ COLUMNS = ["name", "backend", "path / url", "adapter", "parent", "description"]
 
 
 @dataclass
+class AddHandles:
+    """Registering an endpoint or a local dir (admins only)."""
+
+    name: gr.Textbox
+    backend: gr.Radio
+    path: gr.Textbox
+    base_url: gr.Textbox
+    key_env: gr.Textbox
+    adapter: gr.Textbox
+    add: gr.Button
+
+    @property
+    def inputs(self) -> list[Any]:
+        return [self.name, self.backend, self.path, self.base_url, self.key_env, self.adapter]
+
+
+@dataclass
+class TryHandles:
+    model: gr.Dropdown
+    prompt: gr.Textbox
+    button: gr.Button
+    output: gr.Textbox
+
+
+@dataclass
 class Handles:
     table: gr.Dataframe
-    try_model: gr.Dropdown
-    try_prompt: gr.Textbox
-    try_output: gr.Textbox
+    add: AddHandles
     remove_model: gr.Dropdown
+    remove: gr.Button
+    try_it: TryHandles
+
+    @property
+    def refreshed(self) -> list[Any]:
+        """What :func:`refreshed` returns, in order: the table and the pickers."""
+        return [self.table, self.try_it.model, self.remove_model]
 
 
 def rows(ctx: AppContext) -> list[list[str]]:
@@ -46,9 +76,16 @@ def refreshed(ctx: AppContext) -> list:
     return [rows(ctx), *pickers]
 
 
+# -- layout ---------------------------------------------------------------------------------------------------------
 def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
-    """The tab's widgets and events. ``opened``: the events on which the table and the pickers are read again
-    (the app passes the page load and the tab's select); none given, the page load."""
+    """The tab's widgets, then its events. ``opened``: the events on which the table and the pickers are read
+    again (the app passes the page load and the tab's select); none given, the page load."""
+    h = layout(ctx)
+    wire(ctx, h, opened)
+    return h
+
+
+def layout(ctx: AppContext) -> Handles:
     gr.Markdown(
         "Every registered model can answer in the Arena and act as a judge. Trained adapters appear here "
         "with their parent. Only admins add models. API keys are read from the environment variable you name "
@@ -83,7 +120,12 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         try_prompt = gr.Textbox(label="Prompt", value="What is the capital of France?", scale=3)
         try_btn = gr.Button("Try", scale=0)
     try_output = gr.Textbox(label="Answer", lines=4, interactive=False)
+    added = AddHandles(name, backend, path, base_url, key_env, adapter, add)
+    return Handles(table, added, remove_pick, remove, TryHandles(try_model, try_prompt, try_btn, try_output))
 
+
+# -- events ---------------------------------------------------------------------------------------------------------
+def wire(ctx: AppContext, h: Handles, opened: Sequence[Any]) -> None:
     def add_model(n: str, b: str, p: str, url: str, env: str, ad: str, request: gr.Request):
         try:
             user = current_user(ctx, request)
@@ -108,7 +150,7 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
         name = optional(name)
         if name is None:
             raise InputError("pick a model to remove")
-        ctx.registry.remove(name, user=current_user(ctx, request), store=ctx.store)
+        ctx.registry.remove(name, user=current_user(ctx, request))  # the registry keeps the store in step
         gr.Info(f"Removed {name}")
         return refreshed(ctx)
 
@@ -120,19 +162,18 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
             raise gr.Error(str(e)) from None
         return f"{c.text}\n\n— {c.completion_tokens} tokens in {c.latency_s:.2f} s"
 
-    add.click(
-        add_model, [name, backend, path, base_url, key_env, adapter], [table, try_model], api_name="add_model"
-    ).success(lambda: gr.Dropdown(choices=removable(ctx)), None, remove_pick, api_visibility="private")
-    picked = [table, try_model, remove_pick]
-    remove.click(remove_model, remove_pick, picked, api_name="remove_model")
-    gr.on(list(opened) or None, lambda: refreshed(ctx), None, picked, api_name="models_open",
+    t = h.try_it
+    h.add.add.click(add_model, h.add.inputs, [h.table, t.model], api_name="add_model").success(
+        lambda: gr.Dropdown(choices=removable(ctx)), None, h.remove_model, api_visibility="private"
+    )
+    h.remove.click(remove_model, h.remove_model, h.refreshed, api_name="remove_model")
+    gr.on(list(opened) or None, lambda: refreshed(ctx), None, h.refreshed, api_name="models_open",
           api_visibility="undocumented", show_progress="hidden", trigger_mode="always_last")  # fmt: skip
-    try_btn.click(
+    t.button.click(
         try_it,
-        [try_model, try_prompt],
-        try_output,
+        [t.model, t.prompt],
+        t.output,
         api_name="try_model",
         concurrency_id="generate",
         concurrency_limit=ctx.settings.concurrency,
     )
-    return Handles(table, try_model, try_prompt, try_output, remove_pick)
