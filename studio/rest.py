@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from storage import StoreError
 from storage.store import MAX_COMMENT_CHARS
 from studio.access import ADMIN, User
-from studio.arena import Column
+from studio.arena import ArenaColumn
 from studio.arena import _annotator as annotator_name  # the UI's rule for a typed name, in one place
 from studio.context import AppContext
 from studio.errors import StudioError
@@ -388,7 +388,7 @@ class Api:
                 columns = [
                     {"position": position(i), "strategy": r.get("strategy", "?"), "variant": r.get("variant"),
                      "model": r.get("model", "?"),
-                     "label": Column.of(r).label}
+                     "label": ArenaColumn.of(r).label}
                     for i, r in enumerate(runs)
                 ]  # fmt: skip
             return cmp | {

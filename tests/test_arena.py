@@ -58,7 +58,7 @@ def test_stream_arena_stores_runs_positions_and_streams_tokens(settings, store) 
     assert cmp["run_ids"] == state.run_ids and cmp["blind"] is True
     for pos, rid in enumerate(state.run_ids):
         run = store.get_run(rid)
-        assert svc.Column(run["strategy"], run["variant"], run["model"]).label == state.columns[pos]
+        assert svc.ArenaColumn(run["strategy"], run["variant"], run["model"]).label == state.columns[pos]
         assert run["trace"]["steps"] and run["answer"] == state.answers[pos] and run["error"] is None
     assert svc.reveal(store, state.comparison_id) == state.columns
 

@@ -18,7 +18,7 @@ from studio.errors import BackendError, InputError
 from studio.judges import JudgeItem, make_judge
 from studio.judges import base as judges_base
 from studio.judging import judge_scope, verdict_from_row
-from studio.strategies import Job, make_strategy, run_jobs
+from studio.strategies import DriveJob, make_strategy, run_jobs
 from studio.strategies import base as strategies_base
 from tests.test_strategies_edge import ScriptedBackend
 
@@ -38,7 +38,7 @@ class Refusing(ScriptedBackend):
 
 
 def strategy_batch(backend: ScriptedBackend) -> list:
-    jobs = [Job(make_strategy("system1"), q, backend) for q in ("Fine 1?", f"{POISON} 2?", "Fine 3?")]
+    jobs = [DriveJob(make_strategy("system1"), q, backend) for q in ("Fine 1?", f"{POISON} 2?", "Fine 3?")]
     return run_jobs(jobs)
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from storage import Filters, Store
 from studio import browse, judging
-from studio.arena import Column, column_choices
+from studio.arena import ArenaColumn, column_choices
 from studio.errors import InputError
 from studio.methods import Method, method_choices, parse_methods
 from studio.runs import save_run
@@ -65,12 +65,12 @@ def test_unknown_names_are_refused_when_resolved() -> None:
 
 
 def test_a_column_is_a_method_at_a_model() -> None:
-    col = Column.parse("cove:factored @ m2", "default")
+    col = ArenaColumn.parse("cove:factored @ m2", "default")
     assert (col.method, col.model, col.label) == (Method("cove", "factored"), "m2", "cove:factored @ m2")
-    assert Column.parse("system1", "default").label == "system1 @ default"
-    assert Column.of({"strategy": "s2a", "variant": None, "model": "m"}).label == "s2a @ m"
+    assert ArenaColumn.parse("system1", "default").label == "system1 @ default"
+    assert ArenaColumn.of({"strategy": "s2a", "variant": None, "model": "m"}).label == "s2a @ m"
     with pytest.raises(InputError, match=r"a column is 'strategy\[:variant\] @ model', not ':x @ m'"):
-        Column.parse(":x @ m", "default")
+        ArenaColumn.parse(":x @ m", "default")
 
 
 # -- saving a run -------------------------------------------------------------------------------------------------

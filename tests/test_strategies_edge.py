@@ -14,7 +14,7 @@ from studio.api import run_many, run_strategy, stream_many
 from studio.backends.base import Backend, Completion, Conversation, GenParams, OnDelta
 from studio.errors import BackendError, InputError
 from studio.strategies import (
-    Job,
+    DriveJob,
     RunContext,
     Strategy,
     StrategyGen,
@@ -298,12 +298,12 @@ class Idle(Strategy):
 
 
 def test_an_empty_round_is_answered_at_once() -> None:
-    (result,) = run_jobs([Job(Idle(), Q, ScriptedBackend([]))])
+    (result,) = run_jobs([DriveJob(Idle(), Q, ScriptedBackend([]))])
     assert result.final_answer == "0 ok"
 
 
 def test_a_strategy_bug_ends_its_run_with_an_error_event() -> None:
-    events = list(drive([Job(Buggy(), Q, ScriptedBackend([]))]))
+    events = list(drive([DriveJob(Buggy(), Q, ScriptedBackend([]))]))
     assert [e.kind for e in events] == ["step_started", "step_finished", "error", "run_finished"]
     result = events[-1].result
     assert result.error == "RuntimeError: a bug" and isinstance(result.exception, RuntimeError)
@@ -337,7 +337,7 @@ def test_backends_without_on_delta_still_work() -> None:
 
 def test_sequential_mode_sends_one_request_per_call() -> None:
     b = ScriptedBackend([(BRANCH, "1. a\n2. b\n3. c")], default="x")
-    drive_results = list(drive([Job(make("bsm"), Q, b, StrategyParams())], batching=False))
+    drive_results = list(drive([DriveJob(make("bsm"), Q, b, StrategyParams())], batching=False))
     assert drive_results[-1].kind == "run_finished" and b.sizes == [1, 1, 1, 1, 1]
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from components import train as tab
 from storage import Store
-from studio.training import Job, Runner, describe
+from studio.training import Runner, TrainingJob, describe
 from studio.training.rundir import RunDir
 from tests.servers import free_port, stop, wait_http
 
@@ -41,11 +41,11 @@ def seed(store: Store) -> None:
 
 # -- the form, without a server -----------------------------------------------------------------------------------
 def test_settings_box_takes_json_or_key_value_lines() -> None:
-    assert tab.parse_settings("") == {} and tab.parse_settings('{"beta": 0.2}') == {"beta": 0.2}
-    assert tab.parse_settings("max_steps=3\nloss_type = ipo\n") == {"max_steps": 3, "loss_type": "ipo"}
+    assert tab.parse_settings_box("") == {} and tab.parse_settings_box('{"beta": 0.2}') == {"beta": 0.2}
+    assert tab.parse_settings_box("max_steps=3\nloss_type = ipo\n") == {"max_steps": 3, "loss_type": "ipo"}
     for bad in ("[1, 2]", "{nope", "max_steps"):
         with pytest.raises(Exception, match="JSON object|key=value"):
-            tab.parse_settings(bad)
+            tab.parse_settings_box(bad)
     assert tab.train_values("smollm2-135m", "beta=0.2") == {"beta": 0.2, "base_model": "smollm2-135m"}
     with pytest.raises(Exception, match="source is one of"):
         tab.data_filters("", "robots", "")
@@ -100,8 +100,8 @@ def test_the_log_leaves_out_progress_bars(tmp_path: Path) -> None:
 
 
 def test_a_reopened_page_follows_the_running_job() -> None:
-    def job(i: int, state: str) -> Job:
-        return Job(id=i, method="dpo", state=state, run_dir=f"/runs/{i}")
+    def job(i: int, state: str) -> TrainingJob:
+        return TrainingJob(id=i, method="dpo", state=state, run_dir=f"/runs/{i}")
 
     assert tab.pick_job([job(3, "succeeded"), job(2, "running"), job(1, "failed")]).id == 2
     assert tab.pick_job([job(4, "queued"), job(3, "queued"), job(1, "failed")]).id == 3  # next in line

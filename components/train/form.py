@@ -70,7 +70,7 @@ class FormHandles:
         return [self.method, self.base_model, self.settings, self.prompt_set, self.source, self.annotator]
 
 
-def parse_settings(text: str | None) -> dict[str, Any]:
+def parse_settings_box(text: str | None) -> dict[str, Any]:
     """The settings box: a JSON object, or ``key=value`` lines as ``studio train --set`` takes them."""
     text = (text or "").strip()
     if not text:
@@ -98,7 +98,7 @@ def dump_settings(values: dict[str, Any]) -> str:
 
 
 def train_values(base_model: str | None, settings_text: str | None) -> dict[str, Any]:
-    values = parse_settings(settings_text)
+    values = parse_settings_box(settings_text)
     if optional(base_model):
         values["base_model"] = optional(base_model)
     return values

@@ -19,7 +19,7 @@ from components.train.events import PRIVATE, QUIET
 from components.train.js import SCROLL_LOG_JS
 from components.train.plots import LATEST_COLUMNS, curves_figure, latest_frame, note_figure
 from studio.context import AppContext
-from studio.training import Job, Runner
+from studio.training import Runner, TrainingJob
 
 if TYPE_CHECKING:  # form imports this module for its live view
     from components.train.form import FormHandles
@@ -54,7 +54,7 @@ class JobHandles:
         return [self.job_md, self.curves, self.latest, self.logs]
 
 
-def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
+def jobs_frame(jobs: Sequence[TrainingJob]) -> pd.DataFrame:
     rows = [
         {
             **j.to_dict(),
@@ -66,7 +66,7 @@ def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
     return pd.DataFrame(table(rows, JOB_COLUMNS), columns=JOB_COLUMNS)
 
 
-def pick_job(jobs: Sequence[Job]) -> Job | None:
+def pick_job(jobs: Sequence[TrainingJob]) -> TrainingJob | None:
     """The job a (re)opened page shows: a running one, else a queued one, else the newest."""
     for state in LIVE:
         found = [j for j in jobs if j.state == state]
@@ -75,7 +75,7 @@ def pick_job(jobs: Sequence[Job]) -> Job | None:
     return jobs[0] if jobs else None
 
 
-def job_markdown(job: Job) -> str:
+def job_markdown(job: TrainingJob) -> str:
     progress = f"step {job.step}/{job.max_steps}" if job.max_steps else f"step {job.step}"
     parts = [f"**Job {job.id}** · {job.method} · **{job.state}** · {progress}",
              f"base `{job.base_model or '-'}` → `{job.output_name or '-'}`", f"device {job.device or '-'}"]  # fmt: skip
@@ -100,7 +100,7 @@ def empty_view(text: str = "No training jobs yet: preview the data, then Start."
     return text, note_figure(text), pd.DataFrame(columns=LATEST_COLUMNS), ""
 
 
-def signature(runner: Runner, jobs: Sequence[Job], job_id: int | None) -> list[Any]:
+def signature(runner: Runner, jobs: Sequence[TrainingJob], job_id: int | None) -> list[Any]:
     """Changes when anything the live view shows changes (so an idle tick redraws nothing)."""
     sig: list[Any] = [[j.id, j.state, j.step, j.error, j.models] for j in jobs] + [job_id]
     if job_id is not None and any(j.id == job_id for j in jobs):

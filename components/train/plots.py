@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from components.common import table
-from studio.training import Job
+from studio.training import TrainingJob
 
 LATEST_COLUMNS = ["curve", "step", "value", "points"]
 
@@ -34,7 +34,7 @@ def note_figure(text: str) -> Figure:
     return fig
 
 
-def curves_figure(job: Job, curves: dict[str, list[tuple[int, float]]]) -> Figure:
+def curves_figure(job: TrainingJob, curves: dict[str, list[tuple[int, float]]]) -> Figure:
     if not curves:
         return note_figure(f"Job {job.id} ({job.state}): no metrics yet; the first point comes after a step.")
     shown = panels(list(curves))

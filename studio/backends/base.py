@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -127,6 +127,21 @@ def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop string. Returns (text, whether a stop string was found)."""
     cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def until_stop(chunks: Iterable[str], stop: Sequence[str]) -> Iterator[str]:
+    """Stream ``chunks`` up to the first stop string: the text before it is yielded, the rest is not read."""
+    emitted = ""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        candidate, stopped = apply_stop(emitted + chunk, stop)
+        if stopped:
+            if len(candidate) > len(emitted):
+                yield candidate[len(emitted) :]
+            return
+        emitted = candidate
+        yield chunk
 
 
 class Stopwatch:

@@ -16,6 +16,7 @@ from studio.backends.base import (
     OnDelta,
     Stopwatch,
     apply_stop,
+    until_stop,
     validate_conversation,
 )
 from studio.errors import BackendError, InputError, redact
@@ -150,23 +151,17 @@ class OpenAIBackend(Backend):
         events = self._call(
             self.client.chat.completions.create, messages=conversation, stream=True, **self._request(params)
         )
-        emitted = ""
         received = False
-        try:
+
+        def texts() -> Iterator[str]:
+            nonlocal received
             for ev in _guarded(events, self):
                 received = True
-                if not getattr(ev, "choices", None):
-                    continue
-                chunk = ev.choices[0].delta.content or ""
-                if not chunk:
-                    continue
-                candidate, stopped = apply_stop(emitted + chunk, params.stop)
-                if stopped:
-                    if len(candidate) > len(emitted):
-                        yield candidate[len(emitted) :]
-                    return
-                emitted = candidate
-                yield chunk
+                if getattr(ev, "choices", None):
+                    yield ev.choices[0].delta.content or ""
+
+        try:
+            yield from until_stop(texts(), params.stop)
             if not received:  # a JSON or HTML body instead of an event stream parses as no events at all
                 raise self._error(
                     f"{self.base_url} sent no stream events: its answer is not an OpenAI event stream"

@@ -15,6 +15,7 @@ from studio.backends.base import (
     OnDelta,
     Stopwatch,
     apply_stop,
+    until_stop,
     validate_conversation,
 )
 from studio.errors import BackendError, InputError
@@ -225,18 +226,8 @@ class TransformersBackend(Backend):
                 torch.manual_seed(params.seed)
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
-            emitted = ""
             try:
-                for chunk in streamer:
-                    if not chunk:
-                        continue
-                    candidate, stopped = apply_stop(emitted + chunk, params.stop)
-                    if stopped:
-                        if len(candidate) > len(emitted):
-                            yield candidate[len(emitted) :]
-                        break
-                    emitted = candidate
-                    yield chunk
+                yield from until_stop(streamer, params.stop)
             finally:
                 cancelled.set()  # the consumer stopped reading (or a stop string hit): end generation
                 thread.join()

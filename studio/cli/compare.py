@@ -43,14 +43,14 @@ def _progress(done: int, total: int, msg: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace, ctx: Any) -> int:
-    from studio.cli.judge import parse_settings
     from studio.cli.store import open_store
     from studio.compare import compare_with_parent
+    from studio.training.config import parse_sets
 
     with open_store(ctx) as store:
         result = compare_with_parent(
             store, ctx.registry, args.model, prompt_set=args.prompt_set, judge=args.judge,
-            judge_config=parse_settings(args.judge_settings), judge_model=args.judge_model, parent=args.parent,
+            judge_config=parse_sets(args.judge_settings), judge_model=args.judge_model, parent=args.parent,
             strategy=args.strategy, limit=args.limit,
             params={"max_new_tokens": args.max_new_tokens}, batch_size=args.batch_size, seed=args.seed,
             progress=_progress,

@@ -60,26 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_leaderboard)
 
 
-def parse_settings(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings; a value is read as JSON when it parses (3, 0.7, null, true), else as text."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set takes KEY=VALUE, not {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def _progress(done: int, total: int, msg: str) -> None:
     print(f"[{done}/{total}] {msg}", file=sys.stderr, flush=True)
 
 
 def cmd_judge(args: argparse.Namespace, ctx: Any) -> int:
     from studio.judges import JUDGES, make_judge
+    from studio.training.config import parse_sets
 
     if args.list:
         return _list_judges(JUDGES, args.json)
@@ -88,7 +75,7 @@ def cmd_judge(args: argparse.Namespace, ctx: Any) -> int:
     from studio.cli.store import open_store
     from studio.judging import Scope, judge_scope
 
-    judge = make_judge(args.judge, parse_settings(args.settings_kv))  # fail fast, before loading a model
+    judge = make_judge(args.judge, parse_sets(args.settings_kv))  # fail fast, before loading a model
     scope = Scope(args.scope, args.labelled, args.prompt_set, args.for_model, args.strategy, args.limit)
     with open_store(ctx) as store:
         backend = ctx.registry.backend(args.model, progress=lambda f, m: _progress(0, 0, m))

@@ -22,7 +22,7 @@ from studio.errors import StudioError
 
 if TYPE_CHECKING:
     from studio.context import AppContext
-    from studio.training import Job, Runner
+    from studio.training import Runner, TrainingJob
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -147,7 +147,7 @@ def print_preview(preview: Any, as_json: bool) -> int:
     return 0 if preview.ok else 2
 
 
-def print_job_started(job: Job, as_json: bool) -> None:
+def print_job_started(job: TrainingJob, as_json: bool) -> None:
     if as_json:
         print(json.dumps(job.to_dict(), indent=2))
         return
@@ -194,7 +194,7 @@ def _metrics_line(row: dict[str, Any]) -> str:
     return f"step {row['step']}: " + ", ".join(f"{k} {row[k]:.4g}" for k in keys)
 
 
-def _summary(job: Job) -> str:
+def _summary(job: TrainingJob) -> str:
     text = f"job {job.id} ({job.method}) {job.state}"
     if job.error:
         text += f": {job.error}"

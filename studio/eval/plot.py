@@ -10,12 +10,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from studio.eval.report import Column, Report
+    from studio.eval.report import Report, ReportColumn
 
 COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
 
 
-def _panel(ax, report: Report, columns: list[Column], ylabel: str) -> None:  # noqa: ANN001 - matplotlib Axes
+def _panel(ax, report: Report, columns: list[ReportColumn], ylabel: str) -> None:  # noqa: ANN001 - matplotlib Axes
     x = np.arange(len(columns))
     width = 0.8 / max(1, len(report.rows))
     for k, row in enumerate(report.rows):

@@ -35,7 +35,7 @@ MEAN_LABELS = {"none": "with opinion (mean)", "clean": "with distractor (mean)"}
 
 
 @dataclass(frozen=True)
-class Column:
+class ReportColumn:
     key: str
     label: str
     fn: Callable[[Rows], float]
@@ -81,28 +81,28 @@ def _counter(key: str, condition: str | None = None) -> Callable[[Rows], int]:
     return count
 
 
-def _plain(name: str, stat: Stat, wide: bool = True) -> Column:
-    return Column(name, stat.label, stat.fn, _counter(stat.key), stat.rate, wide)
+def _plain(name: str, stat: Stat, wide: bool = True) -> ReportColumn:
+    return ReportColumn(name, stat.label, stat.fn, _counter(stat.key), stat.rate, wide)
 
 
-def _condition_columns(head: str, conditions: Sequence[str]) -> list[Column]:
+def _condition_columns(head: str, conditions: Sequence[str]) -> list[ReportColumn]:
     """The headline per condition, the mean over the non-baseline ones, and the gaps to the baseline."""
     stat = STATS[head]
     baseline = conditions[0]
     others = list(conditions[1:])
-    cols = [Column(f"{head}@{c}", _label(c), condition_stat(stat, c), _counter(stat.key, c), stat.rate)
+    cols = [ReportColumn(f"{head}@{c}", _label(c), condition_stat(stat, c), _counter(stat.key, c), stat.rate)
             for c in conditions]  # fmt: skip
     if len(others) > 1:
-        mean = Column(f"{head}@mean", MEAN_LABELS.get(baseline, f"not {baseline} (mean)"),
+        mean = ReportColumn(f"{head}@mean", MEAN_LABELS.get(baseline, f"not {baseline} (mean)"),
                       lambda rows: _mean(condition_stat(stat, c)(rows) for c in others),
                       lambda rows: sum(_counter(stat.key, c)(rows) for c in others), stat.rate)  # fmt: skip
         cols.append(mean)
-        cols += [Column(f"gap@{c}", f"gap: {_label(c)} − {_label(baseline)}", gap_stat(stat, [c], baseline),
+        cols += [ReportColumn(f"gap@{c}", f"gap: {_label(c)} − {_label(baseline)}", gap_stat(stat, [c], baseline),
                         _counter(stat.key, c), stat.rate, wide=False, signed=True) for c in others]  # fmt: skip
     what = (
         MEAN_LABELS.get(baseline, "others").replace(" (mean)", "") if len(others) > 1 else _label(others[0])
     )
-    cols.append(Column("gap", f"gap ({what} − {_label(baseline).replace(' (oracle)', '')})",
+    cols.append(ReportColumn("gap", f"gap ({what} − {_label(baseline).replace(' (oracle)', '')})",
                        gap_stat(stat, others, baseline), _counter(stat.key), stat.rate, signed=True))  # fmt: skip
     return cols
 
@@ -112,7 +112,7 @@ def _mean(values: Any) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
-def columns_for(dataset: EvalDataset, rows: Rows, metrics: Sequence[str] | None = None) -> list[Column]:
+def columns_for(dataset: EvalDataset, rows: Rows, metrics: Sequence[str] | None = None) -> list[ReportColumn]:
     """The report's columns: the dataset's task statistics (or ``metrics``), split by condition where the
     dataset has a baseline condition, plus the judge score when a judge scored the rows."""
     names = list(metrics) if metrics else [n for t in dataset.tasks for n in TASK_STATS.get(t, ())]
@@ -138,7 +138,7 @@ def _clusters(rows: Rows) -> list[list[Row]]:
     return list(by.values())
 
 
-def _cell(col: Column, rows: Rows, n_boot: int, level: float, seed: int) -> Cell:
+def _cell(col: ReportColumn, rows: Rows, n_boot: int, level: float, seed: int) -> Cell:
     clusters = _clusters(rows)
 
     def stat(sample: Sequence[list[Row]]) -> float:
@@ -154,7 +154,7 @@ class Report:
     dataset: str
     task: str
     items: int
-    columns: list[Column]
+    columns: list[ReportColumn]
     rows: list[ReportRow]
     n_boot: int = 1000
     level: float = 0.95
@@ -186,7 +186,7 @@ class Report:
             for c in self.columns
         ]  # fmt: skip
 
-    def wide_columns(self) -> list[Column]:
+    def wide_columns(self) -> list[ReportColumn]:
         return [c for c in self.columns if c.wide]
 
     def header(self) -> list[str]:

@@ -16,7 +16,7 @@ counted in ``failed``, and a rerun retries it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,15 +28,15 @@ from studio.eval.metrics import judge_score, score_item
 from studio.eval.report import Report, build_report
 from studio.eval.results import ResultsFile, now, params_hash, run_key, safe_name
 from studio.methods import Method
+from studio.progress import Progress
 from studio.runs import save_run
-from studio.strategies import Job, RunResult, StrategyParams, drive
+from studio.strategies import DriveJob, RunResult, StrategyParams, drive
 
 if TYPE_CHECKING:
     from storage import Store
     from studio.judges import Judge
     from studio.models import ModelRegistry
 
-Progress = Callable[[int, int, str], None]
 ModelArg = str | Backend | None
 
 
@@ -207,7 +207,7 @@ def _run_chunk(
     report: Progress,
     total: int,
 ) -> None:
-    jobs = [Job(p.method.make(), p.item.question, p.backend, params) for p in chunk]
+    jobs = [DriveJob(p.method.make(), p.item.question, p.backend, params) for p in chunk]
     for ev in drive(jobs):
         if ev.kind != "run_finished" or ev.result is None:
             continue

@@ -29,7 +29,7 @@ from studio.errors import InputError
 from studio.prompts import Prompts
 from studio.registry import Registry
 from studio.strategies.base import RunContext, RunResult, StepRequest, StrategyParams
-from studio.strategies.driver import Job, drive
+from studio.strategies.driver import DriveJob, drive
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 #: the judges' templates, sent byte for byte (published wording; the answers under judgement as they are)
@@ -311,7 +311,7 @@ class Judge:
         self.check_items(items)
         self.check_backend(backend)
         programs = [JudgeRun(self, item) for item in items]
-        events = drive([Job(p, p.item.question, backend, self.run_params()) for p in programs])
+        events = drive([DriveJob(p, p.item.question, backend, self.run_params()) for p in programs])
         try:
             for ev in events:
                 if ev.kind == "run_finished" and ev.result is not None:

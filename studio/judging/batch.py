@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,11 +24,10 @@ from studio.backends.base import Backend
 from studio.errors import InputError
 from studio.judges import Candidate, Judge, JudgeItem, Verdict
 from studio.judging.snapshot import Snapshot, contestant, snapshot
+from studio.progress import Progress
 
 if TYPE_CHECKING:
     from storage import Store
-
-Progress = Callable[[int, int, str], None]
 
 
 # -- what to judge ------------------------------------------------------------------------------------------------

@@ -21,12 +21,12 @@ from studio.strategies.base import (
     render,
     render_messages,
 )
-from studio.strategies.driver import Job, drive, run_jobs
+from studio.strategies.driver import DriveJob, drive, run_jobs
 
 __all__ = [
     "STEP_NAMES",
     "STRATEGIES",
-    "Job",
+    "DriveJob",
     "RunContext",
     "RunResult",
     "Step",

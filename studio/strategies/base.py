@@ -8,8 +8,11 @@ A strategy is a generator. It yields a list of independent :class:`StepRequest` 
         ...
         return final
 
-The driver (:mod:`studio.strategies.driver`) runs many such generators in lockstep and sends all the
-requests of one round that share a backend and decoding params to ``backend.chat`` as one batch.
+``ctx.request`` builds a request (``ctx`` is a :class:`RunContext`); :data:`render`, defined below from
+:mod:`studio.prompts`, fills a template in ``prompts/`` and returns the text of its one user message.
+
+The driver (:mod:`studio.strategies.driver`) runs many such generators in lockstep and sends all the requests of
+one round that share a backend and decoding params to ``backend.chat`` as one batch.
 """
 
 from __future__ import annotations
@@ -321,7 +324,14 @@ class RunContext:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         params = self.params.gen_params().replace(**param_overrides) if param_overrides else None
         req = StepRequest(
-            f"s{self._next_id}", name, messages, parent, label, params, tuple(choices) if choices else None, shared
+            f"s{self._next_id}",
+            name,
+            messages,
+            parent,
+            label,
+            params,
+            tuple(choices) if choices else None,
+            shared,
         )
         self._next_id += 1
         return req

@@ -63,7 +63,7 @@ class Program(Protocol):
 
 
 @dataclass
-class Job:
+class DriveJob:
     """One run to drive: a strategy (with its variant) or a judge's item program, on a backend, with params."""
 
     strategy: Program
@@ -77,7 +77,7 @@ class Job:
 @dataclass(eq=False)  # identity semantics: runs are dict keys
 class _Run:
     index: int
-    job: Job
+    job: DriveJob
     ctx: RunContext
     gen: StrategyGen
     t0: float
@@ -94,7 +94,7 @@ _Item = tuple[_Run, StepRequest]
 _Outcome = Completion | BaseException
 
 
-def drive(jobs: Sequence[Job], *, batching: bool = True) -> Iterator[TraceEvent]:
+def drive(jobs: Sequence[DriveJob], *, batching: bool = True) -> Iterator[TraceEvent]:
     """Run ``jobs`` to completion, yielding events as steps start and finish.
 
     ``batching=False`` sends every request on its own, one after another (for benchmarks and debugging).
@@ -125,7 +125,7 @@ def drive(jobs: Sequence[Job], *, batching: bool = True) -> Iterator[TraceEvent]
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def run_jobs(jobs: Sequence[Job], *, batching: bool = True) -> list[RunResult]:
+def run_jobs(jobs: Sequence[DriveJob], *, batching: bool = True) -> list[RunResult]:
     """Blocking form of :func:`drive`: the results, in job order."""
     results: dict[int, RunResult] = {}
     for ev in drive(jobs, batching=batching):
@@ -135,7 +135,7 @@ def run_jobs(jobs: Sequence[Job], *, batching: bool = True) -> list[RunResult]:
 
 
 # -- run lifecycle ---------------------------------------------------------------------------------------------------
-def _start(index: int, job: Job) -> _Run:
+def _start(index: int, job: DriveJob) -> _Run:
     s = job.strategy
     trace = Trace(s.name, s.variant, job.backend.model_name, job.question, job.params.to_dict())
     ctx = RunContext(job.question, job.params, trace)

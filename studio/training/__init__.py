@@ -9,7 +9,7 @@ from studio.training.config import FieldInfo, TrainConfig, parse_sets
 from studio.training.data import DataPreview
 from studio.training.launch import PROFILES, launch_command
 from studio.training.rundir import STATES, STORE_STATUS, RunDir
-from studio.training.runner import Job, MethodInfo, Runner, describe, methods
+from studio.training.runner import MethodInfo, Runner, TrainingJob, describe, methods
 
 __all__ = [
     "PROFILES",
@@ -18,7 +18,7 @@ __all__ = [
     "TRAINERS",
     "DataPreview",
     "FieldInfo",
-    "Job",
+    "TrainingJob",
     "MethodInfo",
     "RunDir",
     "Runner",

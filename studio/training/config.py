@@ -173,22 +173,21 @@ class TrainConfig:
         """The method's own TRL fields (beta, loss_type...); subclasses extend."""
         return {}
 
+    def same_names(self, *names: str) -> dict[str, Any]:
+        """These fields as the TRL fields of the same names."""
+        return {name: getattr(self, name) for name in names}
+
     def trl_args(self, output_dir: str, *, cuda: bool, bf16_ok: bool) -> dict[str, Any]:
         """Keyword arguments for the TRL config: shared fields, the method's fields, then ``trl``."""
         bf16 = self.dtype == "bfloat16" or (self.dtype == "auto" and cuda and bf16_ok)
         args: dict[str, Any] = {
             "output_dir": output_dir,
-            "learning_rate": self.learning_rate,
-            "max_steps": self.max_steps,
-            "num_train_epochs": self.num_train_epochs,
-            "per_device_train_batch_size": self.per_device_train_batch_size,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps,
-            "logging_steps": self.logging_steps,
+            **self.same_names(
+                "learning_rate", "max_steps", "num_train_epochs", "per_device_train_batch_size"
+            ),
+            **self.same_names("gradient_accumulation_steps", "logging_steps"),
             "save_strategy": "steps",
-            "save_steps": self.save_steps,
-            "save_total_limit": self.save_total_limit,
-            "gradient_checkpointing": self.gradient_checkpointing,
-            "seed": self.seed,
+            **self.same_names("save_steps", "save_total_limit", "gradient_checkpointing", "seed"),
             "bf16": bf16,
             "fp16": self.dtype == "float16",
             "use_cpu": not cuda,
@@ -248,12 +247,7 @@ class KTOTrainConfig(TrainConfig):
     )
 
     def method_trl_args(self) -> dict[str, Any]:
-        return {
-            "beta": self.beta,
-            "desirable_weight": self.desirable_weight,
-            "undesirable_weight": self.undesirable_weight,
-            "max_length": self.max_length,
-        }
+        return self.same_names("beta", "desirable_weight", "undesirable_weight", "max_length")
 
 
 @dataclass
@@ -292,13 +286,8 @@ class RLOOTrainConfig(OnlineRLConfig):
             )
 
     def method_trl_args(self) -> dict[str, Any]:
-        return {
-            "num_generations": self.num_generations,
-            "max_completion_length": self.max_completion_length,
-            "temperature": self.temperature,
-            "beta": self.beta,
-            "log_completions": False,
-        }
+        names = ("num_generations", "max_completion_length", "temperature", "beta")
+        return {**self.same_names(*names), "log_completions": False}
 
 
 @dataclass
@@ -322,10 +311,7 @@ class PPOTrainConfig(OnlineRLConfig):
             "num_mini_batches": 1,
             "num_ppo_epochs": self.num_ppo_epochs,
             "response_length": self.max_completion_length,
-            "temperature": self.temperature,
-            "kl_coef": self.kl_coef,
-            "vf_coef": self.vf_coef,
-            "cliprange": self.cliprange,
+            **self.same_names("temperature", "kl_coef", "vf_coef", "cliprange"),
             "missing_eos_penalty": self.missing_eos_penalty or None,
             "stop_token": "eos",
             "num_sample_generations": 0,

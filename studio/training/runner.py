@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Job:
+class TrainingJob:
     """A training job as its run dir describes it. ``state``: queued, running, succeeded, failed, cancelled."""
 
     id: int
@@ -171,7 +171,7 @@ class Runner:
     # -- start ------------------------------------------------------------------------------------------------
     def start(
         self, method: str, values: dict[str, Any] | None = None, *, filters: Filters | None = None
-    ) -> Job:
+    ) -> TrainingJob:
         """Validate, snapshot the data, queue the job; it starts now if its device is free. Bad input raises
         ``InputError`` before anything is recorded or launched."""
         store, cls = self._need_store(), trainer_class(method)
@@ -254,11 +254,11 @@ class Runner:
         return self.store
 
     # -- read -------------------------------------------------------------------------------------------------
-    def get(self, job_id: int) -> Job:
+    def get(self, job_id: int) -> TrainingJob:
         run = self.rundir(job_id)
         st = run.status()
         synced = read_json(run.sync_file, {}) or {}
-        return Job(
+        return TrainingJob(
             id=run.id, method=st.get("method", ""), state=st.get("state", "queued"), run_dir=str(run.path),
             base_model=st.get("base_model", ""), output_name=st.get("output_name", ""),
             device=st.get("device", ""), step=int(st.get("step") or 0), max_steps=int(st.get("max_steps") or 0),
@@ -267,7 +267,7 @@ class Runner:
             resume_note=st.get("resume_note", ""), models=list(synced.get("registered", [])),
         )  # fmt: skip
 
-    def list(self) -> list[Job]:
+    def list(self) -> list[TrainingJob]:
         """Every job, newest first."""
         return [self.get(run.id) for run in reversed(run_dirs(self.runs_dir)) if run.status_file.exists()]
 
@@ -300,7 +300,7 @@ class Runner:
         return run
 
     # -- control ----------------------------------------------------------------------------------------------
-    def cancel(self, job_id: int, *, grace: float = 10.0) -> Job:
+    def cancel(self, job_id: int, *, grace: float = 10.0) -> TrainingJob:
         """Cancel a queued job, or kill a running one's whole process group (SIGTERM, then SIGKILL)."""
         run = self.rundir(job_id)
         st = run.status()
@@ -314,9 +314,9 @@ class Runner:
         schedule(self.runs_dir)
         return self.sync(job_id)
 
-    def resume(self, job_id: int) -> Job:
+    def resume(self, job_id: int) -> TrainingJob:
         """Queue a failed or cancelled job again: it continues from its newest checkpoint, or, with none yet,
-        restarts from step 0 (``Job.resume_note`` says which). Its first start time is kept."""
+        restarts from step 0 (``TrainingJob.resume_note`` says which). Its first start time is kept."""
         run = self.rundir(job_id)
         st = run.status()
         if st.get("state") not in ("failed", "cancelled"):
@@ -346,7 +346,7 @@ class Runner:
         plan = "no checkpoint yet: restarts from step 0" + kept
         return f"{plan}; checkpoints every {every} steps" if every else plan
 
-    def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 1.0) -> Job:
+    def wait(self, job_id: int, *, timeout: float | None = None, poll: float = 1.0) -> TrainingJob:
         """Poll (and sync) until the job ends or ``timeout`` seconds pass; returns the job as it is then."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -357,7 +357,7 @@ class Runner:
             time.sleep(poll)
 
     # -- sync into the store ---------------------------------------------------------------------------------
-    def refresh(self) -> list[Job]:
+    def refresh(self) -> list[TrainingJob]:
         """Start what can start, notice dead jobs, sync every job not yet fully in the store; all jobs."""
         schedule(self.runs_dir)
         self.sync_all()
@@ -373,12 +373,12 @@ class Runner:
             if status and (status.get("state") not in TERMINAL or synced != _signature(status)):
                 self.sync(run.id)
 
-    def sync(self, job_id: int) -> Job:
+    def sync(self, job_id: int) -> TrainingJob:
         """Bring the store up to date with one job's files: status, metrics, generated data, models."""
         with self._lock:
             return self._sync(job_id)
 
-    def _sync(self, job_id: int) -> Job:
+    def _sync(self, job_id: int) -> TrainingJob:
         run = self.rundir(job_id)
         status = run.status()
         if status.get("state") == "running" and not alive(status):
