@@ -368,6 +368,11 @@ REVIEWED = {
     "_differ('l', 'w')", "_differ('votes', 'w')", "_PROMPT_LABELS", "STEP_LABEL_JSON", "_BULK_VOTE_CHECK",
     "source", "a", "b", "c", "col('choice', 'VARCHAR')", "col('ranks', 'INTEGER[]')",
     "col('comment', 'VARCHAR')", "col('created_at', 'TIMESTAMP')", "_NORMALISED",
+    # the one run-filter implementation (#11): constant SQL (VOTE_PAIRS, the *_ITEMS selects) and conditions that
+    # match_where builds from the constant RUN_MATCHES templates; every filter value goes into `params`
+    "VOTE_PAIRS", "item_runs", "where", "items_where('id', RUN_ITEMS, filters, params)",
+    "items_where('comparison_id', COMPARISON_ITEMS, filters, params)",
+    "items_where('id', VERDICT_ITEMS, filters, params)", "items_where('run_id', RUN_ITEMS, filters, params)",
 }  # fmt: skip
 
 
