@@ -110,6 +110,38 @@ def test_save_run_keeps_the_error_unless_told_not_to(store: Store) -> None:
     assert store.get_run(kept)["error"] is None  # type: ignore[index]
 
 
+#: the params a run stored before StrategyParams took its decoding fields from GenParams (captured from that code)
+STORED_PARAMS = {
+    "default": (
+        {},
+        {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "seed": None, "max_questions": 5,
+         "max_branches": 5, "token_budget": None},
+    ),
+    "custom": (
+        {"max_new_tokens": 64, "temperature": 0.7, "top_p": 0.9, "seed": 3, "max_questions": 2, "max_branches": 4,
+         "token_budget": 1000},
+        {"max_new_tokens": 64, "temperature": 0.7, "top_p": 0.9, "seed": 3, "max_questions": 2, "max_branches": 4,
+         "token_budget": 1000},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(STORED_PARAMS))
+def test_the_stored_params_are_unchanged(store: Store, case: str) -> None:
+    kwargs, expected = STORED_PARAMS[case]
+    params = StrategyParams(**kwargs)
+    assert list(params.to_dict().items()) == list(expected.items())  # same keys, same order, same values
+    assert StrategyParams.from_dict(params.to_dict()) == params
+    res = result()
+    res.params = params
+    run = store.get_run(save_run(store, store.add_prompt("q", "set"), res))
+    assert run is not None and run["params"] == expected
+    gen = params.gen_params()
+    assert (gen.max_new_tokens, gen.temperature, gen.top_p, gen.seed, gen.stop) == (
+        expected["max_new_tokens"], expected["temperature"], expected["top_p"], expected["seed"], ()
+    )  # fmt: skip
+
+
 # -- the run filters, one implementation --------------------------------------------------------------------------
 def seeded(store: Store) -> dict[str, int]:
     """Two prompts: math (a CoVe factored run on m1, a CoT run on m2) and facts (CoT on m1, System 1 on m3); a

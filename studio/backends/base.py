@@ -18,14 +18,14 @@ OnDelta = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
-class GenParams:
-    """Decoding parameters. ``temperature == 0`` means greedy decoding."""
+class Decoding:
+    """The decoding fields, declared and checked once: :class:`GenParams` (one model call) and
+    :class:`~studio.strategies.base.StrategyParams` (a whole run) both start with them."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
-    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -34,6 +34,16 @@ class GenParams:
             raise InputError(f"temperature must be >= 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], not {self.top_p}")
+
+
+@dataclass(frozen=True)
+class GenParams(Decoding):
+    """Decoding parameters. ``temperature == 0`` means greedy decoding."""
+
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "stop", tuple(self.stop or ()))
 
     @property

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from storage import StoreError
 from studio import __version__
@@ -42,6 +44,23 @@ def add_settings_flags(p: argparse.ArgumentParser) -> None:
         **kw,
     )
     g.add_argument("--default-model", help="default model name (env STUDIO_DEFAULT_MODEL)", **kw)
+
+
+def add_decoding_flags(g: Any, max_new_tokens_help: str | None = None) -> None:
+    """The flags of the :class:`~studio.backends.base.Decoding` fields, shared by `generate`, `run` and `eval`."""
+    g.add_argument("--max-new-tokens", type=int, default=256, help=max_new_tokens_help)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int)
+
+
+P = TypeVar("P")
+
+
+def params_from_args(cls: type[P], args: argparse.Namespace) -> P:
+    """The one flags -> params mapping: each field of the params dataclass ``cls`` (``GenParams``,
+    ``StrategyParams``) is read from the flag of the same name."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:

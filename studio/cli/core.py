@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from studio.backends import GenParams
-from studio.cli import add_settings_flags
+from studio.cli import add_decoding_flags, add_settings_flags, params_from_args
 
 if TYPE_CHECKING:
     from studio.context import AppContext
@@ -102,21 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_gen_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding")
-    g.add_argument("--max-new-tokens", type=int, default=256)
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--seed", type=int)
+    add_decoding_flags(g)
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-
-
-def gen_params(args: argparse.Namespace) -> GenParams:
-    return GenParams(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-        stop=tuple(args.stop),
-    )
 
 
 def cmd_serve(args: argparse.Namespace, ctx: AppContext) -> int:
@@ -191,7 +178,7 @@ def cmd_generate(args: argparse.Namespace, ctx: AppContext) -> int:
         {"role": "user", "content": prompt}
     ]
     validate_conversation(conv)  # fail fast, before loading a model
-    params = gen_params(args)
+    params = params_from_args(GenParams, args)
     backend = ctx.registry.backend(args.model, progress=_stderr_progress)
     if args.json:
         print(json.dumps(backend.chat([conv], params)[0].to_dict(), ensure_ascii=False, indent=2))

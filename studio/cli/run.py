@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from studio.cli import add_decoding_flags, params_from_args
 from studio.errors import StudioError
 from studio.strategies import RunResult, Step, StrategyParams, TraceEvent
 
@@ -38,12 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_params_flags(p: argparse.ArgumentParser) -> None:
-    """The StrategyParams flags, shared by `studio run` and `studio eval` (read back by params_from_args)."""
+    """The StrategyParams flags, shared by `studio run` and `studio eval` (read back by ``params_from_args``)."""
     g = p.add_argument_group("params")
-    g.add_argument("--max-new-tokens", type=int, default=256, help="per step (default 256)")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--seed", type=int)
+    add_decoding_flags(g, max_new_tokens_help="per step (default 256)")
     g.add_argument(
         "--max-questions", type=int, default=5, help="CoVe: verification questions kept (default 5)"
     )
@@ -51,24 +49,12 @@ def add_params_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--token-budget", type=int, help="prompt + completion tokens per run (default: no limit)")
 
 
-def params_from_args(args: argparse.Namespace) -> StrategyParams:
-    return StrategyParams(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-        max_questions=args.max_questions,
-        max_branches=args.max_branches,
-        token_budget=args.token_budget,
-    )
-
-
 def cmd_run(args: argparse.Namespace, ctx: AppContext, out: TextIO | None = None) -> int:
     from studio.api import stream_strategy
 
     out = out or sys.stdout
     question = sys.stdin.read() if args.question == "-" else args.question
-    params = params_from_args(args)
+    params = params_from_args(StrategyParams, args)
     backend = ctx.registry.backend(args.model)
     events = stream_strategy(
         question, args.strategy, args.variant, backend, params, batching=not args.no_batch

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from studio.backends.base import Completion, Conversation, GenParams
+from studio.backends.base import Completion, Conversation, Decoding, GenParams
 from studio.errors import InputError
 from studio.prompts import Prompts
 from studio.registry import Registry
@@ -47,13 +47,11 @@ STEP_NAMES = (
 
 
 @dataclass(frozen=True)
-class StrategyParams:
-    """Everything a run can be tuned with. ``max_new_tokens`` applies to each step, not to the run."""
+class StrategyParams(Decoding):
+    """Everything a run can be tuned with: the decoding fields of :class:`~studio.backends.base.Decoding` (the
+    same as :class:`GenParams`'), then the strategies' own. ``max_new_tokens`` applies to each step, not to the
+    run."""
 
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
     max_questions: int = 5  # CoVe: verification questions kept after parsing
     max_branches: int = 5  # BSM: branches kept after parsing
     token_budget: int | None = None  # prompt + completion tokens per run; None = no limit
@@ -64,10 +62,11 @@ class StrategyParams:
                 raise InputError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.token_budget is not None and self.token_budget < 1:
             raise InputError(f"token_budget must be >= 1 (or unset for no limit), not {self.token_budget}")
-        self.gen_params()  # validates max_new_tokens, temperature and top_p
+        super().__post_init__()  # validates max_new_tokens, temperature and top_p
 
     def gen_params(self) -> GenParams:
-        return GenParams(self.max_new_tokens, self.temperature, self.top_p, self.seed)
+        """The decoding fields as the params of one model call."""
+        return GenParams(**{f.name: getattr(self, f.name) for f in fields(Decoding)})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
