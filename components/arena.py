@@ -374,7 +374,9 @@ def wire_vote(ctx: AppContext, h: Handles) -> Any:
             st = svc.ArenaState.from_dict(arena_state)
             cid = _int(comparison_id, "comparison id")
             by_cmp = svc.comparison_ranks(st, cid, ranks)
-            svc.check_vote(ctx.store, cid, _name(ctx, None, annotator), choice=choice, ranks=by_cmp)
+            svc.check_vote(
+                ctx.store, svc.Label(cid, _name(ctx, None, annotator), choice=choice, ranks=by_cmp)
+            )
 
     def vote(
         comparison_id: float | None,
@@ -396,7 +398,9 @@ def wire_vote(ctx: AppContext, h: Handles) -> Any:
             st = svc.ArenaState.from_dict(arena_state)
             by_cmp = svc.comparison_ranks(st, cid, [rank_a, rank_b, rank_c, rank_d, rank_e, rank_f])
             before = svc.own_label(ctx.store, cid, who)
-            vote_id = svc.record_vote(ctx.store, cid, who, choice=choice, ranks=by_cmp, comment=comment)
+            vote_id = svc.record_vote(
+                ctx.store, svc.Label(cid, who, choice=choice, ranks=by_cmp, comment=comment)
+            )
             after = svc.own_label(ctx.store, cid, who)
             shown = svc.revealed_columns(ctx.store, st, cid)
         if st.comparison_id == cid:

@@ -257,29 +257,25 @@ PAIRWISE = {"A": "A", "B": "B", "Tie": "tie", "Both bad": "both_bad", "tie": "ti
 
 @dataclass(frozen=True)
 class Label:
-    """A checked label, ready for the store: a pairwise ``choice`` or a full ``ranks`` list."""
+    """One label on a comparison: a pairwise ``choice`` (a two-run comparison) or a full ``ranks`` list by the
+    comparison's positions (more runs; 1 = best, equal = tie). As typed it may be wrong; :func:`check_vote`
+    returns it checked (the canonical choice, whole-number ranks, the stripped comment or None), and
+    :func:`record_vote` stores it."""
 
-    comparison_id: int
+    comparison_id: int | None
     annotator: str
     choice: str | None = None
-    ranks: list[int] | None = None
+    ranks: Sequence[int | str | None] | None = None
     comment: str | None = None
 
 
-def check_vote(
-    store: Store,
-    comparison_id: int | None,
-    annotator: str,
-    *,
-    choice: str | None = None,
-    ranks: Sequence[int | str | None] | None = None,
-    comment: str = "",
-) -> Label:
+def check_vote(store: Store, label: Label) -> Label:
     """Everything about a label that can be checked before it is stored; one clear error otherwise.
 
     ``ranks`` are by the comparison's positions; blanks after the last column are ignored, ranks for columns
     the comparison does not have are refused."""
-    annotator = annotator_name(annotator)
+    comparison_id, choice, ranks, comment = label.comparison_id, label.choice, label.ranks, label.comment
+    annotator = annotator_name(label.annotator)
     if comparison_id in (None, "", 0):  # 0: the page's empty comparison box (ids start at 1)
         raise InputError("nothing to label yet: run a prompt with two or more columns first")
     cmp = store.get_comparison(int(comparison_id))
@@ -314,19 +310,10 @@ def check_vote(
     return Label(cid, annotator, ranks=ints, comment=text)
 
 
-def record_vote(
-    store: Store,
-    comparison_id: int | None,
-    annotator: str,
-    *,
-    choice: str | None = None,
-    ranks: Sequence[int | str | None] | None = None,
-    comment: str = "",
-) -> int:
-    """A pairwise vote (a two-run comparison) or a full ranking with ties (more runs; 1 = best). One label per
-    annotator: a second label on the same comparison replaces the first (the store keeps the old one in its
-    audit table). Returns the vote id."""
-    lab = check_vote(store, comparison_id, annotator, choice=choice, ranks=ranks, comment=comment)
+def record_vote(store: Store, label: Label) -> int:
+    """Store a label (checked first by :func:`check_vote`). One label per annotator: a second label on the same
+    comparison replaces the first (the store keeps the old one in its audit table). Returns the vote id."""
+    lab = check_vote(store, label)
     if lab.choice is not None:
         return _store(
             lambda: store.add_vote(lab.comparison_id, lab.choice, lab.annotator, comment=lab.comment)

@@ -65,7 +65,9 @@ def test_stream_arena_stores_runs_positions_and_streams_tokens(settings, store) 
     step_id = state.step_ids[0][0][0]
     with pytest.raises(InputError, match="after your vote"):  # a blind trace opens with the vote
         svc.label_step(store, state, 0, step_id, "wrong", "alice", "made up")
-    vid = svc.record_vote(store, state.comparison_id, "alice", ranks=["2", "1", "2"], comment="b is best")
+    vid = svc.record_vote(
+        store, svc.Label(state.comparison_id, "alice", ranks=["2", "1", "2"], comment="b is best")
+    )
     [vote] = store.list_votes(comparison_id=state.comparison_id)
     assert vote["id"] == vid and vote["ranks"] == [2, 1, 2] and vote["annotator"] == "alice"
     state.voted = True
@@ -91,15 +93,18 @@ def test_bad_labels_are_clear(store, size: int, kwargs: dict, message: str) -> N
     cid = comparison(store, size)
     args = {"comparison_id": cid, "annotator": "bob", "ranks": [str(k) for k in range(1, size + 1)]} | kwargs
     with pytest.raises(InputError, match=message):
-        svc.record_vote(store, args.pop("comparison_id"), args.pop("annotator"), **args)
+        svc.record_vote(store, svc.Label(**args))
     assert store.list_votes(comparison_id=cid) == []
 
 
 def test_trailing_blank_ranks_are_fine_and_a_second_label_replaces_the_first(store) -> None:
     cid = comparison(store, 3)
-    first = svc.record_vote(store, cid, "bob", ranks=["1", "2", "3", None, "", None])
+    first = svc.record_vote(store, svc.Label(cid, "bob", ranks=["1", "2", "3", None, "", None]))
     assert svc.own_label(store, cid, "bob")["ranks"] == [1, 2, 3]
-    assert svc.record_vote(store, cid, "bob", ranks=["3", "2", "1"], comment="changed my mind") == first
+    assert (
+        svc.record_vote(store, svc.Label(cid, "bob", ranks=["3", "2", "1"], comment="changed my mind"))
+        == first
+    )
     [vote] = store.list_votes(comparison_id=cid)
     assert vote["ranks"] == [3, 2, 1] and vote["comment"] == "changed my mind"
     assert [a["action"] for a in store.label_audit(comparison_id=cid)] == ["replace"]
@@ -147,7 +152,7 @@ def test_next_prompt_is_per_annotator(store) -> None:
     assert nxt(store, "qs", "alice")["id"] == ids[0]
     assert nxt(store, "qs", "alice", exclude=[ids[0]])["id"] == ids[1], "never the same prompt twice in a row"
     runs = [store.add_run(ids[0], "m", s, "4") for s in ("system1", "cot")]
-    svc.record_vote(store, store.add_comparison(runs), "alice", choice="A")
+    svc.record_vote(store, svc.Label(store.add_comparison(runs), "alice", choice="A"))
     assert nxt(store, "qs", "alice")["id"] == ids[1], "alice labelled the first"
     assert nxt(store, "qs", "bob")["id"] == ids[1], (
         "one label per prompt is enough: bob gets an unlabelled one"
