@@ -4,6 +4,7 @@ that survives between runs (``.test-cache/``, or ``$STUDIO_TEST_CACHE``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,26 @@ def settings(tmp_path: Path, default_model_dir: Path):
     (data / "models").mkdir(parents=True)
     (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
     return Settings.load(env={}, data_dir=data)
+
+
+@pytest.fixture()
+def launch(settings) -> Iterator:
+    """``launch()`` starts the app in-process on the settings' data dir and returns a gradio_client Client
+    (the UI tests); every app started is closed after the test."""
+    from gradio_client import Client
+
+    from studio.app import create_app
+    from tests.servers import free_port
+
+    demos = []
+
+    def start() -> Client:
+        demo = create_app(settings)
+        port = free_port()
+        demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
+        demos.append(demo)
+        return Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+    yield start
+    for demo in demos:
+        demo.close()

@@ -9,29 +9,16 @@ from pathlib import Path
 import pytest
 
 from storage import Store
+from tests.seeds import ranked_prompts
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
-
-QUESTIONS = ["What is 2+2?", "Name a primary colour.", "Capital of France?", "Opposite of hot?"]
-ANSWERS = [
-    ("4", "5", "22"),
-    ("Red.", "Purple.", "Dog."),
-    ("Paris.", "Lyon.", "Rome."),
-    ("Cold.", "Warm.", "Up."),
-]
 
 
 def build_store(path: Path) -> None:
     """Each prompt: a 3-way ranking (3 pairs) and a pairwise vote. A judge rated some answers (1-5), so some
     reward-model pairs have a rating margin and others have none: the case that must still export cleanly."""
     with Store(path, data_dir=path.parent) as store:
-        for i, (q, (good, ok, bad)) in enumerate(zip(QUESTIONS, ANSWERS, strict=True)):
-            pid = store.add_prompt(q, "dpo-test")
-            runs = [
-                store.add_run(pid, "smollm2-135m", s, a)
-                for s, a in zip(("cot", "system1", "cove"), (good, ok, bad), strict=True)
-            ]
-            store.add_ranking(store.add_comparison(runs), [1, 2, 3], "alice")
+        for i, runs in enumerate(ranked_prompts(store, "dpo-test")):
             store.add_vote(store.add_comparison([runs[2], runs[0]]), "B", "bob")
             if i < 2:  # rated: the best and the worst answer of the first two prompts
                 store.add_verdict("rater", "single", [runs[0]], rating=5)

@@ -19,29 +19,12 @@ from storage import Filters, Store
 from studio.settings import Settings
 from studio.training import RunDir, Runner
 from studio.training.job import run as run_job
+from tests.seeds import ranked_prompts
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
 
 TINY = {"max_steps": 2, "max_length": 128, "lora_r": 4, "lora_alpha": 8, "per_device_train_batch_size": 2,
         "save_steps": 100}  # fmt: skip
-QUESTIONS = ["What is 2+2?", "Name a primary colour.", "Capital of France?", "Opposite of hot?"]
-ANSWERS = [
-    ("4", "5", "22"),
-    ("Red.", "Purple.", "Dog."),
-    ("Paris.", "Lyon.", "Rome."),
-    ("Cold.", "Warm.", "Up."),
-]
-
-
-def seed_store(store: Store) -> None:
-    """4 prompts, each ranked 3-way by a person: 12 DPO / RM pairs, 8 KTO labels."""
-    for q, answers in zip(QUESTIONS, ANSWERS, strict=True):
-        pid = store.add_prompt(q, "train-test")
-        runs = [
-            store.add_run(pid, "smollm2-135m", s, a)
-            for s, a in zip(("cot", "system1", "cove"), answers, strict=True)
-        ]
-        store.add_ranking(store.add_comparison(runs), [1, 2, 3], "alice")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +34,7 @@ def studio_settings(tmp_path_factory: pytest.TempPathFactory, default_model_dir:
     (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
     settings = Settings.load(env={}, data_dir=data, threads=1)
     with Store(settings.db_path, data_dir=data) as store:
-        seed_store(store)
+        list(ranked_prompts(store, "train-test"))  # 12 DPO / RM pairs, 8 KTO labels
     return settings
 
 

@@ -6,7 +6,6 @@ Krippendorff's α beside Cohen's κ."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 
 from storage import Store
 from studio.strategies.base import Step, Trace
-from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -66,27 +64,6 @@ def seed(settings) -> Seeded:
                                     judge_model=MODEL, orders=["AB", "BA"])  # fmt: skip
         label = store.add_step_label(runs[0][1], "s1", "wrong", "alice", note="misread")
     return Seeded(runs, comparisons, votes, verdict, label)
-
-
-@pytest.fixture()
-def launch(settings) -> Iterator:
-    """``launch()`` starts the app on the settings' data dir and returns a gradio_client Client."""
-    from gradio_client import Client
-
-    from studio.app import create_app
-
-    demos = []
-
-    def start() -> Client:
-        demo = create_app(settings)
-        port = free_port()
-        demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
-        demos.append(demo)
-        return Client(f"http://127.0.0.1:{port}/", verbose=False)
-
-    yield start
-    for demo in demos:
-        demo.close()
 
 
 def rows(table: dict) -> list[dict]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ import pytest
 from storage import Store
 from studio.models import ModelRegistry, ModelSpec
 from studio.settings import Settings
-from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -31,27 +29,6 @@ OPENERS = {
     "Models": ("models_open", [1, 2]),  # the Try picker and the Remove picker
     "Eval": ("eval_open", [1]),
 }
-
-
-@pytest.fixture()
-def launch(settings) -> Iterator:
-    """``launch()`` starts the app on the settings' data dir and returns a gradio_client Client."""
-    from gradio_client import Client
-
-    from studio.app import create_app
-
-    demos = []
-
-    def start() -> Client:
-        demo = create_app(settings)
-        port = free_port()
-        demo.launch(prevent_thread_lock=True, server_port=port, server_name="127.0.0.1", quiet=True)
-        demos.append(demo)
-        return Client(f"http://127.0.0.1:{port}/", verbose=False)
-
-    yield start
-    for demo in demos:
-        demo.close()
 
 
 def stored(settings: Settings) -> Store:
