@@ -217,23 +217,20 @@ def test_prompts_beyond_the_context_give_the_token_count_and_the_limit(
     assert limit.search(cli_error(cli_dir, "generate", "--max-new-tokens", "8", "-", stdin=prompt))
 
 
-def test_emoji_and_rtl_text_work_and_round_trip(app, cli_dir: Path) -> None:
+@pytest.mark.parametrize(("text", "search"), [(WORLD, "👋🏽"), (SQL, "DROP TABLE")], ids=["emoji-rtl", "sql"])
+def test_odd_text_works_and_round_trips_exactly(app, cli_dir: Path, text: str, search: str) -> None:
+    """Emoji with a skin tone, right-to-left scripts, and SQL-looking text: through the arena, the Data tab's
+    search and the CLI."""
     client, _, _ = app
-    _, status, everything = run_arena(client, WORLD)
+    _, status, everything = run_arena(client, text)
     assert "All 1 columns finished" in status and "arena-error" not in everything
-    rows = client.predict("", "", "", "", "👋🏽", 0, api_name="/data_prompts")["data"]
-    assert [r[3] for r in rows] == [WORLD]
-    assert cli_ok(cli_dir, "generate", "--max-new-tokens", "8", WORLD).strip()
+    rows = client.predict("", "", "", "", search, 0, api_name="/data_prompts")["data"]
+    assert [r[3] for r in rows] == [text]
+    assert cli_ok(cli_dir, "generate", "--max-new-tokens", "8", text).strip()
 
 
-def test_sql_looking_text_works_and_round_trips_exactly(app, cli_dir: Path, fresh: Path) -> None:
-    client, _, _ = app
-    _, status, everything = run_arena(client, SQL)
-    assert "All 1 columns finished" in status and "arena-error" not in everything
-    rows = client.predict("", "", "", "", "DROP TABLE", 0, api_name="/data_prompts")["data"]
-    assert [r[3] for r in rows] == [SQL]
-    assert cli_ok(cli_dir, "generate", "--max-new-tokens", "8", SQL).strip()
-    # and through the CLI's store verbs: import a pair made of it, export it again
+def test_sql_looking_text_round_trips_through_import_and_export(fresh: Path) -> None:
+    """SQL-looking text through the CLI's store verbs: import a pair made of it, export it again."""
     src, out = fresh / "sql.jsonl", fresh / "out.jsonl"
     src.write_text(json.dumps({"prompt": SQL, "chosen": SQL + " yes", "rejected": SQL + " no"}) + "\n")
     cli_ok(fresh, "import", str(src), "--prompt-set", SQL, "--annotator", SQL)

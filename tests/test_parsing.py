@@ -304,23 +304,24 @@ def test_sections_echoed_instruction_then_real_sections() -> None:
     assert (s.context, s.query) == ("A tree is 30 m tall.", "How tall is the tree?")
 
 
-def test_sections_missing_labels() -> None:
-    s = parse_sections("Canberra is the capital.", *S2A_DEFAULT)
-    assert (s.context, s.query, s.found_context, s.found_query) == ("", "", False, False)
-    s = parse_sections("Some context first.\nQuestion/Query: What is it?", *S2A_DEFAULT)
-    assert (s.context, s.query, s.found_context, s.found_query) == (
-        "Some context first.",
-        "What is it?",
-        False,
-        True,
-    )
-    s = parse_sections("Unbiased text context: Only context, and a question?", *S2A_DEFAULT)
-    assert (s.context, s.query, s.found_context, s.found_query) == (
-        "Only context, and a question?",
-        "",
-        True,
-        False,
-    )
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Canberra is the capital.", ("", "", False, False)),
+        (
+            "Some context first.\nQuestion/Query: What is it?",
+            ("Some context first.", "What is it?", False, True),
+        ),
+        (
+            "Unbiased text context: Only context, and a question?",
+            ("Only context, and a question?", "", True, False),
+        ),
+    ],
+    ids=["no-labels", "query-only", "context-only"],
+)
+def test_sections_missing_labels(text: str, expected: tuple) -> None:
+    s = parse_sections(text, *S2A_DEFAULT)
+    assert (s.context, s.query, s.found_context, s.found_query) == expected
 
 
 def test_sections_relevance_labels() -> None:
