@@ -175,12 +175,16 @@ def secure_studio(root: Path, endpoint: str, calls: list[tuple[str, str]]) -> It
         yield Served(url, proc, data, log, cid, endpoint, calls, votes, steps)
 
 
+@contextlib.contextmanager
+def studio_with_endpoint(root: Path) -> Iterator[Served]:
+    """A fake OpenAI-compatible endpoint and a secured studio in ``root`` that calls it."""
+    with fake_endpoint() as (endpoint, calls), secure_studio(root, endpoint, calls) as s:
+        yield s
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with (
-        fake_endpoint() as (endpoint, calls),
-        secure_studio(tmp_path_factory.mktemp("secure"), endpoint, calls) as s,
-    ):
+    with studio_with_endpoint(tmp_path_factory.mktemp("secure")) as s:
         yield s
 
 
@@ -537,10 +541,7 @@ def test_imported_labels_carry_the_importer_never_another_name(served: Served, t
 @pytest.fixture(scope="module")
 def login_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A studio of its own: these tests lock user names and client addresses out."""
-    with (
-        fake_endpoint() as (endpoint, calls),
-        secure_studio(tmp_path_factory.mktemp("login"), endpoint, calls) as s,
-    ):
+    with studio_with_endpoint(tmp_path_factory.mktemp("login")) as s:
         yield s
 
 
