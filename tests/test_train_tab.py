@@ -224,7 +224,10 @@ def test_resume_continues_from_the_checkpoint_and_keeps_the_start_time(settings)
             first = runner.get(job.id).started_at
             assert first and runner.cancel(job.id).state == "cancelled"
             time.sleep(1.1)  # start times are stamped to the second: a restart would show a later one
-            step = max(int(p.name.split("-")[1]) for p in run.checkpoints.glob("checkpoint-*"))
+            # a checkpoint counts once its trainer state is written: the cancel may land while the next one is
+            # half saved (its dir exists without trainer_state.json), and that one cannot be resumed from
+            saved = run.checkpoints.glob("checkpoint-*/trainer_state.json")
+            step = max(int(p.parent.name.split("-")[1]) for p in saved)
             assert runner.resume_plan(job.id).startswith(f"continues from its checkpoint at step {step}")
             resumed = runner.resume(job.id)
             assert resumed.state == "running" and resumed.resumed  # the device is free: it starts at once
