@@ -769,6 +769,12 @@ def column_picker(ctx: AppContext) -> gr.Dropdown:
     return gr.Dropdown(choices=svc.column_choices(ctx.model_names()))
 
 
+def opened(ctx: AppContext) -> list[gr.Dropdown]:
+    """What the Arena reads again when it is opened: the column choices and the prompt sets (a set imported in
+    the Data tab is offered without a page reload)."""
+    return [column_picker(ctx), gr.Dropdown(choices=_prompt_sets(ctx))]
+
+
 def _prompt_sets(ctx: AppContext) -> list[str]:
     try:
         return ctx.store.prompt_sets()

@@ -97,7 +97,8 @@ def create_app(settings: Settings, ctx: AppContext | None = None) -> gr.Blocks:
                 models.build(ctx, [demo.load, page.select])
             with gr.Tab("Eval") as page:
                 eval_tab.build(ctx, [demo.load, page.select])
-        gr.on([demo.load, arena_page.select], lambda: arena.column_picker(ctx), None, arena_tab.columns,
+        gr.on([demo.load, arena_page.select], lambda: arena.opened(ctx), None,
+              [arena_tab.columns, arena_tab.workflow.prompt_set],
               api_name="arena_open", api_visibility="undocumented", show_progress="hidden",
               trigger_mode="always_last")  # fmt: skip
     guard_events(demo, ctx)  # admin-only events check the role; user errors: one toast and one log line

@@ -76,6 +76,7 @@ def test_every_tab_reads_again_when_opened(settings, launch) -> None:
     assert status.startswith("1 human votes")
     assert "late-set" in choices(client.predict(api_name="/judge_open")[1])
     assert "late-set" in choices(client.predict(api_name="/train_open")[3])
+    assert "late-set" in choices(client.predict(api_name="/arena_open")[1])  # the Arena's prompt-set picker
 
 
 def test_a_model_registered_while_the_studio_runs_is_in_every_picker(settings, launch) -> None:
