@@ -434,7 +434,7 @@ def test_real_additive(backend):
 @pytest.mark.xfail(
     strict=True,
     reason="SmolLM2-135M answers 'A' whichever answer is shown first: P('A') = 0.82 with Paris first and 0.87 "
-    "with turtles first (bf16 on this CPU), so P(Paris better) = 0.475, a tie; issue #13 must make the "
+    "with turtles first (bf16 on this CPU), so P(Paris better) = 0.475, a tie; the judges issue (#15) must make the "
     "default judge prefer the right answer",
 )
 def test_real_logprob_judge_prefers_the_right_answer_in_both_orders(backend):
