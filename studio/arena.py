@@ -382,9 +382,6 @@ def annotator_name(name: str | None) -> str:
     return name
 
 
-_annotator = annotator_name  # the older private name, still imported elsewhere
-
-
 def label_step(
     store: Store, state: ArenaState, position: int, step_id: str, label: str, annotator: str, note: str = ""
 ) -> int:

@@ -38,8 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from storage import StoreError
 from storage.store import MAX_COMMENT_CHARS
 from studio.access import ADMIN, User
-from studio.arena import ArenaColumn
-from studio.arena import _annotator as annotator_name  # the UI's rule for a typed name, in one place
+from studio.arena import ArenaColumn, annotator_name  # annotator_name: the UI's rule for a typed name
 from studio.context import AppContext
 from studio.errors import StudioError
 from studio.labels import LabelWriter
