@@ -82,17 +82,22 @@ _cache: dict[Path, tuple[tuple[int, int, int], dict[str, UserRecord]]] = {}
 _cache_lock = threading.Lock()
 
 
+def file_key(path: Path) -> tuple[int, int, int]:
+    """What tells a users file changed: a rewrite (always a rename, so a new inode) or an edit in place."""
+    st = Path(path).stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def load_records(path: Path) -> dict[str, UserRecord]:
     """name -> record, re-read only when the file changes (so a role or token edit applies without a
     restart). Plain-text passwords and unknown roles are refused."""
     path = Path(path)
     try:
-        st = path.stat()
+        key = file_key(path)
     except FileNotFoundError:
         raise InputError(
             f"auth file {path} does not exist; create it with: studio users add NAME --file {path}"
         ) from None
-    key = (st.st_mtime_ns, st.st_size, st.st_ino)
     with _cache_lock:
         hit = _cache.get(path)
         if hit and hit[0] == key:

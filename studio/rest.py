@@ -213,18 +213,20 @@ class Tokens:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._cache: dict[str, User | None] = {}
-        self._mtime: int | None = None
+        self._key: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
 
     def cached(self, token: str) -> User | None | object:
         """The token's user (or None) if known since the users file last changed, else :data:`UNKNOWN`."""
+        from studio.auth import file_key  # the same test of "changed" as the users file's own cache
+
         try:
-            mtime = self.path.stat().st_mtime_ns
+            key = file_key(self.path)
         except OSError:
             return None
         with self._lock:
-            if mtime != self._mtime or len(self._cache) > self.MAX:
-                self._cache, self._mtime = {}, mtime
+            if key != self._key or len(self._cache) > self.MAX:
+                self._cache, self._key = {}, key
             return self._cache.get(_digest(token), UNKNOWN)
 
     def user(self, token: str) -> User | None:
