@@ -179,7 +179,8 @@ def set_role(path: Path, name: str, role: str) -> None:
 
 
 # -- API tokens -----------------------------------------------------------------------------------------------
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What is stored of a token (and what caches key on): its sha256, never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -191,7 +192,7 @@ def issue_token(path: Path, name: str) -> str:
     if name not in raw.get("users", {}):
         raise InputError(f"no user {name!r} in {path}; add one with: studio users add {name} --file {path}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    raw["users"][name]["token_sha256"] = _token_hash(token)
+    raw["users"][name]["token_sha256"] = token_hash(token)
     _write(path, raw)
     return token
 
@@ -200,7 +201,7 @@ def user_for_token(path: Path, token: str) -> User | None:
     """The user an API token belongs to, or None. Every stored hash is compared, in constant time each."""
     if not token:
         return None
-    want = _token_hash(token)
+    want = token_hash(token)
     found = None
     for record in load_records(Path(path)).values():
         if record.token_sha256 and hmac.compare_digest(record.token_sha256, want):

@@ -19,7 +19,6 @@ commit). Errors are JSON ``{"error": "<one message>"}`` with 400, 401, 403 or 40
 # no `from __future__ import annotations`: FastAPI reads the route signatures (closures) at runtime
 import asyncio
 import contextlib
-import hashlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -218,7 +217,7 @@ class Tokens:
 
     def cached(self, token: str) -> User | None | object:
         """The token's user (or None) if known since the users file last changed, else :data:`UNKNOWN`."""
-        from studio.auth import file_key  # the same test of "changed" as the users file's own cache
+        from studio.auth import file_key, token_hash  # the users file's own change test and token digest
 
         try:
             key = file_key(self.path)
@@ -227,25 +226,21 @@ class Tokens:
         with self._lock:
             if key != self._key or len(self._cache) > self.MAX:
                 self._cache, self._key = {}, key
-            return self._cache.get(_digest(token), UNKNOWN)
+            return self._cache.get(token_hash(token), UNKNOWN)
 
     def user(self, token: str) -> User | None:
         """The token's user, reading the users file when the cache does not know it."""
-        from studio.auth import user_for_token
+        from studio.auth import token_hash, user_for_token
 
         user = self.cached(token)
         if user is UNKNOWN:
             user = user_for_token(self.path, token)
             with self._lock:
-                self._cache[_digest(token)] = user
+                self._cache[token_hash(token)] = user
         return user  # type: ignore[return-value]
 
 
 UNKNOWN = object()
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 # The bearer scheme, described in the OpenAPI document; checked by hand (FastAPI's security dependencies cost
