@@ -26,10 +26,18 @@ class Decoding:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    #: CTRL-style penalty on tokens already in the prompt or output (1.0 = off); breaks a small model's loops
+    repetition_penalty: float = 1.0
+    #: no n-gram of this size occurs twice in the output (0 = off)
+    no_repeat_ngram_size: int = 0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be >= 1, not {self.max_new_tokens}")
+        if not 0.5 <= self.repetition_penalty <= 3.0:
+            raise InputError(f"repetition_penalty must be in [0.5, 3], not {self.repetition_penalty}")
+        if self.no_repeat_ngram_size < 0:
+            raise InputError(f"no_repeat_ngram_size must be >= 0 (0 = off), not {self.no_repeat_ngram_size}")
         if self.temperature < 0:
             raise InputError(f"temperature must be >= 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -41,6 +49,9 @@ class GenParams(Decoding):
     """Decoding parameters. ``temperature == 0`` means greedy decoding."""
 
     stop: tuple[str, ...] = ()
+    #: a JSON schema (canonical JSON text, see :func:`schema_text`) the output must follow; None = free text.
+    #: A backend that cannot constrain generates free text and says so (``Completion.constrained``).
+    schema: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +79,8 @@ class Completion:
     finish_reason: str = "stop"  # "stop" | "length" | "error"
     model: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: whether the output was generated under ``GenParams.schema`` (False: free text, even if a schema was asked)
+    constrained: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +128,14 @@ class Backend(ABC):
 
 
 BACKENDS: Registry[Backend] = Registry("backend", Backend, "studio.backends")
+
+
+def schema_text(schema: dict[str, Any] | str) -> str:
+    """The canonical JSON text of a JSON schema: equal schemas give equal text (so equal params batch)."""
+    import json
+
+    obj = json.loads(schema) if isinstance(schema, str) else schema
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def validate_conversation(conversation: Conversation) -> None:

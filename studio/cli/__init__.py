@@ -60,7 +60,8 @@ P = TypeVar("P")
 def params_from_args(cls: type[P], args: argparse.Namespace) -> P:
     """The one flags -> params mapping: each field of the params dataclass ``cls`` (``GenParams``,
     ``StrategyParams``) is read from the flag of the same name."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})  # type: ignore[arg-type]
+    given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+    return cls(**given)  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from studio.backends.base import Completion, Conversation, Decoding, GenParams
+from studio.backends.base import Completion, Conversation, Decoding, GenParams, schema_text
 from studio.errors import InputError
 from studio.prompts import Prompts
 from studio.registry import Registry
@@ -43,6 +43,10 @@ STEP_NAMES = (
     "branch",  # BSM
     "solve",  # BSM, one per branch
     "merge",  # BSM
+    "propose",  # ToT: k next thoughts from one state
+    "value",  # ToT: one evaluation sample of one state
+    "vote",  # ToT: a vote across the states of one depth
+    "rephrase",  # RaR two-step, step 1
 )
 
 
@@ -55,18 +59,46 @@ class StrategyParams(Decoding):
     max_questions: int = 5  # CoVe: verification questions kept after parsing
     max_branches: int = 5  # BSM: branches kept after parsing
     token_budget: int | None = None  # prompt + completion tokens per run; None = no limit
+    #: run the parsed steps (CoVe plan and cross-check, S2A rewrite, BSM branch, ToT propose/value, judges'
+    #: verdicts) under a JSON schema, so they parse on any model (``RunContext.request(schema=...)``)
+    structured: bool = False
+    #: per-step caps on new tokens, by step name (e.g. {"merge": 160}); the lower of this and max_new_tokens wins
+    step_max_tokens: dict[str, int] = field(default_factory=dict)
+    samples: int = 5  # self-consistency: paths sampled
+    sc_temperature: float = 0.7  # self-consistency: the paths' sampling temperature
+    breadth: int = 2  # ToT: states kept per depth (b; the paper: 5)
+    depth: int = 3  # ToT: depth limit (the paper, Game of 24: 3)
+    k: int = 3  # ToT: thoughts proposed per state
+    n_evaluate: int = 2  # ToT: value samples per state (the paper: 3)
+    value_threshold: float = 1.0  # ToT dfs: states valued below this are pruned
 
     def __post_init__(self) -> None:
-        for name in ("max_questions", "max_branches"):
+        for name in ("max_questions", "max_branches", "samples", "breadth", "depth", "k", "n_evaluate"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.token_budget is not None and self.token_budget < 1:
             raise InputError(f"token_budget must be >= 1 (or unset for no limit), not {self.token_budget}")
+        if self.sc_temperature < 0:
+            raise InputError(f"sc_temperature must be >= 0, not {self.sc_temperature}")
+        caps = dict(self.step_max_tokens or {})
+        for step, cap in caps.items():
+            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+                raise InputError(f"step_max_tokens[{step!r}] must be a whole number >= 1, not {cap!r}")
+        object.__setattr__(self, "step_max_tokens", caps)
         super().__post_init__()  # validates max_new_tokens, temperature and top_p
+
+    def __hash__(self) -> int:  # step_max_tokens is a dict
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
 
     def gen_params(self) -> GenParams:
         """The decoding fields as the params of one model call."""
         return GenParams(**{f.name: getattr(self, f.name) for f in fields(Decoding)})
+
+    def step_params(self, name: str) -> GenParams:
+        """The params of one step called ``name``: the decoding fields, with its ``step_max_tokens`` cap."""
+        p = self.gen_params()
+        cap = self.step_max_tokens.get(name)
+        return p.replace(max_new_tokens=min(cap, p.max_new_tokens)) if cap else p
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,7 +148,7 @@ class Step:
     output: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    latency_s: float = 0.0  # the backend's time for the call (for a batch: the whole batch's time)
+    latency_s: float = 0.0  # this step's own decode time: from its batch's start to its own last token
     finish_reason: str = ""
     model: str = ""
     round: int = 0  # the driver round this step ran in
@@ -125,6 +157,7 @@ class Step:
     finished_s: float = 0.0
     parsed: dict[str, Any] = field(default_factory=dict)  # e.g. {"questions": [...]}, {"reasoning", "final"}
     notes: list[str] = field(default_factory=list)  # fallbacks taken while reading this step's output
+    constrained: bool = False  # generated under a JSON schema (``params["schema"]``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +203,8 @@ class Trace:
     final_answer: str = ""
     error: str | None = None
     latency_s: float = 0.0
+    #: what a strategy built beyond its steps, by key: ToT's ``tree``, self-consistency's ``vote``
+    summary: dict[str, Any] = field(default_factory=dict)
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:
@@ -254,7 +289,7 @@ class RunResult:
         )
 
 
-EventKind = Literal["step_started", "step_finished", "note", "run_finished", "error"]
+EventKind = Literal["step_started", "step_finished", "note", "summary", "run_finished", "error"]
 
 
 @dataclass
@@ -264,6 +299,7 @@ class TraceEvent:
     - ``step_started``: ``step`` holds the messages about to be sent (status ``running``).
     - ``step_finished``: ``step`` holds output, tokens, latency, and what the strategy parsed from it.
     - ``note``: ``text`` is a run-level note (token budget, a fallback); ``step_id`` names a step if it is about one.
+    - ``summary``: ``text`` is a key of ``Trace.summary`` and ``data`` its new value (ToT's live ``tree``).
     - ``error``: ``text`` is the message; a ``run_finished`` for the same run follows.
     - ``run_finished``: ``result`` is the run's :class:`RunResult`.
     """
@@ -274,6 +310,7 @@ class TraceEvent:
     text: str = ""
     step_id: str | None = None
     result: RunResult | None = None
+    data: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -282,6 +319,7 @@ class TraceEvent:
             "step": self.step.to_dict() if self.step else None,
             "text": self.text,
             "step_id": self.step_id,
+            "data": self.data,
             "result": self.result.to_dict() if self.result else None,
         }
 
@@ -307,6 +345,7 @@ class RunContext:
         self.best_from = ""
         self._next_id = 1
         self._pending_notes: list[tuple[str | None, str]] = []
+        self._pending_summaries: list[tuple[str, Any]] = []
 
     def request(
         self,
@@ -317,11 +356,20 @@ class RunContext:
         label: str = "",
         choices: tuple[str, ...] | None = None,
         shared: bool = False,
+        schema: dict[str, Any] | None = None,
         **param_overrides: Any,
     ) -> StepRequest:
-        """A new step request; a string prompt becomes one user message."""
+        """A new step request; a string prompt becomes one user message.
+
+        ``schema``: the JSON schema this step's output follows when the run is ``structured`` (ignored
+        otherwise). The step's ``step_max_tokens`` cap applies unless ``max_new_tokens`` is overridden."""
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        params = self.params.gen_params().replace(**param_overrides) if param_overrides else None
+        if schema is not None and self.params.structured:
+            param_overrides["schema"] = schema_text(schema)
+        base = self.params.step_params(name)
+        params = base.replace(**param_overrides) if param_overrides else base
+        if params == self.params.gen_params():
+            params = None
         req = StepRequest(
             f"s{self._next_id}",
             name,
@@ -346,6 +394,15 @@ class RunContext:
     def parsed(self, step: str, **data: Any) -> None:
         """Attach what was parsed from a step's output (questions, verdicts, sections...)."""
         self.trace.step(step).parsed.update(data)
+
+    def set_summary(self, key: str, value: Any) -> None:
+        """Set ``Trace.summary[key]`` (JSON-able) and report it live (a ``summary`` event)."""
+        self.trace.summary[key] = value
+        self._pending_summaries.append((key, json.loads(json.dumps(value))))
+
+    def take_summaries(self) -> list[tuple[str, Any]]:
+        out, self._pending_summaries = self._pending_summaries, []
+        return out
 
     def set_best(self, answer: str, source: str) -> None:
         self.best, self.best_from = answer, source

@@ -180,6 +180,8 @@ def _flush(run: _Run, finished: list[Step]) -> Iterator[TraceEvent]:
     for step_id, text in run.ctx.take_notes():
         if step_id is None or step_id not in shown:
             yield TraceEvent("note", run.index, text=text, step_id=step_id)
+    for key, value in run.ctx.take_summaries():
+        yield TraceEvent("summary", run.index, text=key, data=value)
 
 
 def _over_budget(run: _Run) -> bool:
