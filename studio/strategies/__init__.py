@@ -19,6 +19,7 @@ from studio.strategies.base import (
     TraceEvent,
     make_strategy,
     render,
+    resolve_params,
     render_messages,
 )
 from studio.strategies.driver import DriveJob, drive, run_jobs
@@ -41,5 +42,6 @@ __all__ = [
     "make_strategy",
     "render",
     "render_messages",
+    "resolve_params",
     "run_jobs",
 ]

@@ -18,7 +18,7 @@ one round that share a backend and decoding params to ``backend.chat`` as one ba
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -112,6 +112,17 @@ class StrategyParams(Decoding):
                 f"unknown strategy params: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
             )
         return cls(**d)
+
+
+def resolve_params(given: StrategyParams | Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> StrategyParams:
+    """The one rule for a run's params: a full :class:`StrategyParams` is used as is; a dict names only the
+    fields the user set, and the model's decoding ``defaults`` fill the rest (then the class defaults)."""
+    if isinstance(given, StrategyParams):
+        return given
+    merged = {**defaults, **dict(given or {})}
+    if isinstance(given, Mapping) and "step_max_tokens" in given and "step_max_tokens" in defaults:
+        merged["step_max_tokens"] = {**defaults["step_max_tokens"], **dict(given["step_max_tokens"] or {})}
+    return StrategyParams.from_dict(merged)
 
 
 @dataclass
