@@ -9,18 +9,23 @@ model names, no step names, counts or traces. They open with the vote.
 from __future__ import annotations
 
 import html
+import logging
+import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
 from components.common import current_user, number, render_trace_html, user_errors, whole
+from components.tree import TREE_JS, summary_html
 from studio import arena as svc
 from studio.context import AppContext
 from studio.errors import InputError
+from studio.strategies import STEP_NAMES, StrategyParams
 
+log = logging.getLogger("studio.ui")
 LETTERS = svc.LETTERS
 N = svc.MAX_COLUMNS
 REFRESH_S = 0.15  # at most ~7 screen updates a second while tokens stream
@@ -39,6 +44,7 @@ class ColumnHandles:
     answer: gr.HTML
     trace: gr.HTML
     rank: gr.Radio
+    summary: gr.HTML  # what the run built beyond its steps: ToT's live tree, self-consistency's vote
 
 
 @dataclass
@@ -53,6 +59,31 @@ class WorkflowHandles:
     progress: gr.HTML
     guide_box: gr.Accordion
     guidelines: gr.Markdown
+
+
+@dataclass
+class OptionsHandles:
+    """Decoding and method options pre-filled with the default model's decoding defaults; only those changed
+    are sent, so each column's model fills the rest with its own (``studio.strategies.resolve_params``)."""
+
+    structured: gr.Checkbox
+    repetition_penalty: gr.Slider
+    no_repeat_ngram_size: gr.Slider
+    step_max_tokens: gr.Textbox
+    breadth: gr.Slider
+    depth: gr.Slider
+    k: gr.Slider
+    n_evaluate: gr.Slider
+    value_threshold: gr.Number
+    samples: gr.Slider
+    sc_temperature: gr.Slider
+    defaults: dict[str, Any]  # what the controls were pre-filled with (StrategyParams fields)
+
+    @property
+    def inputs(self) -> list[Any]:
+        return [self.structured, self.repetition_penalty, self.no_repeat_ngram_size, self.step_max_tokens,
+                self.breadth, self.depth, self.k, self.n_evaluate, self.value_threshold, self.samples,
+                self.sc_temperature]  # fmt: skip
 
 
 @dataclass
@@ -71,6 +102,7 @@ class RunHandles:
     max_questions: gr.Slider
     max_branches: gr.Slider
     token_budget: gr.Number
+    options: OptionsHandles
     upload: gr.File
     set_name: gr.Textbox
     import_prompts: gr.Button
@@ -89,6 +121,7 @@ class LabelHandles:
     flag: gr.Radio
     note: gr.Textbox
     flag_step: gr.Button
+    flag_box: gr.Accordion
 
 
 @dataclass
@@ -111,13 +144,13 @@ class Handles:
     def run_inputs(self) -> list[Any]:
         r = self.run
         return [r.prompt, r.columns, r.blind, r.max_new_tokens, r.temperature, r.top_p, r.seed, r.max_questions,
-                r.max_branches, r.token_budget, self.loaded]  # fmt: skip
+                r.max_branches, r.token_budget, *r.options.inputs, self.loaded]  # fmt: skip
 
     @property
     def run_outputs(self) -> list[Any]:
         lab, cols = self.label, self.cols
         col_outputs = [c.box for c in cols] + [c.header for c in cols] + [c.answer for c in cols]
-        col_outputs += [c.trace for c in cols] + [c.rank for c in cols]
+        col_outputs += [c.trace for c in cols] + [c.rank for c in cols] + [c.summary for c in cols]
         return [self.state, lab.comparison, self.status, lab.step, lab.pairwise, lab.vote_msg, self.run.setup,
                 *col_outputs]  # fmt: skip
 
@@ -132,8 +165,10 @@ class Handles:
 
 
 # -- formatting ------------------------------------------------------------------------------------------------------
-def header_md(position: int, label: str | None, failed: bool = False) -> str:
-    return f"### {LETTERS[position]}" + (f" · {label}" if label else "") + (" · failed" if failed else "")
+def header_md(position: int, label: str | None, failed: bool = False, done: bool = False) -> str:
+    """A column's heading: its letter, its name once it may be shown, and 'failed' or 'done' once it ended."""
+    end = " · failed" if failed else (" · done" if done else "")
+    return f"### {LETTERS[position]}" + (f" · {label}" if label else "") + end
 
 
 def answer_html(answer: str | None, live: str = "", error: str | None = None) -> str:
@@ -174,6 +209,108 @@ def progress_html(p: dict[str, int] | None, who: str, prompt_set: str) -> str:
         f"<div>{html.escape(who)} · {html.escape(prompt_set)}: <b>{p['labelled']}</b> labelled · "
         f"<b>{p['skipped']}</b> skipped · <b>{p['remaining']}</b> remaining of {p['total']}</div></div>"
     )
+
+
+# -- decoding options ------------------------------------------------------------------------------------------------
+CAPS_FORMAT = "'step=tokens, …' (e.g. 'merge=160, answer=96')"
+_CAP = re.compile(r"\s*([A-Za-z_]\w*)\s*[=:]\s*(\S+)\s*\Z")
+#: the options sent only when changed from their pre-filled default (StrategyParams fields)
+OPTION_FIELDS = ("structured", "repetition_penalty", "no_repeat_ngram_size", "step_max_tokens", "breadth",
+                 "depth", "k", "n_evaluate", "value_threshold", "samples", "sc_temperature")  # fmt: skip
+
+
+def step_caps(text: Any) -> dict[str, int]:
+    """Per-step token caps typed as ``merge=160, answer=96`` (commas, semicolons or new lines between them) as
+    ``StrategyParams.step_max_tokens``; one clear error saying what is wrong and how to write it."""
+    if text is not None and not isinstance(text, str):
+        raise InputError(f"per-step token caps are text written {CAPS_FORMAT}, not {type(text).__name__}")
+    caps: dict[str, int] = {}
+    for item in re.split(r"[,;\n]", text or ""):
+        if not item.strip():
+            continue
+        m = _CAP.match(item)
+        if not m:
+            raise InputError(f"per-step token caps are written {CAPS_FORMAT}; {item.strip()!r:.60} is not")
+        name, cap = m[1], m[2]
+        if name not in STEP_NAMES:
+            raise InputError(
+                f"per-step token caps: {name!r} is not a step name; the steps: {', '.join(STEP_NAMES)}"
+            )
+        if not cap.isdigit() or int(cap) < 1:
+            raise InputError(
+                f"per-step token caps: the cap of {name} must be a whole number >= 1, not {cap!r:.20}"
+            )
+        if name in caps:
+            raise InputError(f"per-step token caps: {name} is given twice")
+        caps[name] = int(cap)
+    return caps
+
+
+def caps_text(caps: Any) -> str:
+    """Per-step token caps as the text box shows them: ``merge=160, answer=96``."""
+    return ", ".join(f"{k}={v}" for k, v in dict(caps or {}).items())
+
+
+def option_params(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The decoding and method options as typed (by :data:`OPTION_FIELDS`), checked, and only those that differ
+    from the pre-filled ``defaults``: a field left as it is takes each column's model's own default."""
+    checked = {
+        "structured": bool(values.get("structured")),
+        "repetition_penalty": _number_or(
+            values.get("repetition_penalty"),
+            "repetition penalty",
+            defaults.get("repetition_penalty"),
+            lo=0.5,
+            hi=3,
+        ),
+        "no_repeat_ngram_size": _whole_or(
+            values.get("no_repeat_ngram_size"),
+            "no-repeat n-gram size",
+            defaults.get("no_repeat_ngram_size"),
+            lo=0,
+        ),
+        "step_max_tokens": step_caps(values.get("step_max_tokens")),
+        "breadth": _whole_or(values.get("breadth"), "ToT breadth", defaults.get("breadth"), lo=1),
+        "depth": _whole_or(values.get("depth"), "ToT depth", defaults.get("depth"), lo=1),
+        "k": _whole_or(values.get("k"), "ToT thoughts per state (k)", defaults.get("k"), lo=1),
+        "n_evaluate": _whole_or(
+            values.get("n_evaluate"), "ToT value samples", defaults.get("n_evaluate"), lo=1
+        ),
+        "value_threshold": _number_or(
+            values.get("value_threshold"), "ToT value threshold", defaults.get("value_threshold")
+        ),
+        "samples": _whole_or(
+            values.get("samples"), "self-consistency samples", defaults.get("samples"), lo=1
+        ),
+        "sc_temperature": _number_or(
+            values.get("sc_temperature"), "self-consistency temperature", defaults.get("sc_temperature"), lo=0
+        ),
+    }
+    return {k: v for k, v in checked.items() if v != defaults.get(k)}
+
+
+def _whole_or(value: Any, what: str, default: Any, *, lo: int) -> Any:
+    empty = value is None or (isinstance(value, str) and not value.strip())
+    return default if empty else whole(value, what, lo=lo)
+
+
+def _number_or(
+    value: Any, what: str, default: Any, *, lo: float | None = None, hi: float | None = None
+) -> Any:
+    n = number(value, what, lo=lo, hi=hi)
+    return default if n is None else n
+
+
+def decoding_defaults(ctx: AppContext) -> dict[str, Any]:
+    """The options' pre-fill: the default model's decoding defaults (``models.toml`` params) over the class
+    defaults. A broken models.toml must not stop the page from building: the class defaults then, and a log line
+    (runs say why)."""
+    base = StrategyParams().to_dict()
+    try:
+        base.update(ctx.registry.decoding_defaults())
+    except Exception as e:
+        log.warning("the default model's decoding defaults are unreadable: %s", e)
+    return base
 
 
 # -- the tab: layout ----------------------------------------------------------------------------------------------------
@@ -251,13 +388,59 @@ def run_layout(ctx: AppContext) -> RunHandles:
                 max_questions = gr.Slider(1, 10, 5, step=1, label="CoVe: max verification questions")
                 max_branches = gr.Slider(1, 10, 5, step=1, label="BSM: max branches")
                 token_budget = gr.Number(None, label="token budget per run (optional)", precision=0)
+            options = options_layout(ctx)
     with gr.Accordion("Import a prompt set (text: one per line, or JSONL with 'prompt')", open=False):
         with gr.Row():
             upload = gr.File(label="File", file_types=[".txt", ".jsonl", ".json"], type="filepath")
             set_name = gr.Textbox(label="Prompt set name (the file name when empty)")
             import_btn = gr.Button("Import", scale=0)
     return RunHandles(prompt, blind, run, setup, columns, max_new_tokens, temperature, top_p, seed, max_questions,
-                      max_branches, token_budget, upload, set_name, import_btn)  # fmt: skip
+                      max_branches, token_budget, options, upload, set_name, import_btn)  # fmt: skip
+
+
+def options_layout(ctx: AppContext) -> OptionsHandles:
+    """Decoding against loops, structured steps, per-step caps, and the ToT and self-consistency params, all
+    pre-filled with the default model's decoding defaults."""
+    d = decoding_defaults(ctx)
+    gr.Markdown(
+        f"Below: pre-filled with **{html.escape(ctx.settings.default_model)}**'s decoding defaults. A field you "
+        "leave as it is is not sent, so each column's model uses its own default.",
+        elem_id="arena-defaults-note",
+    )
+    with gr.Row():
+        structured = gr.Checkbox(
+            bool(d["structured"]),
+            label="structured: parsed steps follow a JSON schema",
+            elem_id="arena-structured",
+        )
+        repetition_penalty = gr.Slider(
+            0.5, 3, float(d["repetition_penalty"]), step=0.05, label="repetition_penalty (1 = off)"
+        )
+        no_repeat = gr.Slider(
+            0, max(10, int(d["no_repeat_ngram_size"])), int(d["no_repeat_ngram_size"]), step=1,
+            label="no_repeat_ngram_size (0 = off)",
+        )  # fmt: skip
+        caps = gr.Textbox(
+            caps_text(d["step_max_tokens"]),
+            label="per-step token caps (step=tokens)",
+            placeholder="merge=160, answer=96",
+            elem_id="arena-step-caps",
+        )
+    with gr.Row():
+        breadth = gr.Slider(1, max(8, d["breadth"]), d["breadth"], step=1, label="ToT: breadth (states kept)")
+        depth = gr.Slider(1, max(6, d["depth"]), d["depth"], step=1, label="ToT: depth")
+        k = gr.Slider(1, max(8, d["k"]), d["k"], step=1, label="ToT: k (thoughts per state)")
+        n_evaluate = gr.Slider(
+            1, max(5, d["n_evaluate"]), d["n_evaluate"], step=1, label="ToT: n_evaluate (value samples)"
+        )
+        threshold = gr.Number(float(d["value_threshold"]), label="ToT dfs: value threshold")
+    with gr.Row():
+        samples = gr.Slider(1, max(20, d["samples"]), d["samples"], step=1, label="self-consistency: samples")
+        sc_temperature = gr.Slider(
+            0, 1.5, float(d["sc_temperature"]), step=0.05, label="self-consistency: temperature"
+        )
+    return OptionsHandles(structured, repetition_penalty, no_repeat, caps, breadth, depth, k, n_evaluate,
+                          threshold, samples, sc_temperature, d)  # fmt: skip
 
 
 def columns_layout() -> list[ColumnHandles]:
@@ -269,6 +452,7 @@ def columns_layout() -> list[ColumnHandles]:
             ) as box:
                 header = gr.Markdown(header_md(i, None))
                 answer = gr.HTML(EMPTY, elem_classes="arena-col-answer", elem_id=f"arena-answer-{i}")
+                summary = gr.HTML("", elem_id=f"arena-tree-{i}", js_on_load=TREE_JS)
                 with gr.Accordion("Trace", open=False, elem_id=f"arena-trace-{i}"):
                     trace = gr.HTML()
                 rank = gr.Radio(  # 1-6 until a run: an API session may rank any comparison
@@ -278,7 +462,7 @@ def columns_layout() -> list[ColumnHandles]:
                     elem_id=f"arena-rank-{i}",
                     visible=len(svc.DEFAULT_COLUMNS) > 2,
                 )
-            cols.append(ColumnHandles(box, header, answer, trace, rank))
+            cols.append(ColumnHandles(box, header, answer, trace, rank, summary))
     return cols
 
 
@@ -296,13 +480,15 @@ def label_layout() -> LabelHandles:
         with gr.Row(equal_height=True):
             submit = gr.Button("Submit label", variant="primary", elem_id="arena-submit", scale=0)
             vote_msg = gr.Markdown(elem_id="arena-vote-msg")
-    with gr.Accordion("Flag a step as wrong or good", open=False):
+    with gr.Accordion(
+        "Flag a step (or a tree node) as wrong or good", open=False, elem_id="arena-flag"
+    ) as flag_box:
         with gr.Row():
-            step = gr.Dropdown([], value=None, label="Step", scale=2)
+            step = gr.Dropdown([], value=None, label="Step", scale=2, elem_id="arena-flag-step")
             flag = gr.Radio(["wrong", "good"], value="wrong", label="Label")
             note = gr.Textbox(label="Note (optional)", scale=2, elem_id="arena-note")
-            flag_btn = gr.Button("Flag step", scale=0)
-    return LabelHandles(pairwise, comment, comparison, submit, vote_msg, step, flag, note, flag_btn)
+            flag_btn = gr.Button("Flag step", scale=0, elem_id="arena-flag-btn")
+    return LabelHandles(pairwise, comment, comparison, submit, vote_msg, step, flag, note, flag_btn, flag_box)
 
 
 # -- the tab: events ----------------------------------------------------------------------------------------------------
@@ -317,9 +503,12 @@ def generate(ctx: AppContext) -> dict[str, Any]:
 def wire_run(ctx: AppContext, h: Handles) -> Callable[..., Iterator[list[Any]]]:
     """Run (and Enter in the prompt box); returns the run handler, which auto-advance also calls."""
 
-    def check_run(prompt: str, columns: list[str]) -> None:
+    defaults = h.run.options.defaults
+
+    def check_run(prompt: str, columns: list[str], caps: str) -> None:
         with user_errors():
             svc.check_run(ctx.registry, prompt, columns)
+            step_caps(caps)
 
     def run_arena(
         prompt: str,
@@ -332,8 +521,22 @@ def wire_run(ctx: AppContext, h: Handles) -> Callable[..., Iterator[list[Any]]]:
         max_questions: float,
         max_branches: float,
         token_budget: float | None,
+        structured: bool,
+        repetition_penalty: float,
+        no_repeat_ngram_size: float,
+        step_max_tokens: str,
+        breadth: float,
+        depth: float,
+        k: float,
+        n_evaluate: float,
+        value_threshold: float | None,
+        samples: float,
+        sc_temperature: float,
         loaded: dict | None,
     ) -> Iterator[list[Any]]:
+        options = dict(zip(OPTION_FIELDS, (structured, repetition_penalty, no_repeat_ngram_size, step_max_tokens,
+                                          breadth, depth, k, n_evaluate, value_threshold, samples, sc_temperature),
+                           strict=True))  # fmt: skip
         with user_errors():
             params = {
                 "max_new_tokens": whole(max_new_tokens, "max_new_tokens", lo=1),
@@ -343,7 +546,7 @@ def wire_run(ctx: AppContext, h: Handles) -> Callable[..., Iterator[list[Any]]]:
                 "max_questions": whole(max_questions, "max verification questions", lo=1),
                 "max_branches": whole(max_branches, "max branches", lo=1),
                 "token_budget": _int(token_budget, "token budget") or None,
-            }
+            } | option_params(options, defaults)
             cols = list(columns or [])
             if not cols:
                 raise InputError("pick at least one column")
@@ -352,7 +555,7 @@ def wire_run(ctx: AppContext, h: Handles) -> Callable[..., Iterator[list[Any]]]:
             )  # fmt: skip
             yield from _render_stream(updates, len(cols), bool(blind), prompt)
 
-    checked = [h.run.prompt, h.run.columns]
+    checked = [h.run.prompt, h.run.columns, h.run.options.step_max_tokens]
     # a quick check first: bad input is one toast and the previous results stay on screen. The API endpoint
     # (run_arena) is the second event alone; it checks the same things itself.
     h.run.run.click(check_run, checked, None, **QUIET).success(
@@ -424,18 +627,22 @@ def wire_vote(ctx: AppContext, h: Handles) -> Any:
             gr.Radio(value=None),
             "",
             "",
-            gr.Dropdown(choices=_step_choices(st), value=None),
+            gr.Dropdown(
+                choices=_step_choices(st, [(c["trace"] or {}).get("summary") for c in shown]), value=None
+            ),
             *[gr.Markdown(_revealed_header(i, shown)) for i in range(N)],
             *[_revealed_trace(i, shown) for i in range(N)],
             *[gr.Radio(value=None) for _ in range(N)],
             *[_revealed_error(i, shown) for i in range(N)],
+            *[_revealed_summary(i, shown) for i in range(N)],
         ]
 
     lab, cols, who = h.label, h.cols, h.workflow.annotator
     ranks = [c.rank for c in cols]
     vote_inputs = [lab.comparison, lab.pairwise, lab.comment, who, *ranks, h.state]
     vote_outputs = [h.status, lab.vote_msg, h.state, lab.pairwise, lab.comment, lab.note, lab.step,
-                    *[c.header for c in cols], *[c.trace for c in cols], *ranks, *[c.answer for c in cols]]  # fmt: skip
+                    *[c.header for c in cols], *[c.trace for c in cols], *ranks, *[c.answer for c in cols],
+                    *[c.summary for c in cols]]  # fmt: skip
     checked = [lab.comparison, lab.pairwise, who, h.state, *ranks]
     return lab.submit.click(check_vote, checked, None, **QUIET).success(
         vote, vote_inputs, vote_outputs, api_name="vote"
@@ -561,15 +768,46 @@ def wire_flags(ctx: AppContext, h: Handles) -> None:
     ) -> list[str]:
         with user_errors():
             position, step_id = _step(step)
+            node = _node(step)
             st = svc.ArenaState.from_dict(arena_state)
             who = _name(ctx, request, annotator)
-            lid = svc.label_step(ctx.store, st, position, step_id, label, who, note)
-        return [f"Saved step label #{lid}: {LETTERS[position]} {step_id} is **{label}**.", ""]
+            text = f"node {node}" + (f": {note.strip()}" if (note or "").strip() else "") if node else note
+            lid = svc.label_step(ctx.store, st, position, step_id, label, who, text)
+        what = f"{step_id} (node {node})" if node else step_id
+        return [f"Saved step label #{lid}: {LETTERS[position]} {what} is **{label}**.", ""]
 
     lab, who = h.label, h.workflow.annotator
     lab.flag_step.click(check_flag, [h.state, lab.step, who], None, **QUIET).success(
         flag_step, [h.state, lab.step, lab.flag, lab.note, who], [h.status, lab.note], api_name="flag_step"
     )
+    for i, col in enumerate(h.cols):
+        col.summary.click(node_picker(i), h.state, [lab.step, lab.flag_box, h.status], **QUIET)
+
+
+def node_picker(position: int) -> Callable[..., list[Any]]:
+    """The click handler of column ``position``'s tree (gradio reads the ``gr.EventData`` hint off it)."""
+
+    def pick(arena_state: dict, evt: gr.EventData) -> list[Any]:
+        return pick_node(position, arena_state, evt)
+
+    return pick
+
+
+def pick_node(position: int, arena_state: dict, evt: gr.EventData) -> list[Any]:
+    """A tree node's flag button: pick the node in the flag picker (its label goes to the node's step) and open
+    the picker; the label is then given with Flag step, like any step's."""
+    data = evt._data if isinstance(getattr(evt, "_data", None), dict) else {}
+    node, step = str(data.get("node") or ""), str(data.get("step") or "")
+    st = svc.ArenaState.from_dict(arena_state)
+    known = {sid for sid, _ in st.step_ids[position]} if position < len(st.step_ids) else set()
+    if st.hidden or not node or step not in known:
+        return [gr.skip(), gr.skip(), gr.skip()]
+    return [
+        gr.Dropdown(value=f"{position}|{step}|{node}"),
+        gr.Accordion(open=True),
+        f"Node {node} of column {LETTERS[position]} is picked in *Flag a step*: its label goes to step {step}. "
+        "Choose wrong or good, add a note if you like, and press **Flag step**.",
+    ]
 
 
 def wire_import(ctx: AppContext, h: Handles) -> None:
@@ -595,12 +833,14 @@ def _render_stream(
 ) -> Iterator[list[Any]]:
     """Fold arena updates into screen states; yield at most every REFRESH_S seconds (and at the end)."""
     traces: list[dict[str, Any]] = [
-        {"steps": [], "notes": [], "question": question, "strategy": "", "model": ""} for _ in range(n)
+        {"steps": [], "notes": [], "question": question, "strategy": "", "model": "", "summary": {}}
+        for _ in range(n)
     ]
     live: list[dict[str, str]] = [{} for _ in range(n)]
     answers: list[str | None] = [None] * n
     errors: list[str | None] = [None] * n
     state = svc.ArenaState(blind=blind)
+    sent = Sent()
     last = 0.0
     first = True
     for u in updates:
@@ -615,8 +855,19 @@ def _render_stream(
         now = time.monotonic()
         if first or u.kind in ("stored", "done") or now - last >= REFRESH_S:
             last = now
-            yield _screen(state, traces, live, answers, errors, n, blind, final=u.kind == "done", first=first)
+            yield _screen(
+                state, traces, live, answers, errors, n, blind, final=u.kind == "done", first=first, sent=sent
+            )
             first = False
+
+
+@dataclass
+class Sent:
+    """What the browser already shows of a run's outputs that are redrawn only when they change: an opened tree
+    node stays open, and a step picked to flag stays picked, while the other columns stream."""
+
+    summaries: list[str | None] = field(default_factory=lambda: [None] * N)
+    steps: list[tuple[str, str]] | None = None
 
 
 def _apply(trace: dict[str, Any], ev: Any, answers: list, errors: list, pos: int) -> None:
@@ -630,12 +881,15 @@ def _apply(trace: dict[str, Any], ev: Any, answers: list, errors: list, pos: int
             steps[idx] = step
     elif ev.kind == "note":
         trace["notes"].append(ev.text)
+    elif ev.kind == "summary" and ev.text:
+        trace["summary"][ev.text] = ev.data
     elif ev.kind == "error":
         errors[pos] = ev.text
         trace["error"] = ev.text
     elif ev.kind == "run_finished" and ev.result is not None:
         answers[pos] = ev.result.final_answer
         trace["final_answer"] = ev.result.final_answer
+        trace["summary"] = dict(ev.result.trace.summary) or trace["summary"]
         if ev.result.error:
             errors[pos] = errors[pos] or ev.result.error
 
@@ -651,9 +905,11 @@ def _screen(
     *,
     final: bool,
     first: bool,
+    sent: Sent | None = None,
 ) -> list[Any]:
-    """One screen state. Blind: names, steps and traces stay hidden until the vote, unless the run ended with
-    nothing to compare (then there is nothing to keep blind)."""
+    """One screen state. Blind: names, steps, traces and trees stay hidden until the vote, unless the run ended
+    with nothing to compare (then there is nothing to keep blind). A column is 'done' once its run finished."""
+    sent = sent or Sent()
     hidden = blind and not (final and state.comparison_id is None)
     included = state.included if final else list(range(n))
     failed = [p for p in range(n) if errors[p]]
@@ -661,7 +917,14 @@ def _screen(
     labels = state.columns
     boxes = [gr.Column(visible=i < n) for i in range(N)]
     headers = [
-        gr.Markdown(header_md(i, None if hidden or i >= len(labels) else labels[i], i in failed))
+        gr.Markdown(
+            header_md(
+                i,
+                None if hidden or i >= len(labels) else labels[i],
+                i in failed,
+                done=i < n and answers[i] is not None,
+            )
+        )
         for i in range(N)
     ]
     ans = [_answer(i, answers, errors, traces, live, hidden) if i < n else "" for i in range(N)]
@@ -675,12 +938,26 @@ def _screen(
         )
         for i in range(N)
     ]
-    steps = [] if hidden else _step_choices(state)
+    steps = [] if hidden else _step_choices(state, [t.get("summary") for t in traces])
+    if first or steps != sent.steps:
+        picker = gr.Dropdown(choices=steps, value=None) if first else gr.Dropdown(choices=steps)
+        sent.steps = steps
+    else:
+        picker = gr.skip()
+    sums = []
+    for i in range(N):
+        text = (
+            ""
+            if hidden or i >= n
+            else summary_html(traces[i].get("summary"), traces[i]["steps"], flaggable=True)
+        )
+        sums.append(text if first or text != sent.summaries[i] else gr.skip())
+        sent.summaries[i] = text
     return [
         state.to_dict(),
         state.comparison_id,
         status,
-        gr.Dropdown(choices=steps, value=None),
+        picker,
         _pairwise(included, visible=len(included) == 2 and (not final or state.comparison_id is not None)),
         "" if final else gr.skip(),
         gr.Accordion(open=False) if blind and first else gr.skip(),
@@ -689,6 +966,7 @@ def _screen(
         *ans,
         *trs,
         *ranks,
+        *sums,
     ]
 
 
@@ -733,12 +1011,25 @@ def _pairwise(included: list[int], *, visible: bool) -> gr.Radio:
     return gr.Radio(choices=choices, value=None, visible=visible)
 
 
-def _step_choices(state: svc.ArenaState) -> list[tuple[str, str]]:
-    return [
+def _step_choices(
+    state: svc.ArenaState, summaries: Sequence[Mapping[str, Any] | None] = ()
+) -> list[tuple[str, str]]:
+    """The flag picker: every step of every column ('position|step'), then every node of a column's Tree of
+    Thoughts ('position|step|node': the node's label goes to its step, :func:`studio.arena.node_step`)."""
+    choices = [
         (f"{LETTERS[p]} · {sid} · {name}", f"{p}|{sid}")
         for p, col in enumerate(state.step_ids)
         for sid, name in col
     ]
+    for p, summary in enumerate(summaries):
+        tree = summary.get("tree") if isinstance(summary, Mapping) else None
+        known = {sid for sid, _ in state.step_ids[p]} if p < len(state.step_ids) else set()
+        choices += [
+            (f"{LETTERS[p]} · node {nid} → {sid}", f"{p}|{sid}|{nid}")
+            for nid, sid in svc.flaggable_nodes(tree)
+            if sid in known
+        ]
+    return choices
 
 
 def _revealed_header(i: int, shown: list[dict[str, Any]]) -> str:
@@ -749,6 +1040,13 @@ def _revealed_header(i: int, shown: list[dict[str, Any]]) -> str:
 
 def _revealed_trace(i: int, shown: list[dict[str, Any]]) -> str:
     return render_trace_html(shown[i]["trace"]) if i < len(shown) else ""
+
+
+def _revealed_summary(i: int, shown: list[dict[str, Any]]) -> str:
+    trace = shown[i]["trace"] if i < len(shown) else None
+    if not trace:
+        return ""
+    return summary_html(trace.get("summary"), trace.get("steps") or [], flaggable=True)
 
 
 def _revealed_error(i: int, shown: list[dict[str, Any]]) -> Any:
@@ -799,11 +1097,18 @@ def _typed(ctx: AppContext, request: gr.Request | None, typed: str | None) -> st
 
 
 def _step(step: str | None) -> tuple[int, str]:
-    """A step picked in the flag dropdown: (screen position, step id)."""
-    position, _, step_id = (step or "").partition("|")
+    """A step picked in the flag dropdown ('position|step', or 'position|step|node' for a tree node): (screen
+    position, step id)."""
+    position, _, rest = (step or "").partition("|")
+    step_id = rest.partition("|")[0]
     if not step_id or not position.isdigit():
         raise InputError("pick a step to flag")
     return int(position), step_id
+
+
+def _node(step: str | None) -> str:
+    """The tree node of a flag picked as 'position|step|node' ('' for a plain step)."""
+    return (step or "").split("|")[2] if (step or "").count("|") >= 2 else ""
 
 
 def _loaded_id(loaded: dict | None, prompt: str) -> int | None:

@@ -390,6 +390,25 @@ def label_step(
     return _store(lambda: store.add_step_label(run_id, step_id, label, annotator, note=note.strip() or None))
 
 
+def node_step(tree: Mapping[str, Any] | None, node_id: str) -> str | None:
+    """The step a flag on a Tree-of-Thoughts node labels (``Trace.summary["tree"]``): the node's first value
+    step, or the step that proposed it when it has none; None for a node with neither (the root)."""
+    return dict(flaggable_nodes(tree)).get(str(node_id))
+
+
+def flaggable_nodes(tree: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """(node id, step id) of every node of a tree that can be flagged (:func:`node_step`), in the tree's order."""
+    out = []
+    nodes = tree.get("nodes") if isinstance(tree, Mapping) else None
+    for node in nodes or []:
+        if isinstance(node, Mapping) and node.get("id") is not None:
+            values = node.get("value_steps") or []
+            step = values[0] if values else node.get("propose_step")
+            if step:
+                out.append((str(node["id"]), str(step)))
+    return out
+
+
 def check_step(state: ArenaState, position: int, step_id: str, annotator: str) -> tuple[int, str]:
     """The run id and annotator of a step label on screen; one clear error when it cannot be given yet."""
     annotator = annotator_name(annotator)

@@ -13,7 +13,7 @@ from studio import arena as svc
 from studio.errors import InputError
 from studio.models import ModelRegistry, ModelSpec
 from studio.settings import Settings
-from studio.strategies import STEP_NAMES, STRATEGIES
+from studio.strategies import STEP_NAMES, STRATEGIES, StrategyParams
 from tests.servers import broken_server, stop, studio_server
 
 pytestmark = pytest.mark.slow
@@ -185,15 +185,37 @@ def test_import_prompt_file(store, tmp_path: Path) -> None:
 
 
 # -- the served app ----------------------------------------------------------------------------------------------
+VOTE_ANSWERS = slice(-12, -6)  # the vote's outputs end with the columns' answers, then their summaries
+
+
+#: step names that are also the page's own words ("Traces open after your vote"): a blind page is checked for them
+#: where a step name would show (a "[name]" prefix, the flag picker, a tree), not as words
+PAGE_WORDS = {"vote", "value"}
+
+
 def identifying_names() -> list[str]:
     names = {*STEP_NAMES, "smollm2-135m"}
     for name in STRATEGIES.names():
         names |= {name, *STRATEGIES.get(name).variants}
-    return sorted(names)
+    return sorted(names - PAGE_WORDS)
+
+
+def texts(value: Any) -> list[str]:
+    """Every string in an output, not the keys of its updates ({"value": ..., "__type__": "update"})."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in texts(v)]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in texts(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def blank(output: Any) -> bool:
+    """An output that shows nothing: empty, or left as it was (no new value)."""
+    return output in ("", None) or (isinstance(output, dict) and "value" not in output.get("props", output))
 
 
 def named(value: Any, names: list[str]) -> list[str]:
-    text = json.dumps(value, ensure_ascii=False)
+    text = "\n".join(texts(value))
     return [n for n in names if re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", text, re.IGNORECASE)]
 
 
@@ -230,8 +252,9 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
             assert cid and "Comparison" in status and len(updates) > 2
             for out in [*updates, job.result()]:
                 cmp_id, status, steps, _pairwise, _msg, *cols = out
-                headers, answers, traces = cols[0:6], cols[6:12], cols[12:18]
-                assert not named([status, steps, headers, traces], identifying_names()), out
+                headers, answers, traces, summaries = cols[0:6], cols[6:12], cols[12:18], cols[24:30]
+                assert not named([status, steps, headers, traces, summaries], identifying_names()), out
+                assert steps.get("choices", []) == [] and all(map(blank, summaries)), summaries
                 assert not any(re.search(r">\s*\[\w+\]", str(a)) for a in answers), answers
             with pytest.raises(Exception, match="after your vote|not in the list of choices"):
                 client.predict("0|s1", "wrong", "", "alice", api_name="/flag_step")
@@ -259,6 +282,14 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
                                    api_name="/run_arena")  # fmt: skip
             with pytest.raises(Exception, match="enter your name"):
                 client.predict(cid, "A", "", "", *[None] * 6, api_name="/vote")
+            with pytest.raises(Exception, match=r"per-step token caps are written 'step=tokens, …'"):
+                client.predict(prompt="2+2?", columns=[S1], max_new_tokens=16, **RUN | {"blind": False},
+                               step_max_tokens="answer 4", api_name="/run_arena")  # fmt: skip
+
+            # the decoding options: what was changed is sent and stored with the run
+            out = client.predict(prompt="Name a fruit.", columns=[S1], max_new_tokens=16, **RUN | {"blind": False},
+                                 step_max_tokens="answer=4", repetition_penalty=1.3, api_name="/run_arena")  # fmt: skip
+            assert "All 1 columns finished" in out[1] and "· done" in out[5]["value"]
 
             # a failed column is shown as failed and left out, its error (which names the model) after the vote
             out = client.predict(prompt="Name a colour.", columns=[S1, COT, "system1 @ broken"], blind=True,
@@ -269,8 +300,9 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
             )
             letters = [c[0] for c in out[3]["choices"][:2]]  # the pairwise buttons carry the screen letters
             out = client.predict(two_of_three, "A", "", "alice", *[None] * 6, api_name="/vote")
-            assert "system1 @ broken" in out[0] and sum("left out" in str(a) for a in out[-6:]) == 1
-            failed = next(i for i, a in enumerate(out[-6:]) if "left out" in str(a))
+            answers = out[VOTE_ANSWERS]
+            assert "system1 @ broken" in out[0] and sum("left out" in str(a) for a in answers) == 1
+            failed = next(i for i, a in enumerate(answers) if "left out" in str(a))
             assert "ABC"[failed] not in letters and len(letters) == 2
 
             # one answer is nothing to compare, and nothing is kept blind
@@ -303,3 +335,11 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
         [label] = store.list_step_labels(store.get_comparison(int(cid))["run_ids"][0])
         assert (label["step_id"], label["label"], label["annotator"]) == ("s1", "wrong", "alice")
         assert store.annotator_progress("qs", "carol")["skipped"] == 1
+        [fruit] = [r for r in runs if store.get_prompt(r["prompt_id"])["text"] == "Name a fruit."]
+        run = store.get_run(fruit["id"])
+        assert (
+            run["params"]["step_max_tokens"] == {"answer": 4} and run["params"]["repetition_penalty"] == 1.3
+        )
+        assert run["params"]["breadth"] == StrategyParams().breadth, "an unchanged option keeps the default"
+        [answer] = run["trace"]["steps"]
+        assert answer["params"]["max_new_tokens"] == 4 and answer["completion_tokens"] <= 4
