@@ -87,7 +87,7 @@ def test_a_judge_step_is_a_trace_step_like_a_strategy_step() -> None:
     ab, ba = t["steps"]
     assert (ab["name"], ab["label"], ba["label"]) == ("judge", "order AB", "order BA")
     assert ab["messages"][0]["role"] == "system" and "four" in ab["messages"][1]["content"]
-    assert [ab["output"], ba["output"]] == v.raw and ab["parsed"] == {"pick": "A"}
+    assert [ab["output"], ba["output"]] == v.raw and ab["parsed"]["pick"] == "A"
     assert ab["batch_size"] == 2 and ab["round"] == 1 and t["totals"]["calls"] == 2
 
 
@@ -98,7 +98,7 @@ def test_bsm_eval_sends_one_branch_per_question_and_each_trace_keeps_it() -> Non
     assert b.sizes == [2, 3 * 2]  # one branch per distinct question; one solve per item x order
     for v in verdicts:
         branch, *solves = v.trace["steps"]
-        assert branch["name"] == "branch" and branch["parsed"] == {"criteria": ["Accuracy"]}
+        assert branch["name"] == "branch" and branch["parsed"]["criteria"] == ["Accuracy"]
         assert [s["parent"] for s in solves] == [branch["id"]] * 2 and branch["batch_size"] == 2
 
 

@@ -15,6 +15,8 @@ Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str
 Conversation = list[Message]
 #: ``on_delta(index, text_so_far)``: live text of one row of a batch while it is generated
 OnDelta = Callable[[int, str], None]
+#: ``on_row_done(index, completion)``: one row of a batch has finished (see ``Backend.supports_rows``)
+OnRowDone = Callable[[int, "Completion"], None]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,25 @@ class GenParams(Decoding):
         d["stop"] = list(self.stop)
         return d
 
+    @property
+    def batch_key(self) -> GenParams:
+        """What rows must share to be one batch of a backend that ``supports_rows``: everything but the
+        per-row fields (``max_new_tokens``, ``schema``)."""
+        return self.replace(max_new_tokens=1, schema=None)
+
+
+def row_params(params: GenParams | Sequence[GenParams], n: int) -> list[GenParams]:
+    """One GenParams per row: ``params`` repeated, or the per-row list checked to have ``n`` entries that share
+    a :attr:`GenParams.batch_key`."""
+    if isinstance(params, GenParams):
+        return [params] * n
+    rows = list(params)
+    if len(rows) != n:
+        raise ValueError(f"{len(rows)} params for {n} conversations")
+    if len({p.batch_key for p in rows}) > 1:
+        raise ValueError("the rows of one batch may differ in max_new_tokens and schema only")
+    return rows
+
 
 @dataclass
 class Completion:
@@ -97,6 +118,12 @@ class Backend(ABC):
     #: whether ``choice_probs`` / ``sequence_logprob`` work
     supports_choice_probs: bool = False
     supports_sequence_logprob: bool = False
+    #: whether ``chat`` takes per-row params and reports rows as they finish: ``params`` may be a list, one
+    #: GenParams per conversation, differing only in ``max_new_tokens`` and ``schema`` (same
+    #: :attr:`GenParams.batch_key`), and ``on_row_done(index, completion)`` is called (from any thread) as soon
+    #: as a row has finished, with that row's own ``latency_s`` (batch start to its last token), before
+    #: ``chat`` returns the same completions. The driver passes either only to a backend that declares this.
+    supports_rows: bool = False
 
     @abstractmethod
     def chat(
@@ -104,7 +131,8 @@ class Backend(ABC):
     ) -> list[Completion]:
         """Answer a batch of independent conversations; one Completion each, in order.
 
-        With ``on_delta``, each row's text so far is reported while it is generated (for live UIs)."""
+        With ``on_delta``, each row's text so far is reported while it is generated (for live UIs). A backend
+        that ``supports_rows`` also takes a list of params and ``on_row_done`` (see there)."""
 
     @abstractmethod
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:

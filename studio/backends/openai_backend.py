@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,16 +16,48 @@ from studio.backends.base import (
     Conversation,
     GenParams,
     OnDelta,
+    OnRowDone,
     Stopwatch,
     apply_stop,
+    row_params,
     until_stop,
     validate_conversation,
 )
 from studio.errors import BackendError, InputError, redact
 
+#: what a server says when it will not take ``response_format`` (besides HTTP 501)
+_SCHEMA_WORDS = ("response_format", "json_schema", "response format", "guided", "grammar")
+#: what a server says when it refuses a field it does not know
+_UNKNOWN_FIELD_WORDS = (
+    "unexpected field",
+    "unrecognized request argument",
+    "extra",
+    "not permitted",
+    "unknown",
+)
+
+
+class _Refused(Exception):
+    """The server refused the request's ``response_format`` (the message is the server's)."""
+
 
 class OpenAIBackend(Backend):
+    """Requests go out concurrently (``concurrency`` at a time); each row is reported as soon as it returns.
+
+    Decoding extras, sent only when they are not the default:
+
+    - ``repetition_penalty`` != 1 is sent (in the request body) both as ``repetition_penalty`` (vLLM, TGI, SGLang)
+      and ``repeat_penalty`` (the llama.cpp server); each server reads its own and ignores the other. A server
+      that refuses unknown fields (OpenAI, ``transformers serve``) gets a clear error naming it.
+    - ``no_repeat_ngram_size`` is not sent: no common server takes it. The completion says so (a warning).
+    - ``schema`` is sent as ``response_format`` (``json_schema``, strict). A server that refuses it (HTTP 400, 422
+      or 501, or an error naming response_format) is asked again without it, and the step says it ran as free
+      text; so is a server that accepts it but answers text that is not JSON (``transformers serve`` ignores
+      it). Either way the server is remembered, and later requests go out as free text at once.
+    """
+
     supports_choice_probs = True  # when the server returns logprobs; otherwise a clear error
+    supports_rows = True
 
     def __init__(
         self,
@@ -56,6 +90,9 @@ class OpenAIBackend(Backend):
             base_url=self.base_url, api_key=key, timeout=timeout, max_retries=max_retries
         )
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="openai")
+        #: why this server runs schemas as free text (it refused or ignored ``response_format``); "" = not known to
+        self._no_schema = ""
+        self._no_schema_lock = threading.Lock()
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _error(self, message: str) -> BackendError:
@@ -74,21 +111,50 @@ class OpenAIBackend(Backend):
             kw["seed"] = params.seed
         if params.stop:
             kw["stop"] = list(params.stop)[:4]  # the OpenAI API accepts at most 4
+        if params.repetition_penalty != 1.0:
+            rp = params.repetition_penalty
+            kw["extra_body"] = {"repetition_penalty": rp, "repeat_penalty": rp}
+        if params.schema is not None:
+            schema = json.loads(params.schema)
+            kw["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "step", "schema": schema, "strict": True},
+            }
         return kw
 
     def _call(self, fn: Any, **kw: Any) -> Any:
-        """Run one API call; translate every client failure into a BackendError naming the URL."""
+        """Run one API call; translate every client failure into a BackendError naming the URL. A refused
+        ``response_format`` raises :class:`_Refused`; refused decoding extras, a BackendError that names them."""
         import openai
 
         try:
             return fn(**kw)
+        except openai.APIStatusError as e:
+            body = (e.response.text or "")[:300].strip() if e.response is not None else ""
+            msg = body or e.message
+            low = msg.lower()
+            if "response_format" in kw and (
+                e.status_code == 501 or (e.status_code in (400, 422) and any(w in low for w in _SCHEMA_WORDS))
+            ):
+                raise _Refused(f"HTTP {e.status_code}: {msg}") from None
+            if (
+                "extra_body" in kw
+                and e.status_code in (400, 422)
+                and ("penalty" in low or any(w in low for w in _UNKNOWN_FIELD_WORDS))
+            ):
+                rp = kw["extra_body"]["repetition_penalty"]
+                raise self._error(
+                    f"{self.base_url} refused repetition_penalty={rp:g} (sent as repetition_penalty and "
+                    f"repeat_penalty; HTTP {e.status_code}: {msg[:200]}): this server takes no repetition "
+                    "penalty, so set repetition_penalty to 1.0 for this model"
+                ) from None
+            if "response_format" in kw and e.status_code in (400, 422):
+                raise _Refused(f"HTTP {e.status_code}: {msg}") from None
+            raise self._error(f"{self.base_url} answered HTTP {e.status_code}: {msg[:200]}") from None
         except openai.APITimeoutError:
             raise self._error(f"{self.base_url} did not answer within {self.timeout:g} s (timeout)") from None
         except openai.APIConnectionError as e:
             raise self._error(f"cannot reach endpoint {self.base_url}: {_cause(e)}") from None
-        except openai.APIStatusError as e:
-            body = (e.response.text or "")[:200].strip() if e.response is not None else ""
-            raise self._error(f"{self.base_url} answered HTTP {e.status_code}: {body or e.message}") from None
         except openai.APIResponseValidationError as e:
             raise self._error(
                 f"{self.base_url} sent a response that is not valid OpenAI JSON: {e.message}"
@@ -114,28 +180,86 @@ class OpenAIBackend(Backend):
             model=self.model_name,
         )
 
+    def _row(
+        self, conversation: Conversation, params: GenParams, index: int, on_delta: OnDelta | None
+    ) -> Completion:
+        """One row: its request, with ``response_format`` while this server is not known to refuse it, and the
+        fallbacks and warnings of the class docstring."""
+        watch = Stopwatch()
+        warnings = []
+        if params.no_repeat_ngram_size:
+            warnings.append(
+                f"no_repeat_ngram_size={params.no_repeat_ngram_size} not applied: OpenAI-compatible servers "
+                "do not take it"
+            )
+        free = params.replace(schema=None)
+        constrained = False
+        if params.schema is None:
+            c = self._send(conversation, params, index, on_delta)
+        elif self._no_schema:
+            warnings.append(self._no_schema)
+            c = self._send(conversation, free, index, on_delta)
+        else:
+            try:
+                c = self._send(conversation, params, index, on_delta)
+                constrained = True
+            except _Refused as e:
+                c = self._send(conversation, free, index, on_delta)
+                warnings.append(self._remember(f"refused response_format (json_schema): {e}"))
+            if constrained and c.finish_reason != "length" and not _is_json(c.text):
+                constrained = False
+                warnings.append(
+                    self._remember(
+                        "accepted response_format (json_schema) but answered text that is not JSON, so it "
+                        "ignored the schema"
+                    )
+                )
+        c.constrained, c.warnings, c.latency_s = constrained, warnings + c.warnings, watch.elapsed
+        return c
+
+    def _remember(self, what: str) -> str:
+        """Remember that this server runs schemas as free text; the step note that says so."""
+        note = f"{self.base_url} {what}; ran as free text"
+        with self._no_schema_lock:
+            self._no_schema = self._no_schema or note
+        return note
+
+    def _send(
+        self, conversation: Conversation, params: GenParams, index: int, on_delta: OnDelta | None
+    ) -> Completion:
+        if on_delta is None:
+            return self._one(conversation, params)
+        return self._one_streamed(conversation, params, index, on_delta)
+
     # -- Backend API -------------------------------------------------------------------------------------------
     def chat(
-        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+        self,
+        conversations: Sequence[Conversation],
+        params: GenParams | Sequence[GenParams],
+        on_delta: OnDelta | None = None,
+        on_row_done: OnRowDone | None = None,
     ) -> list[Completion]:
-        """A batch is a set of bounded concurrent requests (``concurrency`` at a time). With ``on_delta``, each
-        request streams and reports its text so far."""
+        """A batch is a set of bounded concurrent requests (``concurrency`` at a time), each row with its own
+        params; ``on_row_done`` hears of each as it returns. With ``on_delta``, each request streams and reports
+        its text so far."""
+        rows = row_params(params, len(conversations))
         for c in conversations:
             validate_conversation(c)
-        if on_delta is None:
-            return list(self._pool.map(lambda c: self._one(c, params), conversations))
-        return list(
-            self._pool.map(
-                lambda ic: self._one_streamed(ic[1], params, ic[0], on_delta), enumerate(conversations)
-            )
-        )
+
+        def one(i: int) -> Completion:
+            c = self._row(conversations[i], rows[i], i, on_delta)
+            if on_row_done is not None:
+                on_row_done(i, c)
+            return c
+
+        return list(self._pool.map(one, range(len(conversations))))
 
     def _one_streamed(
         self, conversation: Conversation, params: GenParams, index: int, on_delta: OnDelta
     ) -> Completion:
         watch = Stopwatch()
         text = ""
-        for chunk in self.stream(conversation, params):
+        for chunk in self._stream(conversation, params):
             text += chunk
             on_delta(index, text)
         return Completion(
@@ -147,6 +271,16 @@ class OpenAIBackend(Backend):
         )
 
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
+        """One answer's text as it comes. A schema goes as ``response_format`` unless the server refuses it."""
+        if params.schema is not None and not self._no_schema:
+            try:
+                yield from self._stream(conversation, params)
+                return
+            except _Refused as e:
+                self._remember(f"refused response_format (json_schema): {e}")
+        yield from self._stream(conversation, params.replace(schema=None))
+
+    def _stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
         validate_conversation(conversation)
         events = self._call(
             self.client.chat.completions.create, messages=conversation, stream=True, **self._request(params)
@@ -213,6 +347,14 @@ def _guarded(events: Any, backend: OpenAIBackend) -> Iterator[Any]:
         except Exception as e:  # openai/httpx errors (RemoteProtocolError...) when the server dies mid-stream
             raise backend._error(f"the stream from {backend.base_url} broke off: {_cause(e)}") from None
         yield ev
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _cause(e: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,19 @@ from studio.backends.base import (
     Conversation,
     GenParams,
     OnDelta,
+    OnRowDone,
     Stopwatch,
     apply_stop,
+    row_params,
     until_stop,
     validate_conversation,
 )
 from studio.errors import BackendError, InputError
+
+try:  # the per-row stopping criteria subclass this; transformers is imported anyway with the backend
+    from transformers import StoppingCriteria, StoppingCriteriaList
+except ImportError:  # pragma: no cover - transformers is a hard dependency
+    StoppingCriteria = object  # type: ignore[assignment,misc]
 
 
 def _cpu_has_bf16() -> bool:
@@ -140,64 +148,107 @@ class TransformersBackend(Backend):
             mask[i, width - len(ids) :] = 1
         return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
 
-    def _gen_kwargs(self, params: GenParams) -> dict[str, Any]:
+    def _gen_kwargs(
+        self, rows: Sequence[GenParams], width: int, id_lists: Sequence[list[int]]
+    ) -> dict[str, Any]:
+        """``generate`` kwargs for a batch whose rows share ``rows[0].batch_key``: sampling, the global token cap
+        (the largest row's; each row stops at its own in :class:`_RowStop`), and the logits processors."""
+        from transformers import LogitsProcessorList
+
+        params = rows[0]
         kw: dict[str, Any] = {
-            "max_new_tokens": params.max_new_tokens,
+            "max_new_tokens": max(p.max_new_tokens for p in rows),
             "pad_token_id": self.tokenizer.pad_token_id,
         }
         if params.greedy:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
             kw.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
-        if params.stop:
-            kw.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        procs: list[Any] = []
+        if params.repetition_penalty != 1.0:
+            procs.append(_RepetitionPenalty(params.repetition_penalty, width, id_lists, self._eos_ids()))
+        if params.no_repeat_ngram_size:
+            free = [p.schema is None for p in rows]
+            if any(free):
+                procs.append(_NoRepeatNGram(params.no_repeat_ngram_size, width, free))
+        kw["logits_processor"] = LogitsProcessorList(procs)
         return kw
 
+    def _structured(self, schemas: Sequence[str | None]) -> tuple[Any, str]:
+        """The grammar processor for the rows' schemas, or (None, why not) when it cannot be built."""
+        try:
+            from studio.backends.structured import build_processor
+        except ImportError as e:
+            return None, f"structured output is unavailable ({_first_line(e)}); ran as free text"
+        try:
+            vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        except Exception:  # a model without output embeddings: its config's vocab size
+            vocab = int(self.model.config.vocab_size)
+        try:
+            return build_processor(
+                self.tokenizer, vocab, list(schemas), stop_token_ids=sorted(self._eos_ids())
+            ), ""
+        except BackendError as e:
+            return None, f"{e}; ran as free text"
+
     # -- Backend API -----------------------------------------------------------------------------------------
+    supports_rows = True
+
     def chat(
-        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+        self,
+        conversations: Sequence[Conversation],
+        params: GenParams | Sequence[GenParams],
+        on_delta: OnDelta | None = None,
+        on_row_done: OnRowDone | None = None,
     ) -> list[Completion]:
+        """One ``generate`` for the batch. Rows may differ in ``max_new_tokens`` and ``schema``; each row stops
+        at its own end (end of turn, a stop string, its own cap) and is reported to ``on_row_done`` at once."""
         import torch
 
         if not conversations:
             return []
-        id_lists = [self._prompt_ids(c, params.max_new_tokens) for c in conversations]
+        rows = row_params(params, len(conversations))
+        id_lists = [self._prompt_ids(c, p.max_new_tokens) for c, p in zip(conversations, rows, strict=True)]
         batch = self._batch(id_lists)
-        kw = self._gen_kwargs(params)
+        width = batch["input_ids"].shape[1]
+        kw = self._gen_kwargs(rows, width, id_lists)
+        warnings: list[list[str]] = [[] for _ in rows]
+        constrained = [p.schema is not None for p in rows]
+        proc = None
+        if any(constrained):
+            proc, why = self._structured([p.schema for p in rows])
+            if proc is None:
+                for i in (i for i, c in enumerate(constrained) if c):
+                    warnings[i].append(why)
+                constrained = [False] * len(rows)
+            else:
+                kw["logits_processor"].append(proc)
+        if rows[0].no_repeat_ngram_size:
+            for i in (i for i, c in enumerate(constrained) if c):
+                warnings[i].append(
+                    f"no_repeat_ngram_size={rows[0].no_repeat_ngram_size} not applied: JSON output repeats "
+                    "n-grams such as '\", \"' by design"
+                )
         if on_delta is not None:
             kw["streamer"] = _BatchStreamer(self.tokenizer, len(id_lists), on_delta, self._eos_ids())
+        watch = Stopwatch()
+        grammar = proc if any(constrained) else None
+        stop = _RowStop(self, rows, id_lists, width, watch, constrained, warnings, on_row_done, grammar)
+        kw["stopping_criteria"] = StoppingCriteriaList([stop])
         with self._lock:
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            watch = Stopwatch()
+            if rows[0].seed is not None:
+                torch.manual_seed(rows[0].seed)
+            watch.t0 = time.perf_counter()
             out = self.model.generate(**batch, **kw)
-            latency = watch.elapsed
-        new = out[:, batch["input_ids"].shape[1] :]
-        eos = self._eos_ids()
-        results = []
-        for ids_in, row in zip(id_lists, new.tolist(), strict=True):
-            n = next((i for i, t in enumerate(row) if t in eos), None)
-            finished = n is not None
-            row = row[:n] if finished else row
-            text, stopped = apply_stop(self.tokenizer.decode(row, skip_special_tokens=True), params.stop)
-            results.append(
-                Completion(
-                    text=text.strip(),
-                    prompt_tokens=len(ids_in),
-                    completion_tokens=len(row),
-                    latency_s=latency,
-                    finish_reason="stop" if finished or stopped else "length",
-                    model=self.model_name,
-                )
-            )
-        return results
+        stop.finish_all(out[:, width:])
+        return [c for c in stop.done if c is not None]
 
     def _eos_ids(self) -> set[int]:
         return set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
     def stream(self, conversation: Conversation, params: GenParams) -> Iterator[str]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import TextIteratorStreamer
 
         ids = self._prompt_ids(conversation, params.max_new_tokens)
         batch = self._batch([ids])
@@ -208,10 +259,16 @@ class TransformersBackend(Backend):
                 return cancelled.is_set()
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kw = self._gen_kwargs(params) | {
+        kw = self._gen_kwargs([params], len(ids), [ids]) | {
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([_Cancel()]),
         }
+        if params.schema is not None:  # constrained when possible; the text is the same JSON either way
+            proc, _ = self._structured([params.schema])
+            if proc is not None:
+                kw["logits_processor"].append(proc)
+        if params.stop:
+            kw.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         errors: list[BaseException] = []
 
         def work() -> None:
@@ -284,6 +341,132 @@ class TransformersBackend(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+class _RowStop(StoppingCriteria):
+    """Per-row ends for one batch: each row stops at its end of turn, its first stop string or its own token
+    cap, and is finished at once: its Completion is built (latency = batch start to its last token) and handed
+    to ``on_row_done`` from the generating thread, while the other rows go on decoding."""
+
+    def __init__(
+        self,
+        backend: TransformersBackend,
+        rows: Sequence[GenParams],
+        id_lists: Sequence[list[int]],
+        width: int,
+        watch: Stopwatch,
+        constrained: Sequence[bool],
+        warnings: Sequence[list[str]],
+        on_row_done: OnRowDone | None,
+        grammar: Any = None,
+    ) -> None:
+        self.grammar = grammar  # the structured-output processor: it knows which rows broke their schema
+        self.backend, self.rows, self.id_lists, self.width, self.watch = backend, rows, id_lists, width, watch
+        self.constrained, self.warnings, self.on_row_done = constrained, warnings, on_row_done
+        self.eos = backend._eos_ids()
+        self.done: list[Completion | None] = [None] * len(rows)
+
+    def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+        import torch
+
+        n_new = input_ids.shape[1] - self.width
+        last = input_ids[:, -1].tolist()
+        flags = []
+        for i, tok in enumerate(last):
+            if self.done[i] is None and n_new > 0:
+                if tok in self.eos:
+                    self._finish(i, input_ids[i, self.width : -1].tolist(), "stop")
+                elif self.rows[i].stop and self._stopped(input_ids[i, self.width :].tolist(), self.rows[i]):
+                    self._finish(i, input_ids[i, self.width :].tolist(), "stop")
+                elif n_new >= self.rows[i].max_new_tokens:
+                    self._finish(i, input_ids[i, self.width :].tolist(), "length")
+            flags.append(self.done[i] is not None)
+        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+    def _stopped(self, tokens: list[int], params: GenParams) -> bool:
+        text = self.backend.tokenizer.decode(tokens, skip_special_tokens=True)
+        return apply_stop(text, params.stop)[1]
+
+    def _finish(self, i: int, tokens: list[int], reason: str) -> None:
+        text = self.backend.tokenizer.decode(tokens, skip_special_tokens=True)
+        text, stopped = apply_stop(text, self.rows[i].stop)
+        constrained, warnings = self.constrained[i], list(self.warnings[i])
+        if constrained and self.grammar is not None and not self.grammar.constrained(i):
+            constrained = False
+            warnings.append(self.grammar.broken_rows.get(i, "the output left its schema"))
+        c = Completion(
+            text=text.strip(),
+            prompt_tokens=len(self.id_lists[i]),
+            completion_tokens=len(tokens),
+            latency_s=self.watch.elapsed,
+            finish_reason="stop" if stopped else reason,
+            model=self.backend.model_name,
+            warnings=warnings,
+            constrained=constrained,
+        )
+        self.done[i] = c
+        if self.on_row_done is not None:
+            self.on_row_done(i, c)
+
+    def finish_all(self, new: Any) -> None:
+        """After ``generate``: rows it ended without this criteria seeing them (none, normally) end here."""
+        for i, row in enumerate(new.tolist()):
+            if self.done[i] is None:
+                n = next((k for k, t in enumerate(row) if t in self.eos), None)
+                self._finish(i, row[:n] if n is not None else row, "stop" if n is not None else "length")
+
+
+class _RepetitionPenalty:
+    """CTRL's repetition penalty (Keskar et al. 2019), as transformers' ``repetition_penalty``, on each row's
+    own prompt and output tokens only: left padding is not counted (a padded row would otherwise penalise the pad
+    token, which is this model's end of turn), and neither is the end-of-turn token, which every chat-templated
+    prompt holds: penalising it keeps a small model from ever stopping."""
+
+    def __init__(self, penalty: float, width: int, id_lists: Sequence[list[int]], eos: set[int]) -> None:
+        self.penalty, self.starts = penalty, [width - len(ids) for ids in id_lists]
+        self.eos = sorted(eos)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.clone()
+        for i, start in enumerate(self.starts):
+            ids = input_ids[i, start:]
+            ids = ids[~torch.isin(ids, torch.tensor(self.eos, device=ids.device))]
+            got = scores[i].gather(0, ids)
+            scores[i].scatter_(0, ids, torch.where(got < 0, got * self.penalty, got / self.penalty))
+        return scores
+
+
+class _NoRepeatNGram:
+    """No n-gram of ``size`` occurs twice in a row's output (the prompt does not count, unlike transformers'
+    ``no_repeat_ngram_size``), on the rows marked in ``rows`` only (constrained rows are left alone: JSON repeats
+    n-grams by design, and banning them could leave the grammar no token at all)."""
+
+    def __init__(self, size: int, width: int, rows: Sequence[bool]) -> None:
+        self.n, self.width, self.rows = size, width, list(rows)
+        self.seen: list[dict[tuple[int, ...], set[int]]] = [{} for _ in rows]
+        self.length = [0] * len(rows)  # output tokens already indexed into ``seen``
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        n = self.n
+        new = input_ids[:, self.width :]
+        if new.shape[1] < n - 1:
+            return scores
+        scores = scores.clone()
+        for i, on in enumerate(self.rows):
+            if not on:
+                continue
+            toks = new[i].tolist()
+            for k in range(
+                max(self.length[i], n - 1), len(toks)
+            ):  # index the n-grams completed since last time
+                self.seen[i].setdefault(tuple(toks[k - n + 1 : k]), set()).add(toks[k])
+            self.length[i] = len(toks)
+            banned = self.seen[i].get(tuple(toks[len(toks) - n + 1 :]) if n > 1 else ())
+            if banned:
+                scores[i, list(banned)] = float("-inf")
+        return scores
 
 
 class _BatchStreamer:

@@ -6,8 +6,16 @@ item (:class:`studio.judges.base.JudgeRun`). Each is a generator that yields a l
 pending requests of every active run, groups them by (backend, params) -- or (backend, choices) for a
 next-token-probability reading -- and sends each group to the backend as one batch. So CoVe's factored
 verifications, BSM's solves, the first steps of several arena columns, and every item and order of a judge batch
-share a forward pass. Groups on different backends run concurrently. Identical ``shared`` requests of one round
-are sent once (a judge's branch step per distinct question).
+share a forward pass. A backend that ``supports_rows`` takes rows that differ in ``max_new_tokens`` (per-step
+caps) and ``schema`` in one batch, so those fields do not split a group. Identical ``shared`` requests of one
+round are sent once (a judge's branch step per distinct question).
+
+**Rows as they finish.** A backend that ``supports_rows`` reports each row the moment it ends, with its own
+latency (batch start to its last token). The driver records the step then, and a run whose requests are all back
+moves on at once: a finished run's ``run_finished`` comes while other rows of its batch still decode. A run's new
+requests wait until their backend's calls in flight have ended, then go out together as the next round (one
+model, one ``generate`` at a time: a second call could not start sooner, and waiting lets it batch). Backends
+are independent: each starts its next round when its own calls end, not when the slowest backend's do.
 
 Every step is recorded the same way: :class:`TraceEvent` s while it runs, a :class:`Step` in the run's
 :class:`Trace`. ``drive(jobs)`` is a generator of events; the runs' results arrive in ``run_finished`` events.
@@ -16,7 +24,8 @@ Every step is recorded the same way: :class:`TraceEvent` s while it runs, a :cla
 **Fallback policy** (one rule for every model call):
 
 1. A batch call that raises, whatever the exception, is retried one request at a time, so the failure lands
-   on the request that caused it and the rest of the batch is still answered.
+   on the request that caused it and the rest of the batch is still answered (rows already delivered as they
+   finished are kept, not asked again).
 2. A request that fails alone fails its step (status ``error``). If the error is an ``InputError`` (the
    request itself was refused, e.g. too long a prompt) and the program accepts refusals (judges do), the
    program receives a completion with ``finish_reason="error"`` and the message as its text, and goes on.
@@ -29,9 +38,11 @@ Every step is recorded the same way: :class:`TraceEvent` s while it runs, a :cla
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,6 +93,7 @@ class _Run:
     gen: StrategyGen
     t0: float
     pending: list[StepRequest] = field(default_factory=list)
+    sent: bool = False  # whether ``pending`` went to a backend
     results: dict[str, Completion] = field(default_factory=dict)
     result: RunResult | None = None
 
@@ -92,6 +104,8 @@ class _Run:
 
 _Item = tuple[_Run, StepRequest]
 _Outcome = Completion | BaseException
+#: what a batch call posts to the driver: ("row", run, request, outcome) per request, then ("end", backend id)
+_Message = tuple[Any, ...]
 
 
 def drive(jobs: Sequence[DriveJob], *, batching: bool = True) -> Iterator[TraceEvent]:
@@ -104,22 +118,40 @@ def drive(jobs: Sequence[DriveJob], *, batching: bool = True) -> Iterator[TraceE
     for run in runs:
         yield from _advance(run, None)
     round_no = 0
-    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="studio-driver") if batching else None
+    inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+    busy: dict[int, int] = {}  # backend id -> its calls in flight
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="studio-driver") if batching else None
     try:
-        while active := [r for r in runs if r.result is None and r.pending]:
-            round_no += 1
-            items = [(r, req) for r in active for req in r.pending]
-            groups = _group(items, batching)
-            sizes = {(r.index, req.id): len(_rows(g)) for g in groups for r, req in g}
-            for r, req in items:
-                yield _started(r, req, round_no, sizes[r.index, req.id])
-            for group, outcomes in _execute(groups, pool):
-                for (r, req), outcome in zip(group, outcomes, strict=True):
-                    yield from _record(r, req, outcome)
-                # a run moves on as soon as all its requests are back, not when the whole round is
-                for r in dict.fromkeys(r for r, _ in group):
-                    if r.result is None and all(req.id in r.results for req in r.pending):
-                        yield from _advance(r, [r.results[req.id] for req in r.pending])
+        while True:
+            ready = [r for r in runs if r.result is None and r.pending and not r.sent]
+            ready = [r for r in ready if not busy.get(id(r.job.backend))]
+            if ready:
+                round_no += 1
+                items = [(r, req) for r in ready for req in r.pending]
+                groups = _group(items, batching)
+                sizes = {(r.index, req.id): len(_rows(g)) for g in groups for r, req in g}
+                for r, req in items:
+                    yield _started(r, req, round_no, sizes[r.index, req.id])
+                for r in ready:
+                    r.sent = True
+                for g in groups:
+                    bid = id(g[0][0].job.backend)
+                    busy[bid] = busy.get(bid, 0) + 1
+                    if pool is None:  # one after another, in this thread
+                        _call(g, inbox.put)
+                    else:
+                        pool.submit(_call, g, inbox.put)
+            if not any(busy.values()):
+                break
+            msg = inbox.get()
+            if msg[0] == "end":
+                busy[msg[1]] -= 1
+                continue
+            _, run, req, outcome = msg
+            yield from _record(run, req, outcome)
+            # a run moves on as soon as all its requests are back, not when its batch or round is
+            if run.result is None and all(q.id in run.results for q in run.pending):
+                yield from _advance(run, [run.results[q.id] for q in run.pending])
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -145,7 +177,7 @@ def _start(index: int, job: DriveJob) -> _Run:
 def _advance(run: _Run, comps: list[Completion] | None) -> Iterator[TraceEvent]:
     """Hand the round's completions to the strategy and take its next requests (or its answer)."""
     finished_steps = [run.trace.step(req.id) for req in run.pending]
-    run.pending, run.results = [], {}
+    run.pending, run.results, run.sent = [], {}, False
     try:
         nxt = next(run.gen) if comps is None else run.gen.send(comps)
         while not nxt:  # an empty request list needs no model: answer it at once
@@ -278,8 +310,12 @@ def _record(run: _Run, req: StepRequest, outcome: _Outcome) -> Iterator[TraceEve
     step.status = "done"
     step.output = outcome.text
     step.prompt_tokens, step.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
-    step.latency_s, step.finish_reason = outcome.latency_s, outcome.finish_reason
+    step.latency_s, step.finish_reason = outcome.latency_s, outcome.finish_reason  # its own decode time
     step.model = outcome.model or step.model
+    step.constrained = bool(outcome.constrained)
+    step.notes.extend(w for w in outcome.warnings if w not in step.notes)
+    if step.params.get("schema") and not step.constrained and not outcome.warnings:
+        step.notes.append(f"{step.model} cannot constrain output to a schema; ran as free text")
     if outcome.finish_reason == "length":
         step.notes.append(f"output cut at max_new_tokens={step.params['max_new_tokens']}")
     run.results[req.id] = outcome
@@ -296,14 +332,24 @@ def _params(run: _Run, req: StepRequest) -> GenParams:
 
 
 def _group(items: list[_Item], batching: bool) -> list[list[_Item]]:
-    """One group per (backend, params) -- or (backend, choices) -- when batching; one per request otherwise."""
+    """One group per (backend, params) -- or (backend, choices) -- when batching; one per request otherwise.
+    For a backend that ``supports_rows``, params that differ only in per-row fields share a group."""
     if not batching:
         return [[it] for it in items]
     groups: dict[tuple[int, Any], list[_Item]] = {}
     for run, req in items:
-        how = ("choices", req.choices) if req.choices else _params(run, req)
-        groups.setdefault((id(run.job.backend), how), []).append((run, req))
+        backend = run.job.backend
+        if req.choices:
+            how: Any = ("choices", req.choices)
+        else:
+            params = _params(run, req)
+            how = params.batch_key if _rows_supported(backend) else params
+        groups.setdefault((id(backend), how), []).append((run, req))
     return list(groups.values())
+
+
+def _rows_supported(backend: Backend) -> bool:
+    return bool(getattr(backend, "supports_rows", False))
 
 
 def _rows(group: list[_Item]) -> list[list[_Item]]:
@@ -321,17 +367,34 @@ def _rows(group: list[_Item]) -> list[list[_Item]]:
     return rows
 
 
-def _call(group: list[_Item]) -> list[_Outcome]:
-    """One backend call for the group, one outcome per request in group order (see the fallback policy)."""
+def _call(group: list[_Item], post: Callable[[_Message], None]) -> None:
+    """One backend call for the group. Each request's outcome is posted as ``("row", run, req, outcome)`` the
+    moment it is known -- a row the backend reports finished, at once -- then ``("end", backend id)``. A call
+    that raises is retried one row at a time for the rows not yet delivered (see the fallback policy)."""
     rows = _rows(group)
+    lock = threading.Lock()
+    delivered: set[int] = set()
+
+    def deliver(i: int, outcome: _Outcome) -> None:
+        with lock:  # a row reported while the call fails, and its retry, must not both be posted
+            if i in delivered:
+                return
+            delivered.add(i)
+        for run, req in rows[i]:
+            post(("row", run, req, outcome))
+
     try:
-        outcomes: list[_Outcome] = list(_send(rows))
-    except Exception as e:
-        outcomes = [e] if len(rows) == 1 else [_alone(row) for row in rows]
-    by_request = {
-        (run.index, req.id): out for row, out in zip(rows, outcomes, strict=True) for run, req in row
-    }
-    return [by_request[run.index, req.id] for run, req in group]
+        try:
+            comps = _send(rows, deliver)
+        except Exception as e:
+            left = [i for i in range(len(rows)) if i not in delivered]
+            for i in left:
+                deliver(i, e if len(rows) == 1 else _alone(rows[i]))
+        else:
+            for i, c in enumerate(comps):
+                deliver(i, c)
+    finally:
+        post(("end", id(group[0][0].job.backend)))
 
 
 def _alone(row: list[_Item]) -> _Outcome:
@@ -341,8 +404,11 @@ def _alone(row: list[_Item]) -> _Outcome:
         return e
 
 
-def _send(rows: list[list[_Item]]) -> list[Completion]:
-    """``backend.chat`` (or ``choice_probs``) on the rows' conversations; a short answer list is an error."""
+def _send(
+    rows: list[list[_Item]], on_row: Callable[[int, Completion], None] | None = None
+) -> list[Completion]:
+    """``backend.chat`` (or ``choice_probs``) on the rows' conversations; a short answer list is an error.
+    ``on_row`` hears of each row as it finishes, from a backend that ``supports_rows``."""
     run0, req0 = rows[0][0]
     backend = run0.job.backend
     convs = [row[0][1].messages for row in rows]
@@ -351,6 +417,10 @@ def _send(rows: list[list[_Item]]) -> list[Completion]:
         probs = backend.choice_probs(convs, req0.choices)
         took = time.perf_counter() - t0
         comps = [Completion(json.dumps(p), 0, 0, took, model=backend.model_name) for p in probs]
+    elif _rows_supported(backend):
+        params = [_params(*row[0]) for row in rows]
+        extra: dict[str, Any] = {"on_row_done": on_row} if on_row is not None else {}
+        comps = list(backend.chat(convs, params, **_deltas(rows), **extra))
     else:
         comps = list(backend.chat(convs, _params(run0, req0), **_deltas(rows)))
     if len(comps) != len(rows):
@@ -370,18 +440,3 @@ def _deltas(rows: list[list[_Item]]) -> dict[str, Callable[[int, str], None]]:
                 run.job.on_delta(req.id, text)
 
     return {"on_delta": on_delta}
-
-
-def _execute(
-    groups: list[list[_Item]], pool: ThreadPoolExecutor | None
-) -> Iterator[tuple[list[_Item], list[_Outcome]]]:
-    """Yield (group, outcomes) as groups complete; concurrently when there is a pool and several groups."""
-    if pool is None or len(groups) == 1:
-        for g in groups:
-            yield g, _call(g)
-        return
-    futures: dict[Future[list[_Outcome]], list[_Item]] = {pool.submit(_call, g): g for g in groups}
-    while futures:
-        done, _ = wait(futures, return_when=FIRST_COMPLETED)
-        for f in done:
-            yield futures.pop(f), f.result()
