@@ -6,6 +6,7 @@ missing labels, empty text) and failures (a backend error, a bug), which must ne
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -146,7 +147,8 @@ def test_cot_answer_marker_splits_the_output_without_a_note() -> None:
     r = run_strategy(Q, "cot", None, b)
     step = r.trace.steps[0]
     assert step.parsed == {
-        "reasoning": "Sydney is bigger, but the capital is Canberra.", "final": "Canberra", "marker_found": True
+        "reasoning": "Sydney is bigger, but the capital is Canberra.", "final": "Canberra", "marker_found": True,
+        "parse_ok": True,
     }  # fmt: skip
     assert r.final_answer == "Canberra" and not step.notes
 
@@ -159,6 +161,7 @@ def test_cot_without_a_marker_answers_with_the_last_line_and_says_so() -> None:
         "reasoning": "Sydney is bigger.",
         "final": "The capital is Canberra.",
         "marker_found": False,
+        "parse_ok": False,
     }
     assert r.final_answer == "The capital is Canberra."
     assert len(step.notes) == 1 and "last line" in step.notes[0]
@@ -393,3 +396,146 @@ def test_default_variants() -> None:
 )
 def test_looks_like_question(text: str, ok: bool) -> None:
     assert looks_like_question(text) is ok
+
+
+# -- structured step outputs ------------------------------------------------------------------------------------------
+class StructuredScripted(ScriptedBackend):
+    """A scripted backend that says it constrained every request that carried a schema (and records the schemas).
+    Its outputs are hand-written, so they can be what a half-honouring server returns: fenced, cut off, partial."""
+
+    def __init__(self, rules: Sequence[Rule], default: str = "ok") -> None:
+        super().__init__(rules, default)
+        self.schemas: list[str | None] = []
+
+    def chat(
+        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+    ) -> list[Completion]:
+        outs = super().chat(conversations, params, on_delta)
+        self.schemas += [params.schema] * len(outs)
+        for out in outs:
+            out.constrained = params.schema is not None
+        return outs
+
+
+STRUCTURED = {"structured": True}
+PLAN_KEY = "Response:"  # the last turn of the few-shot plan prompts
+
+
+def _step(r, name: str):
+    return r.trace.by_name(name)[0]
+
+
+def test_structured_plan_is_read_from_json_and_batches_the_verifications() -> None:
+    b = StructuredScripted([(PLAN_KEY, '{"questions": ["Who is X?", "Where was X born?"]}')])
+    r = run_strategy(Q, "cove", "factored", b, STRUCTURED)
+    plan = _step(r, "plan_verifications")
+    assert plan.constrained and json.loads(plan.params["schema"])["properties"]["questions"]["maxItems"] == 5
+    assert plan.parsed == {"questions": ["Who is X?", "Where was X born?"], "parse_ok": True}
+    assert [s.label for s in r.trace.by_name("execute_verification")] == ["Who is X?", "Where was X born?"]
+    assert not plan.notes
+
+
+def test_free_runs_send_no_schema_and_parse_free_text() -> None:
+    b = StructuredScripted([(PLAN_KEY, "1. Who is X?\n2. X was born in Y.")])
+    r = run_strategy(Q, "cove", "factored", b)
+    plan = _step(r, "plan_verifications")
+    assert set(b.schemas) == {None} and "schema" not in plan.params or plan.params["schema"] is None
+    assert plan.parsed == {"questions": ["Who is X?"], "parse_ok": False}  # a statement was dropped
+    assert any("not questions" in n for n in plan.notes)
+
+
+def test_constrained_but_cut_off_json_is_salvaged_and_counted_as_a_parse_failure() -> None:
+    b = StructuredScripted([(PLAN_KEY, '{"questions": ["Who is X?", "Where was X bo')])
+    r = run_strategy(Q, "cove", "two_step", b, STRUCTURED)
+    plan = _step(r, "plan_verifications")
+    assert plan.parsed == {"questions": ["Who is X?"], "parse_ok": False}
+    assert any("not the expected JSON" in n for n in plan.notes)
+
+
+def test_json_in_a_code_fence_is_read() -> None:
+    fenced = '```json\n{"verdict": "PARTIALLY CONSISTENT", "verdict_detail": "born in Y"}\n```'
+    b = StructuredScripted([(PLAN_KEY, '{"questions": ["Who is X?"]}'), ("Verification question:", fenced)])
+    r = run_strategy(Q, "cove", "factor_revise", b, STRUCTURED)
+    check = _step(r, "cross_check")
+    assert check.parsed == {"verdict": "PARTIALLY CONSISTENT", "detail": "born in Y", "parse_ok": True}
+
+
+def test_json_without_the_verdict_falls_back_to_the_free_text_reading() -> None:
+    b = StructuredScripted([(PLAN_KEY, '{"questions": ["Who is X?"]}'),
+                            ("Verification question:", '{"verdict_detail": "it is INCONSISTENT"}')])  # fmt: skip
+    r = run_strategy(Q, "cove", "factor_revise", b, STRUCTURED)
+    check = _step(r, "cross_check")
+    assert check.parsed["verdict"] == "INCONSISTENT" and check.parsed["parse_ok"] is False
+    assert any("not the expected JSON" in n for n in check.notes)
+
+
+def test_two_step_answers_from_json_and_a_short_list_is_a_failure() -> None:
+    plan = '{"questions": ["Who is X?", "Where is Y?"]}'
+    good = StructuredScripted([(PLAN_KEY, plan), ("Answer each question", '{"answers": ["A.", "B."]}')])
+    step = _step(run_strategy(Q, "cove", "two_step", good, STRUCTURED), "execute_verifications")
+    assert step.parsed == {"answers": ["A.", "B."], "parse_ok": True}
+    short = StructuredScripted([(PLAN_KEY, plan), ("Answer each question", '{"answers": ["A."]}')])
+    step = _step(run_strategy(Q, "cove", "two_step", short, STRUCTURED), "execute_verifications")
+    assert step.parsed == {"answers": ["A.", ""], "parse_ok": False}
+
+
+def test_joint_plan_from_json() -> None:
+    joint = '{"verifications": [{"question": "Who is X?", "question_answer": "Z."}]}'
+    b = StructuredScripted([(PLAN_KEY, joint)])
+    step = _step(run_strategy(Q, "cove", "joint", b, STRUCTURED), "plan_verifications")
+    assert step.parsed == {"questions": ["Who is X?"], "answers": ["Z."], "parse_ok": True}
+
+
+def test_s2a_rewrite_from_json_fields_and_a_missing_field() -> None:
+    both = '{"context_unbiased_text": "Facts.", "question_query": "What is the capital?"}'
+    b = StructuredScripted([(REWRITE, both)])
+    r = run_strategy(Q, "s2a", None, b, STRUCTURED)
+    assert _step(r, "rewrite").parsed["parse_ok"] is True
+    assert _step(r, "answer").messages[0]["content"].startswith("Facts.\n\nWhat is the capital?")
+    b = StructuredScripted([(REWRITE, '{"context_unbiased_text": "Facts."}')])
+    rewrite = _step(run_strategy(Q, "s2a", None, b, STRUCTURED), "rewrite")
+    assert rewrite.parsed["found_query"] is False and rewrite.parsed["parse_ok"] is False
+    assert any("no question label" in n for n in rewrite.notes)
+
+
+def test_bsm_branches_from_json_capped() -> None:
+    b = StructuredScripted([("Break the question", '{"sub_questions": ["a", "b", "c"]}')])
+    r = run_strategy(Q, "bsm", None, b, {**STRUCTURED, "max_branches": 2})
+    assert _step(r, "branch").parsed == {"branches": ["a", "b"], "parse_ok": True}
+    assert len(r.trace.by_name("solve")) == 2
+
+
+def test_judges_read_structured_verdicts() -> None:
+    from studio.judges import JudgeItem, make_judge
+
+    item = JudgeItem.pair("Q?", "one", "two")
+    b = StructuredScripted([], default='{"explanation": "A is right.", "verdict": "[[A]]"}')
+    v = make_judge("pairwise", {"structured": True}).judge([item], b)[0]
+    assert v.ok and v.winner == "inconsistent"  # both orders picked the first shown answer
+    steps = v.trace["steps"]
+    assert [s["parsed"]["parse_ok"] for s in steps] == [True, True] and all(s["constrained"] for s in steps)
+    b = StructuredScripted([], default='{"justification": "fine", "score": 4}')
+    v = make_judge("additive", {"structured": True, "n": 2}).judge([JudgeItem.single("Q?", "a")], b)[0]
+    assert v.rating == 4.0 and all(s["parsed"]["parse_ok"] for s in v.trace["steps"])
+    b = StructuredScripted([], default='{"justification": "no score here. Score: 3"}')
+    v = make_judge("additive", {"structured": True, "n": 1}).judge([JudgeItem.single("Q?", "a")], b)[0]
+    assert v.rating == 3.0 and v.trace["steps"][0]["parsed"]["parse_ok"] is False
+
+
+def test_structured_judge_config_keeps_earlier_hashes() -> None:
+    from studio.judges import make_judge
+
+    assert "structured" not in make_judge("pairwise").config_dict()
+    assert make_judge("pairwise").config_hash("m") != make_judge(
+        "pairwise", {"structured": True}
+    ).config_hash("m")
+
+
+def test_bsm_eval_judge_reads_structured_criteria_and_scores() -> None:
+    from studio.judges import JudgeItem, make_judge
+
+    b = StructuredScripted([("propose an evaluation plan", '{"criteria": ["Accuracy: right facts"]}')],
+                           default='{"explanation": "x", "score_assistant_a": 5, "score_assistant_b": 2}')  # fmt: skip
+    v = make_judge("bsm_eval", {"structured": True}).judge([JudgeItem.pair("Q?", "one", "two")], b)[0]
+    assert v.scores["criteria"] == ["Accuracy: right facts"] and v.winner == "inconsistent"
+    assert all(s["parsed"].get("parse_ok") for s in v.trace["steps"])

@@ -18,8 +18,19 @@ from typing import Any
 
 from studio.backends.base import Backend
 from studio.errors import InputError
-from studio.judges.base import Judge, JudgeConfig, JudgeGen, JudgeItem, Verdict, messages, probs_of, read
+from studio.judges.base import (
+    Judge,
+    JudgeConfig,
+    JudgeGen,
+    JudgeItem,
+    Verdict,
+    load_schema,
+    messages,
+    probs_of,
+    read,
+)
 from studio.strategies.base import RunContext
+from studio.strategies.parsing import json_field
 
 # "Score: 4", "**Score:** 4", "Score: 4/5", "score: 4 points"; the last one in the text is the conclusion.
 _SCORE = re.compile(r"score\s*(?:\*\*)?\s*[:=]\s*(?:\*\*)?\s*(\d+(?:\.\d+)?)(?!\.?\d)", re.IGNORECASE)
@@ -32,6 +43,14 @@ def parse_score(text: str, top: int = 5) -> float | None:
         return None
     value = float(found[-1])
     return value if 0 <= value <= top else None
+
+
+def json_score(obj: object, top: int = 5) -> float | None:
+    """The score of a structured verdict (``{"justification": ..., "score": 4}``) if 0 <= score <= ``top``."""
+    value = json_field(obj, "score")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value <= top else None
 
 
 @dataclass(frozen=True)
@@ -94,8 +113,11 @@ class AdditiveJudge(Judge):
             (result,) = yield [ctx.request("choice_probs", prefilled, choices=DIGITS)]
             return self._logprob_verdict(item, probs_of(result), ctx.trace.model)
         n = self.config.n
-        requests = [ctx.request("judge", conv, label=f"sample {k + 1} of {n}") for k in range(n)]
-        raws, errors, samples = read(ctx, requests, (yield requests), parse_score, "score")
+        schema = load_schema("self_rewarding_additive")
+        requests = [
+            ctx.request("judge", conv, label=f"sample {k + 1} of {n}", schema=schema) for k in range(n)
+        ]
+        raws, errors, samples = read(ctx, requests, (yield requests), parse_score, "score", json_score)
         valid = [s for s in samples if s is not None]
         failed = len(samples) - len(valid)
         notes = [f"{failed} of {len(samples)} samples had no readable score"] if failed and valid else []

@@ -30,6 +30,8 @@ from studio.prompts import Prompts
 from studio.registry import Registry
 from studio.strategies.base import RunContext, RunResult, StepRequest, StrategyParams
 from studio.strategies.driver import DriveJob, drive
+from studio.strategies.parsing import parse_json
+from studio.strategies.schemas import load_schema as _load_schema
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 #: the judges' templates, sent byte for byte (published wording; the answers under judgement as they are)
@@ -37,6 +39,12 @@ PROMPTS = Prompts(PROMPTS_DIR, tidy=False)
 load_prompt = PROMPTS.load
 render = PROMPTS.text
 messages = PROMPTS.messages  # a filled template as a conversation (one user message)
+
+
+def load_schema(name: str, **values: Any) -> dict[str, Any]:
+    """The verdict schema ``prompts/<name>.schema.json`` (used when the judge runs ``structured``)."""
+    return _load_schema(name, PROMPTS_DIR, **values)
+
 
 Mode = Literal["single", "pairwise"]
 Winner = Literal["A", "B", "tie", "inconsistent"]
@@ -190,14 +198,35 @@ def read(
     results: Sequence[Completion],
     parse: Callable[[str], Any],
     key: str,
+    structured: Callable[[Any], Any] | None = None,
 ) -> tuple[list[str], list[str], list[Any]]:
-    """(raw texts, refusal messages or '', what ``parse`` read or None when refused) of one round's outputs;
-    each reading also goes on its step in the trace, as ``parsed[key]``."""
+    """(raw texts, refusal messages or '', what was read or None when refused) of one round's outputs; each
+    reading also goes on its step in the trace, as ``parsed[key]``, with ``parse_ok`` (False when nothing was
+    read, or when constrained output was not the expected JSON and the free-text ``parse`` had to read it).
+
+    A constrained completion is read by ``structured`` from its decoded JSON (None: not readable), else by
+    ``parse`` from its text."""
     texts = [text_of(r) for r in results]
     raws, errors = [t for t, _ in texts], [e for _, e in texts]
-    readings = [None if e else parse(t) for t, e in zip(raws, errors, strict=True)]
-    for req, reading in zip(requests, readings, strict=True):
-        ctx.parsed(req.id, **{key: reading})
+    readings: list[Any] = []
+    for req, result, raw, err in zip(requests, results, raws, errors, strict=True):
+        if err:  # refused: nothing was parsed, so there is no parse to fail
+            readings.append(None)
+            ctx.parsed(req.id, **{key: None})
+            continue
+        reading = None
+        from_json = False
+        if result.constrained and structured is not None:
+            obj = parse_json(raw)
+            reading = structured(obj) if obj is not None else None
+            from_json = reading is not None
+            if not from_json:
+                ctx.note("the constrained output is not the expected JSON; read it as free text", step=req.id)
+        if reading is None:
+            reading = parse(raw)
+        readings.append(reading)
+        ok = reading is not None and (from_json or not (result.constrained and structured is not None))
+        ctx.parsed(req.id, **{key: reading}, parse_ok=ok)
     return raws, errors, readings
 
 
@@ -210,6 +239,9 @@ class JudgeConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = 0
+    #: generate the verdict under its JSON schema (``prompts/<template>.schema.json``); the published prompt is
+    #: sent unchanged. Left out of ``config_dict`` while False, so earlier verdicts keep their config hash.
+    structured: bool = False
 
     def gen_params(self, **overrides: Any) -> GenParams:
         return GenParams(self.max_new_tokens, self.temperature, self.top_p, self.seed).replace(**overrides)
@@ -259,7 +291,12 @@ class Judge:
         return self.registered_name
 
     def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
+        d = asdict(self.config)
+        if (
+            d.get("structured") is False
+        ):  # the default, added later: the hashes of earlier verdicts stay valid
+            del d["structured"]
+        return d
 
     def config_hash(self, judge_model: str) -> str:
         """Identifies (judge, judge model, settings, prompt text): equal hashes mean the same verdicts to expect."""
@@ -300,7 +337,11 @@ class Judge:
             return StrategyParams()  # a judge that only reads next-token probabilities
         c = self.config
         return StrategyParams(
-            max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, seed=c.seed
+            max_new_tokens=c.max_new_tokens,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            seed=c.seed,
+            structured=c.structured,
         )
 
     def judge(self, items: Sequence[JudgeItem], backend: Backend) -> list[Verdict]:

@@ -24,12 +24,14 @@ from studio.judges.base import (
     JudgeConfig,
     JudgeGen,
     JudgeItem,
+    load_schema,
     messages,
     pair_values,
     read,
     text_of,
 )
 from studio.strategies.base import RunContext
+from studio.strategies.parsing import json_field, json_strings, parse_json
 
 #: used when the branch output yields no criterion; the verdict notes it
 FALLBACK_CRITERION = "Overall quality: how helpful, relevant, accurate and detailed the answer is"
@@ -63,6 +65,14 @@ def parse_criterion_scores(text: str) -> tuple[int, int] | None:
         found[letter.upper()] = int(value)  # later matches win: the conclusion comes last
     a, b = found.get("A"), found.get("B")
     if a is None or b is None or not (1 <= a <= 5 and 1 <= b <= 5):
+        return None
+    return a, b
+
+
+def json_criterion_scores(obj: object) -> tuple[int, int] | None:
+    """(score of A, score of B) from a structured solve (``{"explanation", "score_assistant_a", "score_assistant_b"}``)."""
+    a, b = json_field(obj, "score_assistant_a"), json_field(obj, "score_assistant_b")
+    if not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 5 for x in (a, b)):
         return None
     return a, b
 
@@ -102,18 +112,31 @@ class BSMEvalJudge(Judge):
         """branch (one call per distinct question in the batch: ``shared``), then a solve per order and criterion;
         the merge is arithmetic (:func:`merge_orders`)."""
         prompt = messages("bsm_branch", question=item.question, max_criteria=str(self.config.max_criteria))
-        branch = ctx.request("branch", prompt, shared=True, max_new_tokens=self.config.branch_max_new_tokens)
+        schema = load_schema("bsm_branch", max_criteria=self.config.max_criteria)
+        branch = ctx.request(
+            "branch", prompt, shared=True, max_new_tokens=self.config.branch_max_new_tokens, schema=schema
+        )
         (out,) = yield [branch]
         criteria, notes = self._criteria(out)
-        ctx.parsed(branch.id, criteria=criteria)
+        refused = bool(text_of(out)[1])
+        ctx.parsed(branch.id, criteria=criteria, **({} if refused else {"parse_ok": not notes}))
         for note in notes:
             ctx.note(note, step=branch.id)
         calls = [(order, c) for order in ORDERS for c in criteria]
+        solve_schema = load_schema("bsm_solve")
         requests = [
-            ctx.request("solve", solve_conversation(item, o, c), parent=branch.id, label=f"{o}: {c}")
+            ctx.request(
+                "solve",
+                solve_conversation(item, o, c),
+                parent=branch.id,
+                label=f"{o}: {c}",
+                schema=solve_schema,
+            )
             for o, c in calls
         ]
-        raws, _, per = read(ctx, requests, (yield requests), parse_criterion_scores, "scores")
+        raws, _, per = read(
+            ctx, requests, (yield requests), parse_criterion_scores, "scores", json_criterion_scores
+        )
         scores, picks, errors = merge_orders(criteria, calls, per)
         raw = [text_of(out)[0], *raws]
         return self.swap_verdict(
@@ -123,7 +146,15 @@ class BSMEvalJudge(Judge):
     def _criteria(self, out: Completion) -> tuple[list[str], list[str]]:
         """The branch's criteria, or the generic one (noted) when none parsed."""
         raw, err = text_of(out)
-        criteria = parse_criteria(raw, self.config.max_criteria)
+        cap = self.config.max_criteria
+        if out.constrained and not err:
+            got = json_strings(json_field(parse_json(raw), "criteria"))
+            if got:
+                return got[:cap], []
+            criteria = parse_criteria(raw, cap)
+            if criteria:
+                return criteria, ["the constrained output is not the expected JSON; read it as free text"]
+        criteria = parse_criteria(raw, cap)
         if criteria:
             return criteria, []
         return [FALLBACK_CRITERION], [

@@ -9,8 +9,19 @@ from __future__ import annotations
 
 import re
 
-from studio.judges.base import ORDERS, Judge, JudgeGen, JudgeItem, pair_values, read, render, user
+from studio.judges.base import (
+    ORDERS,
+    Judge,
+    JudgeGen,
+    JudgeItem,
+    load_schema,
+    pair_values,
+    read,
+    render,
+    user,
+)
 from studio.strategies.base import RunContext
+from studio.strategies.parsing import json_field, json_text
 
 _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]", re.IGNORECASE)
 # the instruction's own format spec, echoed back by a small model: '"[[A]]" if assistant A is better'
@@ -30,6 +41,11 @@ def parse_pairwise(text: str) -> str | None:
     return "tie" if letter == "C" else letter
 
 
+def json_pick(obj: object) -> str | None:
+    """'A', 'B' or 'tie' from a structured verdict (``{"explanation": ..., "verdict": "[[A]]"}``), else None."""
+    return parse_pairwise(json_text(json_field(obj, "verdict")) or "")
+
+
 def pairwise_conversation(item: JudgeItem, order: str) -> list[dict[str, str]]:
     body = render("mtbench_pair_user", **pair_values(item, order))
     return user(body, system=render("mtbench_pair_system"))
@@ -42,8 +58,12 @@ class PairwiseJudge(Judge):
     prompts = ("mtbench_pair_system", "mtbench_pair_user")
 
     def run(self, item: JudgeItem, ctx: RunContext) -> JudgeGen:
-        requests = [ctx.request("judge", pairwise_conversation(item, o), label=f"order {o}") for o in ORDERS]
-        raws, errors, picks = read(ctx, requests, (yield requests), parse_pairwise, "pick")
+        schema = load_schema("mtbench_pair")
+        requests = [
+            ctx.request("judge", pairwise_conversation(item, o), label=f"order {o}", schema=schema)
+            for o in ORDERS
+        ]
+        raws, errors, picks = read(ctx, requests, (yield requests), parse_pairwise, "pick", json_pick)
         error = ""
         if None in picks:
             bad = [o for o, p in zip(ORDERS, picks, strict=True) if p is None]

@@ -2,13 +2,17 @@
 
 ``branch`` splits the question into up to ``max_branches`` independent sub-questions or aspects; one
 ``solve`` per branch (batched: they are independent); ``merge`` integrates every solve output into one answer.
+
+The branch step asks for a JSON schema (``prompts/bsm_branch.schema.json``), used when the run is ``structured``,
+and records ``parse_ok``: False when no sub-question parsed (or constrained output was not the expected JSON).
 """
 
 from __future__ import annotations
 
 from studio.backends.base import Completion
 from studio.strategies.base import RunContext, Strategy, StrategyGen, render
-from studio.strategies.parsing import parse_list
+from studio.strategies.parsing import json_field, json_salvage_strings, json_strings, parse_json, parse_list
+from studio.strategies.schemas import load_schema
 
 
 class BranchSolveMerge(Strategy):
@@ -18,10 +22,21 @@ class BranchSolveMerge(Strategy):
 
     def run(self, question: str, ctx: RunContext) -> StrategyGen:
         k = ctx.params.max_branches
-        branch = ctx.request("branch", render("bsm_branch", question=question, max_branches=str(k)))
+        branch = ctx.request(
+            "branch",
+            render("bsm_branch", question=question, max_branches=str(k)),
+            schema=load_schema("bsm_branch", max_branches=k),
+        )
         (out,) = yield [branch]
-        branches = parse_list(out.text, cap=k)
-        ctx.parsed(branch.id, branches=branches)
+        got = json_strings(json_field(parse_json(out.text), "sub_questions")) if out.constrained else None
+        from_json = got is not None
+        if got is None:
+            if out.constrained:
+                ctx.note(NOT_JSON, step=branch.id)
+            got = (json_salvage_strings(out.text) if out.constrained else []) or parse_list(out.text)
+        branches = got[:k]
+        ok = bool(branches) and (from_json or not out.constrained)
+        ctx.parsed(branch.id, branches=branches, parse_ok=ok)
         if not branches:
             # Nothing to merge: solving the whole question as one branch is the honest degenerate case.
             ctx.note(
@@ -47,6 +62,9 @@ class BranchSolveMerge(Strategy):
             ctx.note("the merge output was empty; the final answer is the unmerged solves", step=merge.id)
             return ctx.best or ""
         return merged.text
+
+
+NOT_JSON = "the constrained output is not the expected JSON; read it as free text"
 
 
 def _format(branches: list[str], solves: list[Completion]) -> str:

@@ -14,7 +14,13 @@ class ChainOfThought(Strategy):
         req = ctx.request("answer", render("cot_answer", question=question))
         (out,) = yield [req]
         split = split_cot(out.text)
-        ctx.parsed(req.id, reasoning=split.reasoning, final=split.final, marker_found=split.marker_found)
+        ctx.parsed(
+            req.id,
+            reasoning=split.reasoning,
+            final=split.final,
+            marker_found=split.marker_found,
+            parse_ok=split.marker_found,
+        )
         if not split.marker_found:
             ctx.note("no 'Answer:' marker in the output; the final answer is its last line", step=req.id)
         return split.final

@@ -8,6 +8,12 @@ how the verifications are executed:
 - ``factored``: one prompt per question, no baseline in context; the calls go out as one batch.
 - ``factor_revise``: ``factored`` plus one cross-check per question (CONSISTENT / INCONSISTENT /
   PARTIALLY CONSISTENT), also batched.
+
+The parsed steps (the plan, the joint plan, the 2-step answers, the cross-checks) ask for a JSON schema
+(``prompts/<template>.schema.json``), used when the run is ``structured``. A constrained output is read as JSON;
+free text (or JSON that does not decode) goes through the free-text parsers. Each parsed step records
+``parse_ok``: False when the reading had to fall back (no questions, statements dropped, answers paired by
+position, no verdict, or constrained output that was not the expected JSON).
 """
 
 from __future__ import annotations
@@ -25,12 +31,18 @@ from studio.strategies.base import (
     render_messages,
 )
 from studio.strategies.parsing import (
+    json_field,
+    json_salvage_strings,
+    json_strings,
+    json_text,
     looks_like_question,
     parse_answers,
+    parse_json,
     parse_list,
     parse_qa_pairs,
     parse_verdict,
 )
+from studio.strategies.schemas import load_schema
 
 Sub = Generator[list[StepRequest], list[Completion], "list[Verification]"]
 
@@ -79,14 +91,24 @@ class ChainOfVerification(Strategy):
 
     # -- stage 2 (+3 for joint) ----------------------------------------------------------------------------------
     def _joint(self, question: str, baseline: str, ctx: RunContext) -> Sub:
+        cap = ctx.params.max_questions
         req = ctx.request(
             "plan_verifications",
             render_messages("cove_plan_verifications_joint", question=question, baseline=baseline),
+            schema=load_schema("cove_plan_verifications_joint", max_questions=cap),
         )
         (out,) = yield [req]
-        pairs = parse_qa_pairs(out.text, cap=ctx.params.max_questions)
-        ctx.parsed(req.id, questions=[q for q, _ in pairs], answers=[a for _, a in pairs])
-        if any(not a for _, a in pairs):
+        pairs = _json_pairs(out) if out.constrained else None
+        from_json = pairs is not None
+        if pairs is None:
+            if out.constrained:
+                ctx.note(NOT_JSON, step=req.id)
+            pairs = parse_qa_pairs(out.text, cap=cap)
+        pairs = pairs[:cap]
+        missing = any(not a for _, a in pairs)
+        ok = bool(pairs) and not missing and (from_json or not out.constrained)
+        ctx.parsed(req.id, questions=[q for q, _ in pairs], answers=[a for _, a in pairs], parse_ok=ok)
+        if missing:
             ctx.note("some planned questions came without an answer", step=req.id)
         return [Verification(q, a) for q, a in pairs]
 
@@ -94,15 +116,22 @@ class ChainOfVerification(Strategy):
         plan = ctx.request(
             "plan_verifications",
             render_messages("cove_plan_verifications", question=question, baseline=baseline),
+            schema=load_schema("cove_plan_verifications", max_questions=ctx.params.max_questions),
         )
         (out,) = yield [plan]
-        items = parse_list(out.text)
+        items = json_strings(json_field(parse_json(out.text), "questions")) if out.constrained else None
+        from_json = items is not None
+        if items is None:
+            if out.constrained:
+                ctx.note(NOT_JSON, step=plan.id)
+            items = (json_salvage_strings(out.text) if out.constrained else []) or parse_list(out.text)
         # statements are not verification questions (small models restate the response instead)
         kept = [q for q in items if looks_like_question(q)]
         if len(kept) < len(items):
             ctx.note(f"dropped {len(items) - len(kept)} planned line(s) that are not questions", step=plan.id)
         questions = kept[: ctx.params.max_questions]
-        ctx.parsed(plan.id, questions=questions)
+        ok = bool(questions) and len(kept) == len(items) and (from_json or not out.constrained)
+        ctx.parsed(plan.id, questions=questions, parse_ok=ok)
         if not questions:
             return []
         if self.variant == "two_step":
@@ -115,14 +144,22 @@ class ChainOfVerification(Strategy):
     # -- stage 3 -------------------------------------------------------------------------------------------------
     def _two_step(self, questions: list[str], plan_id: str, ctx: RunContext) -> Sub:
         numbered = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
+        n = len(questions)
         req = ctx.request(
             "execute_verifications",
             render("cove_execute_verifications_two_step", questions=numbered),
             parent=plan_id,
+            schema=load_schema("cove_execute_verifications_two_step", n=n),
         )
         (out,) = yield [req]
-        answers, matched = parse_answers(out.text, len(questions))
-        ctx.parsed(req.id, answers=answers)
+        got = json_strings(json_field(parse_json(out.text), "answers")) if out.constrained else None
+        if got is not None:
+            answers, matched = (got + [""] * n)[:n], len(got) == n
+        else:
+            if out.constrained:
+                ctx.note(NOT_JSON, step=req.id)
+            answers, matched = parse_answers(out.text, n)
+        ctx.parsed(req.id, answers=answers, parse_ok=matched and (got is not None or not out.constrained))
         if not matched:
             ctx.note(f"expected {len(questions)} numbered answers; paired them by position", step=req.id)
         return [Verification(q, a) for q, a in zip(questions, answers, strict=True)]
@@ -152,16 +189,46 @@ class ChainOfVerification(Strategy):
                 render("cove_cross_check", baseline=baseline, question=v.question, answer=v.answer),
                 parent=parent,
                 label=v.question,
+                schema=load_schema("cove_cross_check"),
             )
             for v, parent in zip(checks, ids, strict=True)
         ]
         outs = yield reqs
         for v, req, out in zip(checks, reqs, outs, strict=True):
             v.cross_checked = True
-            v.verdict, v.detail = parse_verdict(out.text)
-            ctx.parsed(req.id, verdict=v.verdict, detail=v.detail)
+            read = _json_verdict(out) if out.constrained else None
+            if read is None and out.constrained:
+                ctx.note(NOT_JSON, step=req.id)
+            v.verdict, v.detail = read or parse_verdict(out.text)
+            ok = v.verdict is not None and (read is not None or not out.constrained)
+            ctx.parsed(req.id, verdict=v.verdict, detail=v.detail, parse_ok=ok)
             if v.verdict is None:
                 ctx.note("no CONSISTENT / INCONSISTENT / PARTIALLY CONSISTENT verdict found", step=req.id)
+
+
+NOT_JSON = "the constrained output is not the expected JSON; read it as free text"
+
+
+def _json_pairs(out: Completion) -> list[tuple[str, str]] | None:
+    """The joint plan's (question, answer) pairs from its JSON, or None when it is not the expected JSON."""
+    items = json_field(parse_json(out.text), "verifications")
+    if not isinstance(items, list):
+        return None
+    pairs = []
+    for item in items:
+        q, a = json_text(json_field(item, "question")), json_text(json_field(item, "question_answer"))
+        if q:
+            pairs.append((q, a or ""))
+    return pairs
+
+
+def _json_verdict(out: Completion) -> tuple[str, str] | None:
+    """A cross-check's (verdict, detail) from its JSON, or None when it has no readable verdict."""
+    obj = parse_json(out.text)
+    verdict, _ = parse_verdict(json_text(json_field(obj, "verdict")) or "")
+    if verdict is None:
+        return None
+    return verdict, json_text(json_field(obj, "verdict_detail")) or ""
 
 
 def _format(checks: list[Verification]) -> str:

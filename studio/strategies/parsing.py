@@ -4,9 +4,12 @@ free-form, and a pipeline must degrade (with a trace note) rather than crash.
 
 from __future__ import annotations
 
+import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # A list marker at the start of a line: "1.", "1)", "(1)", "1:", "-", "*", "•", "Q1:", "Question 1.", "Sub-task 2:"
 _MARKER = re.compile(
@@ -286,3 +289,128 @@ def parse_sections(text: str, context_labels: Sequence[str], query_labels: Seque
 
     context = section(c, q) if c is not None else (clean_item(text[: q.start()]) if q is not None else "")
     return Sections(context, section(q, c), c is not None, q is not None)
+
+
+# -- structured outputs (JSON) -----------------------------------------------------------------------------------------
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+_MAX_OPENERS = 32  # how many "{" / "[" positions to try before giving up on a long text
+
+
+def parse_json(text: str) -> Any | None:
+    """The JSON value in a step's output, or None: the whole text, else the first fenced block
+    (```json ... ```), else the first decodable object or array inside the text. Never raises.
+
+    A backend that constrained the output returns bare JSON; the rest is for servers that only half honour a
+    schema (a code fence, a sentence before the object)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    candidates = [text]
+    fenced = _FENCE.search(text)
+    if fenced:
+        candidates.insert(0, fenced.group(1).strip())
+    for c in candidates:
+        try:
+            return json.loads(c)
+        except ValueError:
+            pass
+    decoder = json.JSONDecoder()
+    tried = 0
+    for i, ch in enumerate(text):
+        if ch not in "{[":
+            continue
+        tried += 1
+        if tried > _MAX_OPENERS:
+            break
+        try:
+            return decoder.raw_decode(text, i)[0]
+        except ValueError:
+            continue
+    return None
+
+
+def json_field(obj: Any, key: str) -> Any:
+    """``obj[key]`` when ``obj`` is an object with that key (keys compared case- and separator-blind), else None."""
+    if not isinstance(obj, dict):
+        return None
+    if key in obj:
+        return obj[key]
+    want = re.sub(r"[\W_]+", "", key.casefold())
+    for k, v in obj.items():
+        if isinstance(k, str) and re.sub(r"[\W_]+", "", k.casefold()) == want:
+            return v
+    return None
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON value read as one piece of text: a string (stripped), a number, or None for anything else."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def json_strings(value: Any) -> list[str] | None:
+    """A JSON array read as a list of non-empty strings (an item that is an object gives its first string
+    value); None when ``value`` is not an array."""
+    if not isinstance(value, list):
+        return None
+    out = []
+    for item in value:
+        if isinstance(item, dict):
+            item = next((v for v in item.values() if isinstance(v, str)), None)
+        text = json_text(item)
+        if text:
+            out.append(clean_item(text))
+    return [t for t in out if t]
+
+
+# -- self-consistency: answers as votes ------------------------------------------------------------------------------
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_PUNCT = re.compile(r"[^\w\s]|_")
+_NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_ANSWER_NUM = re.compile(r"\banswer\s*(?:is|:|=)?\s*[$€£]?\s*(-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
+
+
+def normalize_text(text: str) -> str:
+    """SQuAD-style: accents folded, lower case, punctuation and the articles a/an/the dropped, spaces collapsed
+    (the eval metrics' :func:`studio.eval.metrics.normalize`; repeated here, as the eval package imports this one)."""
+    text = unicodedata.normalize("NFKD", text or "")
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = _PUNCT.sub(" ", text)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def normalize_answer(text: str) -> str:
+    """A final answer as a vote: the number after the last "answer is" / "Answer:", else the last number in it
+    (GSM's convention, as the eval's ``numeric`` metric reads it; "1,500.0" -> "1500"); an answer without a
+    number is its normalised text."""
+    found = _ANSWER_NUM.findall(text or "") or _NUM.findall(text or "")
+    if found:
+        try:
+            value = float(found[-1].replace(",", ""))
+        except ValueError:
+            value = None
+        if value is not None:
+            return str(int(value)) if value.is_integer() else repr(value)
+    return normalize_text(text)
+
+
+_JSON_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"(\s*:)?')
+
+
+def json_salvage_strings(text: str) -> list[str]:
+    """The complete string values (not keys) in JSON that does not decode, e.g. cut off at the token cap:
+    ``{"questions": ["Who is X?", "Wh`` -> ["Who is X?"]."""
+    out = []
+    for m in _JSON_STRING.finditer(text or ""):
+        if m.group(2):  # a key
+            continue
+        try:
+            value = json.loads(f'"{m.group(1)}"')
+        except ValueError:
+            continue
+        if value.strip():
+            out.append(clean_item(value))
+    return out
