@@ -14,7 +14,8 @@ Field names accepted in a JSONL line or an HF dataset row (the first present win
 - gold list: ``gold`` or ``gold_list``: a list whose entries are a name or a list of aliases
 - choices: ``choices`` or ``options`` (a list, or ARC's ``{"text": [...], "label": [...]}``); the key is
   ``answer`` / ``answerKey`` / ``label``
-- ``id``, ``condition``, ``base``, ``task`` (list, qa, math, mc, open); every other field goes to ``meta``.
+- ``id``, ``condition``, ``base``, ``task`` (list, qa, math, mc, open, game24); every other field goes to ``meta``
+  (a ``game24`` item's ``numbers``, which its verifier metric reads).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from studio.errors import InputError
 if TYPE_CHECKING:
     from storage import Store
 
-TASKS = ("list", "qa", "math", "mc", "open")
+TASKS = ("list", "qa", "math", "mc", "open", "game24")
 #: conditions that are the reference point of a gap (no injected opinion, no distractor)
 BASELINE_CONDITIONS = ("none", "clean")
 STORE_PREFIX = "store:"
@@ -207,10 +208,19 @@ def item_from_row(row: Mapping[str, Any], where: str) -> EvalItem:
         raise InputError(f"{where}: task is one of {', '.join(TASKS)}, not {task!r}")
     item_id = str(row["id"]) if row.get("id") not in (None, "") else _text_id(question)
     meta = {k: v for k, v in row.items() if k not in _KNOWN_KEYS}
+    if task == "game24":
+        _check_numbers(meta.get("numbers"), where)
     return EvalItem(
         item_id, question, answer_index=index, task=task, meta=meta,
         condition=_opt(row.get("condition")), base=_opt(row.get("base")), **fields,
     )  # fmt: skip
+
+
+def _check_numbers(value: Any, where: str) -> None:
+    """A game24 item's ``numbers``: the whole numbers its answer must use, each once."""
+    ok = isinstance(value, list) and 1 <= len(value) <= 8
+    if not ok or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value):
+        raise InputError(f"{where}: a game24 item needs 'numbers', a list of 1 to 8 whole numbers >= 0")
 
 
 def _opt(value: Any) -> str | None:

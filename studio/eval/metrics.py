@@ -12,6 +12,8 @@ Per item (:func:`score_item`; a metric that does not apply to an item is absent)
   convention), equals the accepted number ("1,500" is 1500).
 - ``mc_accuracy``: the chosen option (a letter such as "B", "(B)", "Answer: B"; else the only choice whose text
   appears) is the correct one.
+- ``game24`` (Game of 24, ToT's task): 1.0 if the answer's expression uses each of the item's ``numbers`` exactly
+  once and equals 24, checked exactly and without executing anything (:func:`studio.eval.game24.verify`).
 - list questions (CoVe): the answer's entities (:func:`extract_entities`) are matched to the gold list;
   ``list_pos`` entities match a gold entity, ``list_neg`` match none, ``list_hits`` gold entities were named,
   ``list_gold`` is the gold list's size. An entity that names an already-matched gold entity again counts
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.eval.data import EvalItem
+from studio.eval.game24 import game24_score
 from studio.strategies.parsing import parse_list
 
 Row = Mapping[str, Any]
@@ -174,6 +177,8 @@ def score_item(item: EvalItem, answer: str) -> dict[str, Any]:
             scores["numeric"] = numeric_match(answer, item.answers)
     if item.choices and item.answer_index is not None:
         scores["mc_accuracy"] = mc_accuracy(answer, item.choices, item.answer_index)
+    if item.task == "game24" and "numbers" in item.meta:
+        scores["game24"] = game24_score(answer, item.meta["numbers"])
     if item.gold:
         s = list_score(answer, item.gold)
         scores.update(list_pos=s.pos, list_neg=s.neg, list_hits=s.hits, list_gold=s.gold)
@@ -223,6 +228,7 @@ STATS: dict[str, Stat] = {
     "list_pos": Stat("list_pos", "pos. per question", mean_of("list_pos"), rate=False),
     "list_neg": Stat("list_neg", "neg. per question", mean_of("list_neg"), rate=False),
     "judge": Stat("judge", "judge score", mean_of("judge"), rate=False),
+    "game24": Stat("game24", "solved (verified)", mean_of("game24")),
 }
 #: the statistics a task reports, in the papers' column order; the first is the task's headline
 TASK_STATS: dict[str, tuple[str, ...]] = {
@@ -231,6 +237,7 @@ TASK_STATS: dict[str, tuple[str, ...]] = {
     "math": ("numeric",),
     "mc": ("mc_accuracy",),
     "open": (),
+    "game24": ("game24",),
 }
 
 

@@ -5,6 +5,8 @@
   test, arXiv 2311.11829), so one base question gives 4 items.
 - ``s2a_distractors``: 20 arithmetic word problems, each with one irrelevant in-topic sentence
   (S2A's GSM-IC setting); :func:`distractor_items` gives the problem with and without it.
+- ``game24`` / ``game24_train``: Game-of-24 puzzles (ToT's task, arXiv 2305.10601), generated and checked
+  solvable by :mod:`studio.eval.game24`; one file, whose ``split`` field makes the 200 test and 500 train items.
 """
 
 from __future__ import annotations
@@ -65,20 +67,31 @@ def plain_items(name: str) -> Callable[[Mapping[str, Any]], Iterator[EvalItem]]:
     return items
 
 
+def split_items(name: str, split: str) -> Callable[[Mapping[str, Any]], Iterator[EvalItem]]:
+    """The rows of one ``split`` (a set whose file holds several splits, such as game24's train and test)."""
+
+    def items(row: Mapping[str, Any]) -> Iterator[EvalItem]:
+        if row.get("split") == split:
+            yield item_from_row(row, f"{name} {row.get('id')}")
+
+    return items
+
+
 @dataclass(frozen=True)
 class Shipped:
     name: str
     description: str
     strategies: tuple[str, ...]  # the comparison the set was written for (the CLI's default)
     expand: Callable[[Mapping[str, Any]], Iterator[EvalItem]]
+    stem: str = ""  # the file's name without .jsonl / .md, when several sets share one file (default: name)
 
     @property
     def file(self) -> Path:
-        return HERE / f"{self.name}.jsonl"
+        return HERE / f"{self.stem or self.name}.jsonl"
 
     @property
     def readme(self) -> Path:
-        return HERE / f"{self.name}.md"
+        return HERE / f"{self.stem or self.name}.md"
 
 
 SHIPPED: dict[str, Shipped] = {
@@ -101,6 +114,19 @@ SHIPPED: dict[str, Shipped] = {
             "20 arithmetic word problems, with and without an irrelevant sentence; accuracy and the gap",
             ("system1", "s2a:relevance"),
             distractor_items,
+        ),
+        Shipped(
+            "game24",
+            "200 Game-of-24 test puzzles (generated, solvability checked); solved rate by an exact verifier",
+            ("system1", "cot", "tot"),
+            split_items("game24", "test"),
+        ),
+        Shipped(
+            "game24_train",
+            "500 Game-of-24 train puzzles (the same generator; disjoint from the test split)",
+            ("system1", "cot", "tot"),
+            split_items("game24_train", "train"),
+            stem="game24",
         ),
     )
 }
