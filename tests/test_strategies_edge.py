@@ -539,3 +539,91 @@ def test_bsm_eval_judge_reads_structured_criteria_and_scores() -> None:
     v = make_judge("bsm_eval", {"structured": True}).judge([JudgeItem.pair("Q?", "one", "two")], b)[0]
     assert v.scores["criteria"] == ["Accuracy: right facts"] and v.winner == "inconsistent"
     assert all(s["parsed"].get("parse_ok") for s in v.trace["steps"])
+
+
+# -- self-consistency and Rephrase-and-Respond (scripted: exact votes) ------------------------------------------------
+class CyclingBackend(ScriptedBackend):
+    """Answers the i-th row of every call with ``outputs[i % len(outputs)]``; records each call's params."""
+
+    def __init__(self, outputs: Sequence[str]) -> None:
+        super().__init__([])
+        self.outputs = list(outputs)
+        self.params: list[GenParams] = []
+
+    def chat(
+        self, conversations: Sequence[Conversation], params: GenParams, on_delta: OnDelta | None = None
+    ) -> list[Completion]:
+        self.sizes.append(len(conversations))
+        self.params.append(params)
+        return [
+            Completion(self.outputs[i % len(self.outputs)], 5, 5, 0.01) for i in range(len(conversations))
+        ]
+
+
+def test_sc_votes_over_one_batch_of_paths() -> None:
+    b = CyclingBackend(
+        ["So.\nAnswer: 12", "Hmm.\nAnswer: 7", "Thus the answer is 12.0", "Answer: 7", "Answer: 12"]
+    )
+    r = run_strategy(Q, "sc", None, b, {"samples": 5, "sc_temperature": 0.6, "seed": 3})
+    assert b.sizes == [5] and b.params[0].temperature == 0.6 and b.params[0].seed == 3  # one batch, one seed
+    assert [s.label for s in r.trace.steps] == [f"path {i}" for i in range(1, 6)]
+    assert r.final_answer == "12"  # path 1's own text
+    vote = r.trace.summary["vote"]
+    assert vote["tally"] == {"12": 3, "7": 2} and vote["share"] == 0.6 and vote["samples"] == 5
+    assert [p["normalized"] for p in vote["paths"]] == ["12", "7", "12", "7", "12"]
+    assert vote["paths"][2] == {
+        "path": 3,
+        "final": "Thus the answer is 12.0",
+        "normalized": "12",
+        "steps": ["s3"],
+    }
+    assert "majority 3/5 (60%)" in r.trace.notes
+
+
+def test_sc_tie_goes_to_the_earliest_path_and_empty_answers_do_not_vote() -> None:
+    r = run_strategy(Q, "sc", "system1", CyclingBackend(["Paris.", "", "Lyon", "the paris"]), {"samples": 4})
+    assert r.final_answer == "Paris." and r.trace.summary["vote"]["tally"] == {"paris": 2, "lyon": 1}
+    r = run_strategy(Q, "sc", "system1", CyclingBackend(["Lyon", "Paris"]), {"samples": 2})
+    assert r.final_answer == "Lyon" and "majority 1/2 (50%)" in r.trace.notes
+    r = run_strategy(Q, "sc", "system1", CyclingBackend([""]), {"samples": 2})
+    assert r.final_answer == "" and any("no path gave an answer" in n for n in r.trace.notes)
+
+
+def test_sc_over_a_multi_step_strategy_multiplexes_every_round() -> None:
+    b = CyclingBackend(["Rephrased question?"])
+    r = run_strategy(Q, "sc", "rar", b, {"samples": 3})
+    assert b.sizes == [3, 3]  # the three rephrase steps, then the three answer steps
+    assert [(s.name, s.label) for s in r.trace.steps[:3]] == [("rephrase", f"path {i}") for i in (1, 2, 3)]
+    assert r.trace.summary["vote"]["paths"][0]["steps"] == ["s1", "s4"]
+
+
+def test_sc_budget_stops_with_the_majority_so_far() -> None:
+    r = run_strategy(
+        Q, "sc", "rar", CyclingBackend(["Rephrased question?"]), {"samples": 2, "token_budget": 5}
+    )
+    assert r.final_answer == "" and any("token budget" in n for n in r.trace.notes)
+
+
+def test_sc_bad_variant_names_the_inner_strategies() -> None:
+    with pytest.raises(InputError, match="variants: cot, system1, rar"):
+        run_strategy(Q, "sc", "magic", CyclingBackend(["x"]))
+
+
+def test_rar_prompts_are_the_authors_and_the_rephrasing_is_unquoted() -> None:
+    b = ScriptedBackend(
+        [("rephrase and expand it", '"What is the capital city of Australia?"')], default="Canberra"
+    )
+    r = run_strategy(Q, "rar", None, b)
+    rephrase, answer = r.trace.steps
+    assert rephrase.messages[0]["content"] == (
+        f'"{Q}"\nGiven the above question, rephrase and expand it to help you do better answering. '
+        "Maintain all information in the original question."
+    )
+    assert answer.messages[0]["content"] == (
+        f"(original) {Q}\n(rephrased) What is the capital city of Australia?\n"
+        "Use your answer for the rephrased question to answer the original question."
+    )
+    assert answer.parent == rephrase.id and r.final_answer == "Canberra"
+    one = run_strategy(Q, "rar", "one_step", b).trace.steps
+    assert [s.name for s in one] == ["answer"]
+    assert one[0].messages[0]["content"] == f'"{Q}"\nRephrase and expand the question, and respond.'
