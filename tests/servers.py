@@ -399,3 +399,42 @@ def logprob_server(model_dir: Path) -> Iterator[LogprobServer]:
     requests: list[dict[str, Any]] = []
     with _serving(_LogprobServer, model=_GreedyLogprobs(model_dir), requests=requests) as srv:
         yield LogprobServer(f"http://127.0.0.1:{srv.server_address[1]}/v1", requests)
+
+
+class _RefusingProxy(_Handler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        srv: Any = self.server
+        body = self._body()
+        sent = json.loads(body or b"{}")
+        srv.record.bodies.append(sent)
+        if srv.field in sent:  # what a server without structured outputs says
+            status, out = 400, json.dumps({"error": {"message": f"{srv.field} is not supported"}}).encode()
+        else:
+            req = urllib.request.Request(
+                srv.upstream + self.path, data=body, headers={"content-type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=300) as resp:
+                    status, out = resp.status, resp.read()
+            except urllib.error.HTTPError as e:
+                status, out = e.code, e.read()
+        srv.record.statuses.append(status)
+        self._send(status, out)
+
+
+@dataclass
+class Refusing(Flaky):
+    """A refusing proxy's record: the statuses it answered and the request bodies it received, in order."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def refusing_proxy(upstream: str, refuse: str = "response_format") -> Iterator[Refusing]:
+    """A proxy on 127.0.0.1 in front of the ``/v1`` server at ``upstream`` that answers HTTP 400 ("<field> is not
+    supported") to every request whose body holds the field ``refuse``, and forwards the others."""
+    origin = upstream.rstrip("/").removesuffix("/v1")
+    record = Refusing("")
+    with _serving(_RefusingProxy, upstream=origin, field=refuse, record=record) as srv:
+        record.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+        yield record

@@ -4,15 +4,26 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from studio.backends import GenParams
+from studio.backends.base import schema_text
 from studio.backends.openai_backend import OpenAIBackend
 from studio.errors import BackendError, InputError
 from studio.judges import make_judge
 from studio.judges.base import JudgeItem
 from studio.judges.logprob import logprob_conversation
-from tests.servers import broken_server, closed_port, flaky_proxy, logprob_server, stop, transformers_serve
+from tests.servers import (
+    broken_server,
+    closed_port,
+    flaky_proxy,
+    logprob_server,
+    refusing_proxy,
+    stop,
+    transformers_serve,
+)
 
 Q = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -43,6 +54,79 @@ def test_server_killed_mid_test_gives_clear_error(default_model_dir, tmp_path) -
         stop(proc)
         with pytest.raises(BackendError, match=r"cannot reach endpoint http://127\.0\.0\.1"):
             b.chat([Q], GenParams(max_new_tokens=4))
+
+
+# -- structured outputs and decoding extras --------------------------------------------------------------------
+SCHEMA = schema_text({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+
+
+@pytest.mark.slow
+def test_a_server_that_ignores_response_format_runs_free_text_and_says_so(served) -> None:
+    """`transformers serve` takes ``response_format`` but ignores it (it logs "Ignoring unsupported fields"): the
+    answer is prose, so the row is not constrained, the warning names the server, and the server is remembered."""
+    url, _, model = served
+    with flaky_proxy(url, fail_first=0) as proxy:  # a plain relay, to count the requests
+        b = OpenAIBackend(model, base_url=proxy.url, max_retries=0)
+        first, second = (
+            b.chat([Q], GenParams(max_new_tokens=24, schema=SCHEMA)),
+            b.chat([Q], GenParams(max_new_tokens=24, schema=SCHEMA)),
+        )
+    [c1], [c2] = first, second
+    assert "Paris" in c1.text and not c1.constrained and not c2.constrained
+    assert c1.warnings == [
+        f"{proxy.url} accepted response_format (json_schema) but answered text that is not JSON, so it ignored "
+        "the schema; ran as free text"
+    ]
+    assert c2.warnings == c1.warnings and proxy.statuses == [200, 200]
+
+
+@pytest.mark.slow
+def test_a_server_that_refuses_response_format_is_asked_again_as_free_text(served) -> None:
+    url, _, model = served
+    with refusing_proxy(url) as proxy:
+        b = OpenAIBackend(model, base_url=proxy.url, max_retries=0)
+        seen: list[int] = []
+        [c] = b.chat(
+            [Q], [GenParams(max_new_tokens=24, schema=SCHEMA)], on_row_done=lambda i, _: seen.append(i)
+        )
+        [again] = b.chat([Q], GenParams(max_new_tokens=24, schema=SCHEMA))
+        streamed = "".join(b.stream(Q, GenParams(max_new_tokens=24, schema=SCHEMA)))
+    assert "Paris" in c.text and not c.constrained and seen == [0]
+    assert c.warnings == [
+        f"{proxy.url} refused response_format (json_schema): HTTP 400: "
+        '{"error": {"message": "response_format is not supported"}}; ran as free text'
+    ]
+    sent = proxy.bodies[0]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["strict"] is True
+    assert sent["json_schema"]["schema"] == json.loads(SCHEMA)
+    # refused once: the retry and every later request (chat or stream) go out as free text at once
+    assert proxy.statuses == [400, 200, 200, 200] and not again.constrained and "Paris" in streamed
+    assert again.warnings == c.warnings
+
+
+@pytest.mark.slow
+def test_repetition_penalty_on_a_server_that_refuses_it_is_a_clear_error(served) -> None:
+    """Sent (only when not 1.0) as repetition_penalty and repeat_penalty; `transformers serve` refuses unknown
+    fields with HTTP 422, and the error names the server and what to change."""
+    url, _, model = served
+    b = OpenAIBackend(model, base_url=url, max_retries=0)
+    with pytest.raises(
+        BackendError,
+        match=rf"{url} refused repetition_penalty=1\.3 .*HTTP 422.*set repetition_penalty to 1\.0",
+    ):
+        b.chat([Q], GenParams(max_new_tokens=8, repetition_penalty=1.3))
+    [c] = b.chat([Q], GenParams(max_new_tokens=8, no_repeat_ngram_size=3))  # not sent: said, not refused
+    assert c.text and c.warnings == [
+        "no_repeat_ngram_size=3 not applied: OpenAI-compatible servers do not take it"
+    ]
+
+
+def test_decoding_extras_are_sent_only_when_not_default() -> None:
+    b = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1")
+    plain = b._request(GenParams())
+    assert "extra_body" not in plain and "response_format" not in plain
+    extra = b._request(GenParams(repetition_penalty=1.2, no_repeat_ngram_size=3))["extra_body"]
+    assert extra == {"repetition_penalty": 1.2, "repeat_penalty": 1.2}
 
 
 # -- retries: the OpenAI client's, through a proxy that fails the first requests -------------------------------

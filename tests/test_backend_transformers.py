@@ -139,3 +139,79 @@ def test_missing_model_dir_is_clear(tmp_path) -> None:
 
     with pytest.raises(BackendError, match="does not exist"):
         TransformersBackend(str(tmp_path / "nope"))
+
+
+# -- rows as they finish, per-row params --------------------------------------------------------------------------
+def test_a_short_row_is_delivered_before_the_batch_ends(backend) -> None:
+    """Four rows in one generate; the short answer is handed over the moment it ends, with its own latency,
+    while the other rows still decode; chat then returns the same completions."""
+    import time
+
+    prompts = ["What is 2+2? Answer with the number only.", *QUESTIONS[1:]]
+    got: list[tuple[int, float]] = []
+    t0 = time.perf_counter()
+    out = backend.chat(
+        [conv(q) for q in prompts],
+        GenParams(max_new_tokens=48),
+        on_row_done=lambda i, c: got.append((i, time.perf_counter() - t0, c)),
+    )
+    total = time.perf_counter() - t0
+    assert sorted(i for i, _, _ in got) == [0, 1, 2, 3]
+    first, when, c0 = got[0]
+    assert first == 0 and c0 is out[0] and "4" in c0.text and c0.completion_tokens < 12
+    assert when < total * 0.6 and c0.latency_s < total * 0.6  # delivered long before the batch ended
+    assert [c.latency_s for _, _, c in got] == sorted(c.latency_s for c in out)  # each row's own time
+    assert max(c.latency_s for c in out) <= total
+
+
+def test_rows_with_their_own_caps_share_one_batch(backend) -> None:
+    """Per-row max_new_tokens in one batch: each row stops at its own cap ("length" for that row only), with the
+    same greedy text as alone with that cap."""
+    caps = [6, 40, 24]
+    rows = [GenParams(max_new_tokens=c) for c in caps]
+    convs = [conv(QUESTIONS[1]), conv("Write a long essay about the history of Rome."), conv(QUESTIONS[0])]
+    batched = backend.chat(convs, rows)
+    alone = [backend.chat([c], p)[0] for c, p in zip(convs, rows, strict=True)]
+    assert [c.text for c in batched] == [c.text for c in alone]
+    assert batched[0].finish_reason == "length" and batched[0].completion_tokens == 6
+    assert batched[1].finish_reason == "length" and batched[1].completion_tokens == 40
+    assert batched[2].finish_reason == "stop" and batched[2].completion_tokens < 24
+    with pytest.raises(ValueError, match="max_new_tokens and schema only"):
+        backend.chat(convs[:2], [GenParams(), GenParams(temperature=0.5)])
+
+
+ESSAY = conv("Write a long essay about the history of Rome.")
+
+
+def test_repetition_penalty_and_no_repeat_ngrams_change_greedy_output(backend) -> None:
+    p = GenParams(max_new_tokens=60)
+    [plain] = backend.chat([ESSAY], p)
+    [penalised] = backend.chat([ESSAY], p.replace(repetition_penalty=1.3))
+    assert penalised.text != plain.text and penalised.text
+    streamed = "".join(backend.stream(ESSAY, p.replace(repetition_penalty=1.3))).strip()
+    assert streamed == penalised.text  # stream decodes with the same processors
+    ids = backend.tokenizer.encode(plain.text, add_special_tokens=False)
+    trigrams = [tuple(ids[k : k + 3]) for k in range(len(ids) - 2)]
+    assert len(set(trigrams)) < len(trigrams)  # the plain answer repeats itself ...
+    [no_repeat] = backend.chat([ESSAY], p.replace(no_repeat_ngram_size=3))
+    ids = backend.tokenizer.encode(no_repeat.text, add_special_tokens=False)
+    trigrams = [tuple(ids[k : k + 3]) for k in range(len(ids) - 2)]
+    assert len(set(trigrams)) == len(trigrams) and no_repeat.text != plain.text  # ... this one never does
+
+
+def test_a_constrained_row_and_a_free_row_share_a_batch(backend) -> None:
+    """Rows with and without a schema in one generate: the constrained row is JSON and says so; the free row's
+    no_repeat_ngram_size is applied, the constrained row's is dropped with a warning."""
+    import json
+
+    pytest.importorskip("xgrammar")
+    from studio.backends.base import schema_text
+
+    schema = schema_text({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+    p = GenParams(max_new_tokens=40, no_repeat_ngram_size=3)
+    js, free = backend.chat([conv(QUESTIONS[0]), ESSAY], [p.replace(schema=schema), p])
+    assert js.constrained and isinstance(json.loads(js.text)["city"], str)
+    assert js.warnings == [
+        "no_repeat_ngram_size=3 not applied: JSON output repeats n-grams such as '\", \"' by design"
+    ]
+    assert not free.constrained and free.warnings == [] and not free.text.startswith("{")

@@ -18,7 +18,7 @@ from studio.errors import BackendError, InputError
 from studio.judges import JudgeItem, make_judge
 from studio.judges import base as judges_base
 from studio.judging import judge_scope, verdict_from_row
-from studio.strategies import DriveJob, make_strategy, run_jobs
+from studio.strategies import DriveJob, StrategyParams, drive, make_strategy, run_jobs
 from studio.strategies import base as strategies_base
 from tests.test_strategies_edge import ScriptedBackend
 
@@ -150,3 +150,105 @@ def test_one_loader_tidies_strategy_prompts_and_sends_judge_prompts_byte_for_byt
     for prompts in (strategies_base.PROMPTS, judges_base.PROMPTS):
         assert prompts.names() and all(prompts.load(n).strip() for n in prompts.names())
         assert not any(prompts.load(n).startswith("#") for n in prompts.names())  # citations are not sent
+
+
+# -- rows as they finish ---------------------------------------------------------------------------------------------
+class RowsThenFail(ScriptedBackend):
+    """A backend that ``supports_rows``: reports each row as it is answered, and fails the batch at ``POISON``
+    (after the rows before it were reported); alone, only the poisoned row fails."""
+
+    supports_rows = True
+
+    def chat(self, conversations, params, on_delta=None, on_row_done=None):
+        self.sizes.append(len(conversations))
+        self.params = list(params)
+        out = []
+        for i, c in enumerate(conversations):
+            comp = self._answer(c)  # raises at POISON
+            if on_row_done is not None:
+                on_row_done(i, comp)
+            out.append(comp)
+        return out
+
+
+def test_rows_reported_before_a_batch_fails_are_kept_and_only_the_rest_retried() -> None:
+    b = RowsThenFail([], default="fine", fail_on=POISON)
+    results = strategy_batch(b)  # "Fine 1?", "POISON 2?", "Fine 3?"
+    assert b.sizes == [3, 1, 1]  # the batch; row 0 was already reported, so rows 1 and 2 are retried alone
+    assert [r.error for r in results] == [None, "scripted failure", None]
+    assert [r.final_answer for r in results] == ["fine", "", "fine"]
+
+
+def test_steps_with_their_own_caps_share_a_batch_on_a_backend_that_supports_rows() -> None:
+    b = RowsThenFail([], default="fine")
+    jobs = [
+        DriveJob(make_strategy("system1"), "Q1?", b, StrategyParams(step_max_tokens={"answer": 16})),
+        DriveJob(make_strategy("system1"), "Q2?", b, StrategyParams(max_new_tokens=64)),
+    ]
+    results = run_jobs(jobs)
+    assert b.sizes == [2] and [p.max_new_tokens for p in b.params] == [16, 64]
+    assert [r.trace.steps[0].batch_size for r in results] == [2, 2]
+    plain = ScriptedBackend([], default="fine")  # without supports_rows, different caps are different batches
+    run_jobs([DriveJob(j.strategy, j.question, plain, j.params) for j in jobs])
+    assert plain.sizes == [1, 1]
+
+
+class _Structured:
+    """A one-step program asking for a schema (a structured run)."""
+
+    name, variant = "probe", None
+
+    def run(self, question, ctx):
+        (c,) = yield [ctx.request("answer", question, schema={"type": "object"})]
+        return c.text
+
+
+class Unconstrained(ScriptedBackend):
+    supports_rows = True
+
+    def chat(self, conversations, params, on_delta=None, on_row_done=None):
+        warn = ["http://x/v1 refused response_format (json_schema): HTTP 400: no; ran as free text"]
+        return [Completion("{}", 1, 1, 0.5, warnings=list(warn)) for _ in conversations]
+
+
+def test_a_step_says_whether_it_was_constrained_and_why_not() -> None:
+    structured = StrategyParams(structured=True)
+    [refused] = run_jobs([DriveJob(_Structured(), "Q?", Unconstrained([]), structured)])
+    step = refused.trace.steps[0]
+    assert step.params["schema"] == '{"type":"object"}' and not step.constrained
+    assert step.notes == ["http://x/v1 refused response_format (json_schema): HTTP 400: no; ran as free text"]
+    assert step.latency_s == 0.5  # the backend's own figure for the row
+
+    class Constrained(ScriptedBackend):
+        def chat(self, conversations, params, on_delta=None):
+            return [Completion("{}", 1, 1, 0.1, constrained=True) for _ in conversations]
+
+    [ok] = run_jobs([DriveJob(_Structured(), "Q?", Constrained([]), structured)])
+    assert ok.trace.steps[0].constrained and ok.trace.steps[0].notes == []
+    [silent] = run_jobs([DriveJob(_Structured(), "Q?", ScriptedBackend([], default="{}"), structured)])
+    assert not silent.trace.steps[0].constrained
+    assert silent.trace.steps[0].notes == ["scripted cannot constrain output to a schema; ran as free text"]
+
+
+@pytest.mark.slow
+def test_system1_finishes_while_a_long_column_of_its_batch_still_decodes(backend) -> None:
+    """System 1 and CoT share round 1's batch; System 1's short answer ends first, and its run_finished comes
+    before CoT's step finishes, with System 1's own latency, not the batch's."""
+    import time
+
+    jobs = [
+        DriveJob(make_strategy("system1"), "What is 2+2? Answer with the number only.", backend),
+        DriveJob(make_strategy("cot"), "Write a long essay about the history of Rome.", backend),
+    ]
+    for j in jobs:
+        j.params = StrategyParams(max_new_tokens=64)
+    t0 = time.perf_counter()
+    log = [(ev.kind, ev.run, time.perf_counter() - t0, ev) for ev in drive(jobs)]
+    kinds = [(k, r) for k, r, _, _ in log]
+    assert kinds.index(("run_finished", 0)) < kinds.index(("step_finished", 1))
+    [(_, _, done0, ev0)] = [e for e in log if e[:2] == ("run_finished", 0)]
+    [(_, _, done1, ev1)] = [e for e in log if e[:2] == ("run_finished", 1)]
+    s0, s1 = ev0.result.trace.steps[0], ev1.result.trace.steps[0]
+    assert s0.batch_size == s1.batch_size == 2 and s0.round == s1.round == 1
+    assert s0.completion_tokens < 12 and s1.completion_tokens > 4 * s0.completion_tokens
+    assert s0.latency_s < s1.latency_s / 2 and done0 < done1 / 2
