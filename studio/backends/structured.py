@@ -89,9 +89,14 @@ class _Compiler:
             return self._grammars[schema]
 
     def _compile(self, schema: str) -> Any:
-        check_schema(schema)
+        obj = check_schema(schema)
+        for node in _walk(obj):
+            if isinstance(node.get("pattern"), str):
+                node["pattern"] = split_repetitions(node["pattern"])
         try:
-            return self.compiler.compile_json_schema(schema, any_whitespace=False, separators=SEPARATORS)
+            return self.compiler.compile_json_schema(
+                json.dumps(obj), any_whitespace=False, separators=SEPARATORS
+            )
         except Exception as e:  # xgrammar raises RuntimeError with a C++ location prefix
             raise InputError(
                 f"the JSON schema cannot be used for structured output: {_xgr_message(e)}"
@@ -130,6 +135,74 @@ def check_schema(schema: str) -> dict[str, Any]:
                 "drop it and deduplicate after parsing"
             )
     return obj
+
+
+#: xgrammar's masks stay cached only for repetition bounds up to ~128: measured on the default model's vocabulary,
+#: ``[^?\\n]{1,127}`` costs 0.005 ms per token, ``{1,129}`` 23 ms, ``{1,200}`` 35 ms (bench/structured.py).
+REPEAT_CHUNK = 100
+_BOUNDS = re.compile(r"\{(\d+)(?:,(\d+))?\}")
+
+
+def split_repetitions(pattern: str) -> str:
+    """``X{m,n}`` with ``n`` above :data:`REPEAT_CHUNK`, rewritten as the same language in chunks xgrammar masks
+    fast: ``[^?]{3,300}`` -> ``[^?]{3,100}[^?]{0,100}[^?]{0,100}``. ``X`` is any atom: a character, an escape,
+    a class or a group."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        j = _atom_end(pattern, i)
+        atom = pattern[i:j]
+        m = _BOUNDS.match(pattern, j)
+        if m and atom not in ("(", ")", "|", "^", "$"):
+            out.append(_chunks(atom, int(m.group(1)), m.group(2)))
+            i = m.end()
+        else:
+            out.append(atom)
+            i = j
+    return "".join(out)
+
+
+def _atom_end(p: str, i: int) -> int:
+    """The end of the atom starting at ``i``: an escape, a class, a whole group, or one character."""
+    if p[i] == "\\":
+        return min(i + 2, len(p))
+    if p[i] == "[":
+        k = i + 1
+        if k < len(p) and p[k] == "^":
+            k += 1
+        if k < len(p) and p[k] == "]":
+            k += 1
+        while k < len(p) and p[k] != "]":
+            k += 2 if p[k] == "\\" else 1
+        return min(k + 1, len(p))
+    if p[i] == "(":
+        depth, k = 0, i
+        while k < len(p):
+            if p[k] == "\\":
+                k += 2
+                continue
+            if p[k] == "[":
+                k = _atom_end(p, k)
+                continue
+            depth += {"(": 1, ")": -1}.get(p[k], 0)
+            k += 1
+            if depth == 0:
+                return k
+        return len(p)
+    return i + 1
+
+
+def _chunks(atom: str, lo: int, hi_text: str | None) -> str:
+    hi = lo if hi_text is None else int(hi_text)
+    if hi <= REPEAT_CHUNK or lo > hi:
+        return f"{atom}{{{lo}}}" if hi_text is None else f"{atom}{{{lo},{hi}}}"
+    parts = []
+    while hi > 0:
+        n = min(hi, REPEAT_CHUNK)
+        take = min(lo, n)
+        parts.append(f"{atom}{{{take},{n}}}")
+        lo, hi = lo - take, hi - n
+    return "".join(parts)
 
 
 def _walk(node: Any) -> Any:
@@ -282,7 +355,7 @@ def _processor_class() -> type:
             rows = active + done
             if not rows:
                 return scores
-            before = scores[active].clone() if active else None
+            before = scores.clone() if active else None  # a whole clone: 8x cheaper than picking rows
             bitmask = self.bitmask if scores.device.type == "cpu" else self.bitmask.to(scores.device)
             backend = (
                 "cpu" if scores.device.type == "cpu" and scores.dtype == torch.float32 else "torch_native"
@@ -300,12 +373,12 @@ def _processor_class() -> type:
             """A row whose mask left no token (another processor banned every allowed one) gets its logits back:
             sampling from nothing would crash. If those logits only allowed an end token, generation is ending
             the row on purpose (its own cap); otherwise the row is released from its schema."""
-            empty = torch.isneginf(scores[active]).all(dim=-1).tolist()
-            for k, (i, is_empty) in enumerate(zip(active, empty, strict=True)):
-                if not is_empty:
+            top = scores.amax(dim=-1).tolist()
+            for i in active:
+                if top[i] != float("-inf"):
                     continue
-                scores[i] = before[k]
-                finite = torch.nonzero(~torch.isneginf(before[k])).flatten().tolist()
+                scores[i] = before[i]
+                finite = torch.nonzero(~torch.isneginf(before[i])).flatten().tolist()
                 if finite and set(finite) <= self.end_ids:
                     self.state[i] = ENDED
                 else:
