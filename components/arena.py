@@ -365,7 +365,9 @@ def run_layout(ctx: AppContext) -> RunHandles:
     settings = ctx.settings
     prompt = gr.Textbox(label="Prompt", placeholder="Ask something…", lines=3, elem_id="arena-prompt")
     with gr.Row(equal_height=True):
-        blind = gr.Checkbox(True, label="Blind: hide names, shuffle positions", scale=4)
+        blind = gr.Checkbox(
+            True, label="Blind: hide names, shuffle positions", scale=4, elem_id="arena-blind"
+        )
         run = gr.Button("Run", variant="primary", scale=0, elem_id="arena-run")
     with gr.Accordion("Columns and decoding", open=True, elem_id="arena-setup") as setup:
         columns = gr.Dropdown(
@@ -376,11 +378,12 @@ def run_layout(ctx: AppContext) -> RunHandles:
             label="Columns (strategy:variant @ model), up to 6",
             elem_id="arena-columns",
         )
-        with gr.Accordion("Decoding and limits", open=False):
+        with gr.Accordion("Decoding and limits", open=False, elem_id="arena-decoding"):
             with gr.Row():
                 max_new_tokens = gr.Slider(
-                    16, 2048, settings.max_new_tokens, step=16, label="max_new_tokens (per step)"
-                )
+                    16, 2048, settings.max_new_tokens, step=16, label="max_new_tokens (per step)",
+                    elem_id="arena-max-new-tokens",
+                )  # fmt: skip
                 temperature = gr.Slider(0, 1.5, 0, step=0.05, label="temperature (0 = greedy)")
                 top_p = gr.Slider(0.05, 1, 1, step=0.05, label="top_p")
                 seed = gr.Number(None, label="seed (optional)", precision=0)
@@ -403,8 +406,8 @@ def options_layout(ctx: AppContext) -> OptionsHandles:
     pre-filled with the default model's decoding defaults."""
     d = decoding_defaults(ctx)
     gr.Markdown(
-        f"Below: pre-filled with **{html.escape(ctx.settings.default_model)}**'s decoding defaults. A field you "
-        "leave as it is is not sent, so each column's model uses its own default.",
+        f"The fields below start at **{html.escape(ctx.settings.default_model)}**'s decoding defaults. A field "
+        "left as it is is not sent: each column's model then uses its own default.",
         elem_id="arena-defaults-note",
     )
     with gr.Row():
@@ -427,17 +430,19 @@ def options_layout(ctx: AppContext) -> OptionsHandles:
             elem_id="arena-step-caps",
         )
     with gr.Row():
-        breadth = gr.Slider(1, max(8, d["breadth"]), d["breadth"], step=1, label="ToT: breadth (states kept)")
-        depth = gr.Slider(1, max(6, d["depth"]), d["depth"], step=1, label="ToT: depth")
-        k = gr.Slider(1, max(8, d["k"]), d["k"], step=1, label="ToT: k (thoughts per state)")
-        n_evaluate = gr.Slider(
-            1, max(5, d["n_evaluate"]), d["n_evaluate"], step=1, label="ToT: n_evaluate (value samples)"
+        breadth = gr.Slider(1, max(8, d["breadth"]), d["breadth"], step=1, label="ToT breadth (states kept)",
+                            elem_id="arena-tot-breadth")  # fmt: skip
+        depth = gr.Slider(
+            1, max(6, d["depth"]), d["depth"], step=1, label="ToT depth", elem_id="arena-tot-depth"
         )
+        k = gr.Slider(1, max(8, d["k"]), d["k"], step=1, label="ToT k (per state)", elem_id="arena-tot-k")
+        n_evaluate = gr.Slider(1, max(5, d["n_evaluate"]), d["n_evaluate"], step=1,
+                               label="ToT n_evaluate", elem_id="arena-tot-n-evaluate")  # fmt: skip
         threshold = gr.Number(float(d["value_threshold"]), label="ToT dfs: value threshold")
     with gr.Row():
-        samples = gr.Slider(1, max(20, d["samples"]), d["samples"], step=1, label="self-consistency: samples")
+        samples = gr.Slider(1, max(20, d["samples"]), d["samples"], step=1, label="self-consistency samples")
         sc_temperature = gr.Slider(
-            0, 1.5, float(d["sc_temperature"]), step=0.05, label="self-consistency: temperature"
+            0, 1.5, float(d["sc_temperature"]), step=0.05, label="self-consistency temperature"
         )
     return OptionsHandles(structured, repetition_penalty, no_repeat, caps, breadth, depth, k, n_evaluate,
                           threshold, samples, sc_temperature, d)  # fmt: skip
@@ -939,7 +944,8 @@ def _screen(
         for i in range(N)
     ]
     steps = [] if hidden else _step_choices(state, [t.get("summary") for t in traces])
-    if first or steps != sent.steps:
+    whole = first or final  # the last screen is complete: an API caller's result is the last screen alone
+    if whole or steps != sent.steps:
         picker = gr.Dropdown(choices=steps, value=None) if first else gr.Dropdown(choices=steps)
         sent.steps = steps
     else:
@@ -951,7 +957,7 @@ def _screen(
             if hidden or i >= n
             else summary_html(traces[i].get("summary"), traces[i]["steps"], flaggable=True)
         )
-        sums.append(text if first or text != sent.summaries[i] else gr.skip())
+        sums.append(text if whole or text != sent.summaries[i] else gr.skip())
         sent.summaries[i] = text
     return [
         state.to_dict(),

@@ -34,7 +34,14 @@ _VALUE = (
     "display:inline-block;min-width:2.2em;text-align:center;border-radius:9px;padding:0 5px;font-size:0.82em;"
     "font-family:var(--font-mono);background:rgba(99,102,241,.14);"
 )
-_UL = "list-style:none;margin:0;padding-left:14px;border-left:2px solid var(--border-color-primary);"
+_UL = (
+    "list-style:none;margin:0;padding-left:14px;border-left:2px solid var(--border-color-primary);"
+    "font-size:inherit;"
+)
+_FLAG = (
+    "margin:4px 0;padding:1px 8px;font:inherit;font-size:0.85em;border:1px solid var(--border-color-primary);"
+    "border-radius:6px;cursor:pointer;background:var(--button-secondary-background-fill);"
+)
 _SHORT = 90  # characters of a thought on a node's one-line summary
 _OUTPUT = 800  # characters of a step's output inside an opened node
 
@@ -134,9 +141,13 @@ def _node_html(
     classes = f"tot-node tot-{_e(status)}" + (" tot-chosen" if on_path and status != "chosen" else "")
     thought = str(node.get("thought") or "")
     line = _short(thought) if thought else _short(node.get("text") or "")
-    head = (
+    pill = (
         f'<span class="tot-value" title="value" style="{_VALUE}">{_e(value_text(node.get("value")))}</span> '
-        f"{'<b>' if on_path else ''}{_e(line) or '<em>(empty)</em>'}{'</b>' if on_path else ''}"
+        if status != "root" or node.get("value") is not None
+        else ""
+    )
+    head = (
+        f"{pill}{'<b>' if on_path else ''}{_e(line) or '<em>(empty)</em>'}{'</b>' if on_path else ''}"
         f"{_badge(status, _STATUS_BADGE.get(status, '#e5e7eb;color:#111827'))}"
     )
     value_steps = [str(s) for s in node.get("value_steps") or []]
@@ -159,8 +170,7 @@ def _node_html(
     if target:
         body.append(
             f'<button type="button" class="tot-flag" data-flag-node="{_e(nid)}" data-flag-step="{_e(target)}" '
-            f'style="margin:4px 0;padding:1px 8px;border:1px solid var(--border-color-primary);'
-            f'border-radius:6px;cursor:pointer">Flag this node (step {_e(target)})…</button>'
+            f'style="{_FLAG}">Flag this node (step {_e(target)})…</button>'
         )
     kids = [c for c in children.get(nid, []) if str(c["id"]) not in seen]
     sub = "".join(_node_html(c, children, chosen, steps, targets, seen) for c in kids)

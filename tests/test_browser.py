@@ -42,6 +42,16 @@ PROMPTS = [
 GUIDELINES = "**Prefer** the short, correct reply."
 THREE = 3  # System 1, CoVe (factored) and S2A: the default columns without BSM
 TRACKER_ERRORS = "#arena-col-0 span.error, #arena-status span.error, #arena-vote-msg span.error"
+#: step names that are also the page's own words ("after a vote"): checked where a step name would show (a
+#: "[name]" prefix, a trace step, a tree node), not as words
+PAGE_WORDS = {"vote", "value"}
+TOT = "tot:bfs @ smollm2-135m"
+TOT_SETTINGS = {
+    "breadth": 1,
+    "depth": 2,
+    "k": 2,
+    "n-evaluate": 1,
+}  # small: a few rounds; one of two is pruned
 
 
 def names_that_identify(models: list[str]) -> list[str]:
@@ -49,7 +59,7 @@ def names_that_identify(models: list[str]) -> list[str]:
     names = {*STEP_NAMES, *models}
     for name in STRATEGIES.names():
         names |= {name, *STRATEGIES.get(name).variants}
-    return sorted(names)
+    return sorted(names - PAGE_WORDS)
 
 
 @pytest.fixture()
@@ -104,6 +114,8 @@ class Arena:
     def assert_blind(self, n: int) -> None:
         found = leaks(self.blind_page(n), self.names)
         assert not found, f"the blind page names {found}"
+        shown = self.page.locator(".trace-step, [data-node], .sc-vote").count()
+        assert not shown, f"{shown} trace steps, tree nodes or votes show while blind"
         for answer in self.answers(n):
             assert not re.match(r"\s*\[\w+\]", answer), f"a step name prefixes the streamed text: {answer!r}"
 
@@ -269,3 +281,96 @@ def test_labelling_a_prompt_set_in_a_real_browser(served, settings) -> None:
             "skipped": 1,
             "remaining": 1,
         }
+
+
+def set_slider(page: Any, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_a_live_tree_of_thoughts_in_a_real_browser(served, settings) -> None:
+    """A ToT column, not blind: its tree grows while the run is in progress (nodes before the final answer),
+    a node opens to its thought and value, and a node's flag button labels its step (read from the store)."""
+    from playwright.sync_api import sync_playwright
+
+    if "tot" not in STRATEGIES.names():
+        pytest.skip("the tot strategy is not registered yet")
+    url, proc = served
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(url)
+        ui = Arena(page, [])
+        page.get_by_label("Your name (stored with your labels)").fill("erin")
+        page.click("#arena-blind input")
+        for _ in range(4):  # the default columns out, one ToT column in
+            page.locator("#arena-columns .token-remove").first.click()
+        page.click("#arena-columns input")
+        page.keyboard.type("tot:bfs")
+        page.get_by_role("option", name=TOT, exact=True).click()
+        page.click("#arena-decoding button.label-wrap")
+        set_slider(page, "arena-max-new-tokens", 48)
+        for name, value in TOT_SETTINGS.items():
+            set_slider(page, f"arena-tot-{name}", value)
+        page.locator("#arena-tot-breadth").scroll_into_view_if_needed()
+        ui.shot("arena-decoding-options.png")
+        page.fill("#arena-prompt textarea", "Use the numbers 4 6 8 2 and + - * / to make 24.")
+        page.click("#arena-run")
+
+        # while the run is in progress: tree nodes, and no final answer yet
+        def live_nodes() -> int:
+            running = "Running" in ui.text("#arena-status")
+            final = page.locator("#arena-answer-0 .arena-answer").count()
+            return page.locator("#arena-tree-0 details[data-node]").count() if running and not final else 0
+
+        (SHOTS / "arena-tot-live.png").unlink(missing_ok=True)
+        live, deadline = 0, time.monotonic() + 600
+        while "All 1 columns finished" not in ui.text("#arena-status") and time.monotonic() < deadline:
+            nodes = live_nodes()
+            if nodes > max(live, 1):  # a bigger tree: keep its picture if the run was still going after it
+                ui.shot("arena-tot-growing.png")
+                if live_nodes():
+                    (SHOTS / "arena-tot-growing.png").replace(SHOTS / "arena-tot-live.png")
+            live = max(live, nodes)
+            time.sleep(0.1)
+        assert live, "no tree node showed before the run's final answer"
+        if (SHOTS / "arena-tot-live.png").exists() and os.environ.get("STUDIO_SCREENSHOTS"):
+            shutil.copy(
+                SHOTS / "arena-tot-live.png", Path(os.environ["STUDIO_SCREENSHOTS"]) / "arena-tot-live.png"
+            )
+        ui.wait_text("#arena-col-0", "done")
+
+        # open a node: its thought, state and value
+        nodes = page.locator("#arena-tree-0 details[data-node]")
+        target = nodes.nth(1) if nodes.count() > 1 else nodes.first
+        node_id = target.get_attribute("data-node")
+        target.locator("summary").click()
+        opened = target.inner_text()
+        assert "State" in opened and "Value:" in opened, opened
+        if target.get_attribute("data-status") != "root":
+            assert "Thought" in opened
+        ui.shot("arena-tot-node.png")
+
+        # flag it: its flag button picks it in the flag picker; Flag step saves the label
+        flag = target.locator("button.tot-flag")
+        step_id = flag.get_attribute("data-flag-step")
+        flag.click()
+        ui.wait_text("#arena-status", f"Node {node_id} of column A is picked")
+        page.wait_for_function(
+            "t => document.querySelector('#arena-flag-step input').value.includes(t)", arg=f"node {node_id}"
+        )
+        page.click("#arena-flag-btn")
+        ui.wait_text("#arena-status", f"Saved step label #1: A {step_id} (node {node_id}) is wrong")
+        ui.shot("arena-tot-flagged.png")
+        browser.close()
+
+    stop(proc)
+    with Store(settings.db_path) as store:
+        [run] = store.list_runs(limit=None)
+        assert run["strategy"] == "tot"
+        tree = store.get_run(run["id"])["trace"]["summary"]["tree"]
+        assert any(n["id"] == node_id for n in tree["nodes"]), "the stored tree has the node"
+        [label] = store.list_step_labels(run["id"])
+        assert (label["step_id"], label["label"], label["annotator"]) == (step_id, "wrong", "erin")
+        assert label["note"] == f"node {node_id}"
