@@ -343,3 +343,40 @@ def test_app_labels_through_gradio_client(settings, tmp_path: Path) -> None:
         assert run["params"]["breadth"] == StrategyParams().breadth, "an unchanged option keeps the default"
         [answer] = run["trace"]["steps"]
         assert answer["params"]["max_new_tokens"] == 4 and answer["completion_tokens"] <= 4
+
+
+def test_tree_and_vote_stay_hidden_while_blind_and_open_from_the_stored_runs(launch, settings) -> None:
+    """A blind ToT column and a self-consistency column: no tree, tally or node in any output until the vote;
+    then the tree and the vote share show (from the stored traces), and a node is flagged through the API."""
+    client = launch()
+    small = {"max_new_tokens": 32, "breadth": 1, "depth": 1, "k": 2, "n_evaluate": 1, "samples": 3}
+    job = client.submit(prompt="Use the numbers 4 6 8 2 and + - * / to make 24.", blind=True,
+                        columns=["tot:bfs @ smollm2-135m", "sc:system1 @ smollm2-135m"], **RUN | small,
+                        api_name="/run_arena")  # fmt: skip
+    updates = list(job)
+    final = job.result()
+    for out in [*updates, final]:
+        everything = "\n".join(texts(out))
+        assert "tot-tree" not in everything and "sc-vote" not in everything and "data-node" not in everything
+        _cid, status, steps, _pairwise, _msg, *cols = out  # the answers (cols[6:12]) may say anything
+        assert not named([status, steps, cols[0:6], cols[12:18], cols[24:30]], identifying_names())
+    cid = final[0]
+    assert cid, final[1]
+    out = client.predict(cid, "A", "", "alice", *[None] * 6, api_name="/vote")
+    summaries, steps = out[-6:], out[5]["choices"]
+    tree = next(s for s in summaries if "tot-tree" in s)
+    vote = next(s for s in summaries if "sc-vote" in s)
+    assert 'data-node="n0"' in tree and "chosen path: n0" in tree, "the stored tree, search finished"
+    assert re.search(r"vote share <b class=\"sc-share\">\d+%</b>", vote) and "3 samples" in vote
+    node = next(v for _, v in steps if v.count("|") == 2)
+    position, step_id, node_id = node.split("|")
+    msg, _ = client.predict(node, "good", "a fine step", "alice", api_name="/flag_step")
+    assert f"{step_id} (node {node_id}) is **good**" in msg
+    with Store(settings.db_path, data_dir=settings.data_dir) as store:
+        run_id = store.get_comparison(int(cid))["run_ids"][int(position)]
+        [label] = store.list_step_labels(run_id)
+        assert (label["step_id"], label["label"], label["note"]) == (
+            step_id,
+            "good",
+            f"node {node_id}: a fine step",
+        )
