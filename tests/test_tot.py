@@ -285,7 +285,7 @@ def test_dfs_backtracks_from_a_dead_end() -> None:
 def test_structured_outputs_are_read_as_json_and_bad_json_is_noted() -> None:
     def reply(prompt: str, params: GenParams) -> str:
         if "Possible next steps:" in prompt:
-            assert params.schema is not None and '"thoughts"' in params.schema
+            assert params.schema is not None and '"thoughts"' in params.schema and "(left: " in params.schema
             return json.dumps(
                 {"thoughts": ["10 - 4 = 6 (left: 5 6 6)", "nonsense", "5 + 6 = 11 (left: 4 10 11)"]}
             )

@@ -48,7 +48,7 @@ from studio.strategies.schemas import load_schema
 #: the paper repo's value map (``value_outputs_unwrap``: "TODO: ad hoc")
 VALUES = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
 #: new-token caps per step when the run's ``step_max_tokens`` does not name the step (a thought is one line)
-STEP_CAPS = {"propose": 64, "value": 40, "answer": 64}
+STEP_CAPS = {"propose": 96, "value": 40, "answer": 64}
 VALUE_TEMPERATURE = 0.7  # value samples are sampled when there are several (n_evaluate > 1)
 NOT_JSON = "the constrained output is not the expected JSON; read it as free text"
 _24_TASK = re.compile(
@@ -232,12 +232,16 @@ class _Search:
         k = self.p.k
         if self.game24:
             prompt = render("tot_propose_game24", input=" ".join(state.left))
+            schema = load_schema(
+                "tot_propose_game24", k=k, thought_pattern=thought_pattern(len(state.left) - 1)
+            )
         else:
             steps = "\n".join(state.steps) or "(none yet)"
             prompt = render("tot_propose", question=self.question, steps=steps, k=str(k))
+            schema = load_schema("tot_propose", k=k)
         return self.ctx.request(
             "propose", prompt, parent=state.propose_step, label=f"{state.id}: {_short(state.text)}",
-            schema=load_schema("tot_propose", k=k), **self._cap("propose"),
+            schema=schema, **self._cap("propose"),
         )  # fmt: skip
 
     def _read_proposals(self, state: Node, step_id: str, out: Completion) -> list[Node]:
@@ -433,6 +437,16 @@ def _game24_thought(item: str, n_left: int) -> tuple[str | None, tuple[str, ...]
     if len(left) != n_left - 1 or not m.group("step").strip():
         return None, ()
     return f"{' '.join(m.group('step').split())} (left: {' '.join(left)})", left
+
+
+_NUM_RE = r"-?[0-9]{1,5}(\.[0-9]{1,3})?"
+
+
+def thought_pattern(n_left: int) -> str:
+    """The regex a structured Game-of-24 thought follows: ``a op b = c (left: ...)`` with ``n_left`` numbers left
+    (the paper's line format; the arithmetic stays the model's)."""
+    more = f"( {_NUM_RE}){{{n_left - 1}}}" if n_left > 1 else ""
+    return f"^{_NUM_RE} [-+*/] {_NUM_RE} = {_NUM_RE} \\(left: {_NUM_RE}{more}\\)$"
 
 
 def parse_value(text: str) -> str | None:
