@@ -21,7 +21,7 @@ QUESTIONS = {
     "properties": {
         "questions": {
             "type": "array",
-            "items": {"type": "string", "pattern": "^[^?\\n]{1,150}\\?$"},
+            "items": {"type": "string", "pattern": "^[^?\\n]{1,100}\\?$"},
             "minItems": 1,
             "maxItems": 5,
         }
@@ -148,7 +148,7 @@ def test_sampled_decoding_stays_valid(backend) -> None:
     )  # fmt: skip
     for t in texts[:2]:
         qs = json.loads(t)["questions"]
-        assert 1 <= len(qs) <= 5 and all(re.fullmatch(r"[^?\n]{1,150}\?", q) for q in qs)
+        assert 1 <= len(qs) <= 5 and all(re.fullmatch(r"[^?\n]{1,100}\?", q) for q in qs)
     assert json.loads(texts[2])["verdict"] in VERDICTS
     assert proc.broken_rows == {}
 
@@ -258,19 +258,14 @@ def test_missing_xgrammar_is_a_backend_error_naming_the_fix(backend, monkeypatch
         build_processor(backend.tokenizer, _vocab(backend) + 64, [schema_text(VERDICT)])
 
 
-def test_long_bounded_repetitions_are_split_into_fast_chunks_of_the_same_language(backend) -> None:
-    """xgrammar masks ``{1,129}`` and up ~5000x slower than ``{1,127}``; the rewrite keeps the language."""
-    import xgrammar as xgr
+def test_repetition_bounds_and_the_slow_ones_are_refused() -> None:
+    """xgrammar masks ``{1,129}`` and up ~5000x slower than ``{1,127}``: such a pattern is an InputError."""
+    from studio.backends.structured import repetition_bounds
 
-    from studio.backends.structured import compile_schemas, split_repetitions
-
-    assert split_repetitions(r"^[^?\n]{3,300}\?$") == r"^[^?\n]{3,100}[^?\n]{0,100}[^?\n]{0,100}\?$"
-    assert split_repetitions(r"(ab){1,150}") == r"(ab){1,100}(ab){0,50}"
-    assert split_repetitions(r"\\d{1,200}") == r"\\d{1,100}d{0,100}", "the escape is one atom"
-    for short in (r"x{1,50}", r"[{]{1,2}", r"a{3,}", r".*\?$"):
-        assert split_repetitions(short) == short
-    schema = schema_text({"type": "string", "pattern": "^[^?\\n]{3,300}\\?$"})
-    (grammar,), _ = compile_schemas(backend.tokenizer, _vocab(backend), [schema])
-    for text, ok in (("ab?", False), ("abc?", True), ("a" * 300 + "?", True), ("a" * 301 + "?", False)):
-        m = xgr.GrammarMatcher(grammar)
-        assert (m.accept_string(json.dumps(text)) and m.is_completed()) is ok, len(text)
+    assert repetition_bounds(r"^[^?\n]{3,300}\?$") == [300]
+    assert repetition_bounds(r"x{1,50}y{2}(ab){1,130}") == [50, 2, 130]
+    assert repetition_bounds(r"\\d{1,200}[{]{1,2}") == [200, 2], "an escaped backslash, a brace in a class"
+    assert repetition_bounds(r"a{3,}.*\?$") == []
+    with pytest.raises(InputError, match=r"repeats up to 300 times.*\^\[\^\?\\n\]\+\\\?\$"):
+        check_schema(schema_text({"type": "string", "pattern": "^[^?\\n]{3,300}\\?$"}))
+    assert check_schema(schema_text({"type": "string", "pattern": "^[^?\\n]{3,128}\\?$"}))

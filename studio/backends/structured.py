@@ -89,14 +89,9 @@ class _Compiler:
             return self._grammars[schema]
 
     def _compile(self, schema: str) -> Any:
-        obj = check_schema(schema)
-        for node in _walk(obj):
-            if isinstance(node.get("pattern"), str):
-                node["pattern"] = split_repetitions(node["pattern"])
+        check_schema(schema)
         try:
-            return self.compiler.compile_json_schema(
-                json.dumps(obj), any_whitespace=False, separators=SEPARATORS
-            )
+            return self.compiler.compile_json_schema(schema, any_whitespace=False, separators=SEPARATORS)
         except Exception as e:  # xgrammar raises RuntimeError with a C++ location prefix
             raise InputError(
                 f"the JSON schema cannot be used for structured output: {_xgr_message(e)}"
@@ -129,6 +124,14 @@ def check_schema(schema: str) -> dict[str, Any]:
                 f"string schema {json.dumps(node)[:120]} has both a pattern and min/maxLength; xgrammar would "
                 "ignore the length, so put it in the pattern instead (e.g. '^[^?]{1,150}\\\\?$')"
             )
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and max(repetition_bounds(pattern), default=0) > MAX_REPEAT:
+            raise InputError(
+                f"pattern '{pattern}' repeats up to {max(repetition_bounds(pattern))} times; above {MAX_REPEAT} "
+                "xgrammar computes every token's mask while decoding (about as slow as the model itself). "
+                "Use an unbounded repetition (e.g. '^[^?\\n]+\\?$', and bound the list with maxItems) or a bound "
+                f"up to {MAX_REPEAT} (compiling costs ~20 ms per count, once per process)"
+            )
         if node.get("uniqueItems") is True:
             raise InputError(
                 f"array schema {json.dumps(node)[:120]} asks for uniqueItems, which xgrammar does not enforce; "
@@ -137,29 +140,28 @@ def check_schema(schema: str) -> dict[str, Any]:
     return obj
 
 
-#: xgrammar's masks stay cached only for repetition bounds up to ~128: measured on the default model's vocabulary,
-#: ``[^?\\n]{1,127}`` costs 0.005 ms per token, ``{1,129}`` 23 ms, ``{1,200}`` 35 ms (bench/structured.py).
-REPEAT_CHUNK = 100
+#: The largest bound of a repetition (``X{m,n}``) a pattern may use. xgrammar expands a bounded repetition into
+#: one state per count and precomputes each state's token mask when compiling: ~20 ms of compile per count
+#: (``[^?\\n]{1,60}`` 0.9 s, ``{1,127}`` 2.6 s, cached per process), then 0.005 ms per token. Above ~128 it
+#: stops expanding and computes masks while decoding instead: 25-35 ms per token per row, as long as a decode
+#: step of the default model. Splitting ``{3,300}`` into ``{3,100}{0,100}{0,100}`` is fast to decode but takes
+#: 38 s to compile. Measured on the default model's 49k vocabulary (bench/structured.py).
+MAX_REPEAT = 128
 _BOUNDS = re.compile(r"\{(\d+)(?:,(\d+))?\}")
 
 
-def split_repetitions(pattern: str) -> str:
-    """``X{m,n}`` with ``n`` above :data:`REPEAT_CHUNK`, rewritten as the same language in chunks xgrammar masks
-    fast: ``[^?]{3,300}`` -> ``[^?]{3,100}[^?]{0,100}[^?]{0,100}``. ``X`` is any atom: a character, an escape,
-    a class or a group."""
-    out: list[str] = []
-    i = 0
+def repetition_bounds(pattern: str) -> list[int]:
+    """The upper bound of every bounded repetition in a regular expression (``{n}`` and ``{m,n}``; ``{m,}``
+    is unbounded and not listed): ``'^[^?]{3,300}\\?$'`` -> ``[300]``."""
+    bounds, i = [], 0
     while i < len(pattern):
         j = _atom_end(pattern, i)
-        atom = pattern[i:j]
         m = _BOUNDS.match(pattern, j)
-        if m and atom not in ("(", ")", "|", "^", "$"):
-            out.append(_chunks(atom, int(m.group(1)), m.group(2)))
-            i = m.end()
-        else:
-            out.append(atom)
-            i = j
-    return "".join(out)
+        if m and pattern[i:j] not in ("(", "|", "^"):
+            bounds.append(int(m.group(2) or m.group(1)))
+            j = m.end()
+        i = j
+    return bounds
 
 
 def _atom_end(p: str, i: int) -> int:
@@ -190,19 +192,6 @@ def _atom_end(p: str, i: int) -> int:
                 return k
         return len(p)
     return i + 1
-
-
-def _chunks(atom: str, lo: int, hi_text: str | None) -> str:
-    hi = lo if hi_text is None else int(hi_text)
-    if hi <= REPEAT_CHUNK or lo > hi:
-        return f"{atom}{{{lo}}}" if hi_text is None else f"{atom}{{{lo},{hi}}}"
-    parts = []
-    while hi > 0:
-        n = min(hi, REPEAT_CHUNK)
-        take = min(lo, n)
-        parts.append(f"{atom}{{{take},{n}}}")
-        lo, hi = lo - take, hi - n
-    return "".join(parts)
 
 
 def _walk(node: Any) -> Any:
