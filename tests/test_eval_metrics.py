@@ -245,19 +245,20 @@ def test_list_report_shape_and_exports(tmp_path: Path) -> None:
     files = report.save(tmp_path)
     with open(files["csv"]) as f:
         lines = list(csv.DictReader(f))
-    assert len(lines) == 2 * 4 and {ln["metric"] for ln in lines} == set(STATS) - {"exact_match", "contains", "numeric", "mc_accuracy", "judge"}  # fmt: skip
+    assert len(lines) == 2 * 4 and {ln["metric"] for ln in lines} == set(STATS) - {"exact_match", "contains", "numeric", "mc_accuracy", "judge", "game24"}  # fmt: skip
     assert files["plot"].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(files["json"].read_text())["rows"][1]["cells"]["list_precision"]["value"] == 1.0
 
 
 # -- loading ------------------------------------------------------------------------------------------------------
 def test_shipped_sets_are_complete_and_documented() -> None:
-    sizes = {"cove_lists": 20, "s2a_opinions": 80, "s2a_distractors": 40}
+    sizes = {"cove_lists": 20, "s2a_opinions": 80, "s2a_distractors": 40, "game24": 200, "game24_train": 500}
+    per_base = {"cove_lists": 1, "s2a_opinions": 4, "s2a_distractors": 2, "game24": 1, "game24_train": 1}
     for name, shipped in SHIPPED.items():
         ds = load_shipped(name)
         assert len(ds.items) == sizes[name]
         assert shipped.readme.exists() and "how" in shipped.readme.read_text().lower()
-        assert len(ds.limited(5).items) == sizes[name] // 20 * 5
+        assert len(ds.limited(5).items) == per_base[name] * 5  # every condition of the first 5 questions
         parse_methods(shipped.strategies)  # the default comparison names real strategies
     assert all(i.task == "list" and i.gold for i in load_shipped("cove_lists").items)
     assert all(i.task == "math" for i in load_shipped("s2a_distractors").items)
