@@ -162,11 +162,12 @@ BACKENDS: Registry[Backend] = Registry("backend", Backend, "studio.backends")
 
 
 def schema_text(schema: dict[str, Any] | str) -> str:
-    """The canonical JSON text of a JSON schema: equal schemas give equal text (so equal params batch)."""
+    """The compact JSON text of a JSON schema: the same schema gives the same text (so equal params batch).
+    Keys keep their order: a grammar generates properties in the schema's order (reasoning before a verdict)."""
     import json
 
     obj = json.loads(schema) if isinstance(schema, str) else schema
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def validate_conversation(conversation: Conversation) -> None:
