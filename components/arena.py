@@ -193,7 +193,7 @@ def live_text(steps: list[dict[str, Any]], live: dict[str, str], *, hidden: bool
 
 
 def trace_html(trace: dict[str, Any], live: dict[str, str]) -> str:
-    return render_trace_html(trace, live_outputs=live)
+    return render_trace_html(trace, live_outputs=live, summary=False)
 
 
 def progress_html(p: dict[str, int] | None, who: str, prompt_set: str) -> str:
@@ -1045,7 +1045,7 @@ def _revealed_header(i: int, shown: list[dict[str, Any]]) -> str:
 
 
 def _revealed_trace(i: int, shown: list[dict[str, Any]]) -> str:
-    return render_trace_html(shown[i]["trace"]) if i < len(shown) else ""
+    return render_trace_html(shown[i]["trace"], summary=False) if i < len(shown) else ""
 
 
 def _revealed_summary(i: int, shown: list[dict[str, Any]]) -> str:

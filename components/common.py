@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from components.tree import step_facts, summary_html
 from storage import StoreError
 from studio.access import ADMIN, User, require_admin
 from studio.auth import user_named
@@ -333,9 +334,9 @@ def _step_html(
         head += _badge(status, "#fef3c7;color:#92400e")
     for lab in labels.get(sid, ()):
         head += _badge(lab, _LABEL_COLORS.get(lab.split(" ")[0], "#e5e7eb;color:#111827"))
-    stats = (
-        f"{_e(sid)} · {step.get('prompt_tokens', 0)} → {step.get('completion_tokens', 0)} tokens · "
-        f"{float(step.get('latency_s') or 0):.2f} s"
+    # its own decode time, "shared a batch of N", "constrained (JSON schema)" (components.tree.step_facts)
+    stats = f"{_e(sid)} · {step.get('prompt_tokens', 0)} → {step.get('completion_tokens', 0)} tokens · " + _e(
+        step_facts(step)
     )
     notes = "".join(f'<div style="{_DIM}">⚠ {_e(n)}</div>' for n in step.get("notes") or [])
     kids = "".join(
@@ -356,6 +357,7 @@ def render_trace_html(
     live_outputs: Mapping[str, str] | None = None,
     *,
     labels: Mapping[str, Sequence[str]] | None = None,
+    summary: bool = True,
 ) -> str:
     """A run's trace (``Trace.to_dict()``, as stored) as HTML: the final answer, then every step with its name,
     label, tokens in/out, latency, output, an expandable prompt and its notes; child steps indented under their
@@ -379,7 +381,7 @@ def render_trace_html(
     )
     method = Method.of(t).label
     totals = t.get("totals") or {}
-    summary = (
+    head = (
         f"{_e(method)} @ {_e(t.get('model', '?'))} · {len(steps)} step(s)"
         + (
             f" · {totals.get('prompt_tokens', 0)} → {totals.get('completion_tokens', 0)} tokens"
@@ -395,6 +397,5 @@ def render_trace_html(
         f'<div style="{_DIM}">Final answer</div>'
         f'<pre style="{_PRE}font-size:1.05em;font-weight:600">{_e(t.get("final_answer", ""))}</pre>'
     )
-    return (
-        f'<div class="trace"><div style="{_DIM}">{summary}</div>{question}{answer}{error}{notes}{body}</div>'
-    )
+    built = summary_html(t.get("summary"), steps) if summary else ""  # ToT's tree, self-consistency's vote
+    return f'<div class="trace"><div style="{_DIM}">{head}</div>{question}{answer}{error}{notes}{built}{body}</div>'
