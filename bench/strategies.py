@@ -8,6 +8,9 @@
    run. Target for the independent steps: ratio <= 0.45.
 3. The arena: all strategies on one prompt in lockstep (first steps batched across strategies) vs one
    strategy after another.
+4. The default arena run (the four default columns, the default model's decoding defaults vs none): the wall
+   time and each column's time to its final answer. Goals: System 1's column done in <= 3 s while the others
+   run; the whole run in <= 15 s.
 
 Greedy decoding, so the batched and sequential runs plan the same k questions (the plan step runs alone in both).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -108,6 +112,41 @@ def arena(backend: TransformersBackend, params: dict) -> dict:
     return {"columns": len(specs), "lockstep_s": together, "one_by_one_s": apart, "ratio": together / apart}
 
 
+def default_arena(backend: TransformersBackend, repeats: int) -> dict:
+    """Section 4: the default arena columns, with the model's decoding defaults and with none (plain
+    StrategyParams: 256 tokens per step, no repetition penalty), interleaved; the best of ``repeats`` each."""
+    from studio.api import stream_many
+    from studio.arena import DEFAULT_COLUMNS
+    from studio.methods import Method
+    from studio.strategies import StrategyParams
+
+    specs = [(m.strategy, m.variant, backend) for m in map(Method.parse, DEFAULT_COLUMNS)]
+    modes = {"model defaults": {}, "no defaults": StrategyParams()}
+    best: dict[str, dict] = {}
+    for _ in range(repeats):
+        for mode, params in modes.items():
+            t0, done = time.perf_counter(), {}
+            for ev in stream_many(QUESTION, specs, params):
+                if ev.kind == "run_finished":
+                    done[DEFAULT_COLUMNS[ev.run]] = time.perf_counter() - t0
+            wall = time.perf_counter() - t0
+            if mode not in best or wall < best[mode]["wall_s"]:
+                best[mode] = {"wall_s": wall, "columns_s": done}
+    print(f"\n4. Default arena run ({', '.join(DEFAULT_COLUMNS)}), best of {repeats}, load {os.getloadavg()}")
+    print(f"   decoding defaults: {backend.decoding_defaults}")
+    for mode, f in best.items():
+        cols = "  ".join(f"{c} {t:.1f} s" for c, t in f["columns_s"].items())
+        print(f"   {mode:<15} whole run {f['wall_s']:5.1f} s | done at: {cols}")
+    f = best["model defaults"]
+    s1 = f["columns_s"]["system1"]
+    print(
+        f"   goals: System 1 done <= 3 s: {s1:.1f} s ({'met' if s1 <= 3 else 'MISSED'}); "
+        f"whole run <= 15 s: {f['wall_s']:.1f} s ({'met' if f['wall_s'] <= 15 else 'MISSED'}); "
+        f"ratio with/without defaults {f['wall_s'] / best['no defaults']['wall_s']:.2f}"
+    )
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=0)
@@ -115,13 +154,14 @@ def main() -> None:
     ap.add_argument(
         "--repeats", type=int, default=2, help="batched/sequential pairs per strategy (best kept)"
     )
-    ap.add_argument("--sections", default="123", help="which sections to run, e.g. 2 (default 123)")
+    ap.add_argument("--sections", default="1234", help="which sections to run, e.g. 4 (default 1234)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = ap.parse_args()
     settings = Settings.load(threads=args.threads or None)
     settings.apply_threads()
     model_dir = default_model.ensure_converted(settings.models_dir / default_model.NAME)
     backend = TransformersBackend(str(model_dir), model_name=default_model.NAME)
+    backend.decoding_defaults = dict(default_model.DECODING)  # as the model registry sets it
     params = {"max_new_tokens": args.max_new_tokens}
     run_strategy("Hi", "system1", None, backend, {"max_new_tokens": 4})  # warm-up
     figures: dict = {"params": params, "threads": settings.threads}
@@ -131,6 +171,8 @@ def main() -> None:
         figures["batched_vs_sequential"] = batched_vs_sequential(backend, params, args.repeats)
     if "3" in args.sections:
         figures["arena"] = arena(backend, params)
+    if "4" in args.sections:
+        figures["default_arena"] = default_arena(backend, args.repeats)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
 
