@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from studio.strategies.parsing import (
+    json_field,
+    json_salvage_strings,
+    json_strings,
+    normalize_answer,
     parse_answers,
+    parse_json,
     parse_list,
     parse_qa_pairs,
     parse_sections,
@@ -339,3 +344,43 @@ def test_sections_relevance_labels() -> None:
 def test_sections_never_raise(text: str | None) -> None:
     s = parse_sections(text, *S2A_DEFAULT)  # type: ignore[arg-type]
     assert isinstance(s.context, str) and isinstance(s.query, str)
+
+
+# -- structured outputs and votes ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('{"questions": ["Who?"]}', {"questions": ["Who?"]}),
+        ('```json\n{"a": 1}\n```', {"a": 1}),
+        ("```\n[1, 2]\n```", [1, 2]),
+        ('Here it is: {"a": {"b": 2}} and more text', {"a": {"b": 2}}),
+        ('{"a": 1', None),
+        ("no json at all", None),
+        ("", None),
+    ],
+)
+def test_parse_json_is_tolerant(text: str, value: object) -> None:
+    assert parse_json(text) == value
+
+
+def test_json_fields_and_strings() -> None:
+    obj = {"Sub-Questions": [" a ", {"text": "b"}, 3, "", None]}
+    assert json_field(obj, "sub_questions") == obj["Sub-Questions"]  # case and separator blind
+    assert json_strings(json_field(obj, "sub_questions")) == ["a", "b", "3"]
+    assert json_field(["not", "an", "object"], "x") is None and json_strings("text") is None
+    assert json_salvage_strings('{"questions": ["Who is X?", "Wh') == ["Who is X?"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "vote"),
+    [
+        ("Answer: 1,500", "1500"),
+        ("The answer is 12.0 apples", "12"),
+        ("12 + 7 = 19.", "19"),
+        ("It is 2.5 metres", "2.5"),
+        ("The Eiffel Tower!", "eiffel tower"),
+        ("  ", ""),
+    ],
+)
+def test_answers_normalise_to_votes(answer: str, vote: str) -> None:
+    assert normalize_answer(answer) == vote

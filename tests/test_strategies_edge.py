@@ -469,6 +469,32 @@ def test_json_without_the_verdict_falls_back_to_the_free_text_reading() -> None:
     assert any("not the expected JSON" in n for n in check.notes)
 
 
+def test_a_cross_check_cut_off_in_its_detail_keeps_its_verdict() -> None:
+    cut = '{"verdict": "INCONSISTENT", "verdict_detail": "X was born in 19'
+    b = StructuredScripted([(PLAN_KEY, '{"questions": ["Who is X?"]}'), ("Verification question:", cut)])
+    check = _step(run_strategy(Q, "cove", "factor_revise", b, STRUCTURED), "cross_check")
+    assert check.parsed == {"verdict": "INCONSISTENT", "detail": "X was born in 19", "parse_ok": True}
+    assert any("cut off in its detail" in n for n in check.notes)
+    b = StructuredScripted(
+        [(PLAN_KEY, '{"questions": ["Who is X?"]}'), ("Verification question:", '{"verdi')]
+    )
+    check = _step(run_strategy(Q, "cove", "factor_revise", b, STRUCTURED), "cross_check")
+    assert check.parsed["verdict"] is None and check.parsed["parse_ok"] is False
+
+
+def test_plan_questions_must_open_like_questions_in_the_schema() -> None:
+    import re
+
+    schema = json.loads(
+        run_strategy(Q, "cove", "two_step", StructuredScripted([(PLAN_KEY, "{}")]), STRUCTURED)
+        .trace.by_name("plan_verifications")[0]
+        .params["schema"]
+    )
+    pattern = re.compile(schema["properties"]["questions"]["items"]["pattern"])
+    assert pattern.match("In which year was X born?") and pattern.match("Who is X?")
+    assert not pattern.match("1. John Kerry (D-MA)?") and not pattern.match("Who is X")
+
+
 def test_two_step_answers_from_json_and_a_short_list_is_a_failure() -> None:
     plan = '{"questions": ["Who is X?", "Where is Y?"]}'
     good = StructuredScripted([(PLAN_KEY, plan), ("Answer each question", '{"answers": ["A.", "B."]}')])

@@ -32,6 +32,7 @@ from studio.strategies.base import (
 )
 from studio.strategies.parsing import (
     json_field,
+    json_salvage_field,
     json_salvage_strings,
     json_strings,
     json_text,
@@ -199,6 +200,11 @@ class ChainOfVerification(Strategy):
             read = _json_verdict(out) if out.constrained else None
             if read is None and out.constrained:
                 ctx.note(NOT_JSON, step=req.id)
+            elif read is not None and parse_json(out.text) is None:
+                ctx.note(
+                    "the JSON was cut off in its detail; the verdict is read, the detail is partial",
+                    step=req.id,
+                )
             v.verdict, v.detail = read or parse_verdict(out.text)
             ok = v.verdict is not None and (read is not None or not out.constrained)
             ctx.parsed(req.id, verdict=v.verdict, detail=v.detail, parse_ok=ok)
@@ -223,8 +229,15 @@ def _json_pairs(out: Completion) -> list[tuple[str, str]] | None:
 
 
 def _json_verdict(out: Completion) -> tuple[str, str] | None:
-    """A cross-check's (verdict, detail) from its JSON, or None when it has no readable verdict."""
+    """A cross-check's (verdict, detail) from its JSON, or None when it has no readable verdict. JSON cut off at
+    the token cap while writing the detail still has its verdict (the first field): it is read, with the detail
+    as far as it got."""
     obj = parse_json(out.text)
+    if obj is None:
+        verdict, _ = parse_verdict(json_salvage_field(out.text, "verdict") or "")
+        if verdict is None:
+            return None
+        return verdict, json_salvage_field(out.text, "verdict_detail", partial=True) or ""
     verdict, _ = parse_verdict(json_text(json_field(obj, "verdict")) or "")
     if verdict is None:
         return None

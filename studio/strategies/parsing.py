@@ -414,3 +414,19 @@ def json_salvage_strings(text: str) -> list[str]:
         if value.strip():
             out.append(clean_item(value))
     return out
+
+
+def json_salvage_field(text: str, key: str, *, partial: bool = False) -> str | None:
+    """The string value of ``key`` in JSON that does not decode (cut off at the token cap): the complete value,
+    or with ``partial`` also a value cut off before its closing quote. None when the key has no string value."""
+    close = '"?' if partial else '"'
+    m = re.search(rf'"{re.escape(key)}"\s*:\s*"((?:[^"\\]|\\.)*){close}', text or "")
+    if not m:
+        return None
+    body = m.group(1)
+    if body.endswith("\\") and not body.endswith("\\\\"):  # cut inside an escape
+        body = body[:-1]
+    try:
+        return json.loads(f'"{body}"').strip()
+    except ValueError:
+        return body.strip()
