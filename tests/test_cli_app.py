@@ -49,6 +49,9 @@ def test_generate_streams_text(settings) -> None:
         (["generate", "   "], "empty or whitespace"),
         (["generate", "--model", "nope", "hi"], "known models: smollm2-135m"),
         (["generate", "--temperature", "-1", "hi"], "temperature"),
+        (["run", "--step-max-tokens", "nope=3", "hi"], "unknown step 'nope'"),
+        (["run", "--samples", "0", "-s", "sc", "hi"], "samples must be >= 1"),
+        (["run", "-s", "sc", "-v", "tot", "hi"], "has no variant 'tot'"),
     ],
 )
 def test_cli_errors_are_one_clear_line(settings, args: list[str], message: str) -> None:

@@ -95,6 +95,65 @@ def test_cli_runs_resumes_and_exports(settings, tmp_path: Path) -> None:
     assert "| system1 | smollm2-135m | 4 |" in r.stdout
 
 
+def test_cli_eval_prints_parse_failure_rates_structured_vs_free(settings, tmp_path: Path) -> None:
+    base = ["eval", "--dataset", "cove_lists", "--strategies", "cove:factored", "--limit", "1", "--max-questions",
+            "2", "--max-new-tokens", "128", "--n-boot", "50", *(f"--step-max-tokens={n}=32" for n in ("baseline",
+            "execute_verification", "final_verified"))]  # fmt: skip
+    reports = {}
+    for mode in ("--no-structured", "--structured"):
+        r = studio(settings, *base, mode, "--out", str(tmp_path / mode), "--json")
+        assert r.returncode == 0, r.stderr
+        body = json.loads(r.stdout)
+        assert body["ran"] == 1
+        reports[mode] = body["report"]["rows"][0]["parse_failures"]
+    for mode, stats in reports.items():
+        plan = stats["plan_verifications"]
+        assert plan["parsed"] == 1 and plan["failed"] in (0, 1) and plan["rate"] == plan["failed"], mode
+    assert reports["--structured"]["plan_verifications"]["failed"] == 0, "the schema makes the plan parse"
+    r = studio(settings, *base, "--structured")  # resumed: the table, with the parse-failure table under it
+    assert r.returncode == 0, r.stderr
+    assert (
+        "**Parse failures**" in r.stdout
+        and "| cove:factored | smollm2-135m | plan_verifications | 0/1 | 0% |" in r.stdout
+    )
+    print(r.stdout)
+
+
+def test_report_parse_failure_rates_per_method_and_step() -> None:
+    from studio.eval import build_report
+
+    ds = load_dataset("cove_lists", limit=2)
+    rows = [
+        {
+            "item": i.id,
+            "method": "cove:factored",
+            "strategy": "cove",
+            "variant": "factored",
+            "model": "m",
+            "params_hash": "h",
+            "scores": {},
+            "parse": parse,
+        }
+        for i, parse in zip(
+            ds.items, ({"plan_verifications": [1, 1]}, {"plan_verifications": [1, 0]}), strict=True
+        )
+    ]
+    rows.append({**rows[0], "method": "system1", "strategy": "system1", "variant": None})  # fmt: skip
+    del rows[-1]["parse"]  # a results line written before parse counts existed
+    report = build_report(ds, rows, n_boot=20)
+    cove, s1 = report.rows
+    assert [(p.step, p.parsed, p.failed, p.rate) for p in cove.parse] == [("plan_verifications", 2, 1, 0.5)]
+    assert s1.parse == [] and report.parse_table() == [
+        ["cove:factored", "m", "plan_verifications", "1/2", "50%"]
+    ]
+    assert report.to_dict()["rows"][0]["parse_failures"] == {
+        "plan_verifications": {"parsed": 2, "failed": 1, "rate": 0.5}
+    }
+    assert any(
+        r["metric"] == "parse_fail@plan_verifications" and r["value"] == 0.5 for r in report.long_rows()
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -47,21 +47,39 @@ def add_settings_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_decoding_flags(g: Any, max_new_tokens_help: str | None = None) -> None:
-    """The flags of the :class:`~studio.backends.base.Decoding` fields, shared by `generate`, `run` and `eval`."""
-    g.add_argument("--max-new-tokens", type=int, default=256, help=max_new_tokens_help)
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-p", type=float, default=1.0)
+    """The flags of the :class:`~studio.backends.base.Decoding` fields, shared by `generate`, `run` and `eval`.
+
+    Every flag defaults to None (unset): only the flags a user gives reach the params, and the model's decoding
+    defaults (``models.toml`` ``params``) fill the rest (:func:`studio.strategies.resolve_params`)."""
+    g.add_argument("--max-new-tokens", type=int, help=max_new_tokens_help or "new tokens (default 256)")
+    g.add_argument("--temperature", type=float, help="0 = greedy (the default)")
+    g.add_argument("--top-p", type=float, help="nucleus sampling (default 1.0 = off)")
     g.add_argument("--seed", type=int)
+    g.add_argument(
+        "--repetition-penalty",
+        type=float,
+        help="penalty on tokens already in the prompt or output, 1.0 = off (default: the model's)",
+    )
+    g.add_argument(
+        "--no-repeat-ngram-size",
+        type=int,
+        help="no n-gram of this size occurs twice in the output, 0 = off (default: the model's)",
+    )
 
 
 P = TypeVar("P")
 
 
+def given_params(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of the params dataclass ``cls`` that the user GAVE as flags (flags left unset are None and
+    are left out), as a dict: ``studio.api`` fills the rest from the model's decoding defaults."""
+    return {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+
+
 def params_from_args(cls: type[P], args: argparse.Namespace) -> P:
     """The one flags -> params mapping: each field of the params dataclass ``cls`` (``GenParams``,
-    ``StrategyParams``) is read from the flag of the same name."""
-    given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
-    return cls(**given)  # type: ignore[arg-type]
+    ``StrategyParams``) is read from the flag of the same name; unset flags keep the class defaults."""
+    return cls(**given_params(cls, args))  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:

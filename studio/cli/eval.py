@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from studio.cli.run import add_params_flags
+from studio.cli.run import add_params_flags, run_params
 from studio.errors import InputError
 
 
@@ -84,11 +84,9 @@ def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         raise InputError(
             "name a dataset with --dataset (a shipped set, a JSONL file, a dataset dir or store:SET)"
         )
-    from studio.cli import params_from_args
     from studio.cli.store import open_store
     from studio.eval import STATS, EvalSpec, load_dataset, parse_methods, run_eval
     from studio.eval.data import STORE_PREFIX
-    from studio.strategies import StrategyParams
     from studio.training.config import parse_sets
 
     methods = parse_methods(_strategies(args))  # unknown strategies fail before the store opens
@@ -97,7 +95,7 @@ def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
     if unknown:
         raise InputError(f"unknown metric {', '.join(unknown)}; metrics: {', '.join(STATS)}")
     spec = EvalSpec(
-        methods, _models(args.model), params_from_args(StrategyParams, args), judge=args.judge,
+        methods, _models(args.model), run_params(args), judge=args.judge,
         judge_config=parse_sets(args.judge_settings), judge_model=args.judge_model, batch_size=args.batch_size,
     )  # fmt: skip
     on_disk = not args.dataset.startswith(STORE_PREFIX)  # a bad path fails before the store opens

@@ -6,6 +6,10 @@ bootstrap CI (:func:`studio.metrics.bootstrap.bootstrap_ci`), shaped like the pa
   refute correct; or without and with a distractor), their mean, and the gap to the baseline condition.
 - Other tasks: contains-answer and exact match, numeric accuracy, multiple-choice accuracy, a judge's score.
 
+Parse failures: per row and parsed step name (a CoVe plan, an S2A rewrite, a BSM branch, a CoT answer...), the
+share of those steps whose parser had to fall back (``parse_ok`` False in the trace; counted per run in the results
+file's ``parse``): in the JSON, the CSV's ``parse_fail@<step>`` metrics, and a second Markdown table.
+
 The bootstrap resamples *base questions*: the conditions of one question stay together, so a gap is a paired
 difference. Exports: a long CSV (every statistic, including the per-condition gaps), a Markdown table (the
 paper-shaped columns), a PNG plot and a JSON dump.
@@ -53,6 +57,19 @@ class Cell:
     n: int
 
 
+@dataclass(frozen=True)
+class ParseStat:
+    """How often one parsed step of one report row fell back: ``failed`` of ``parsed`` steps."""
+
+    step: str
+    parsed: int
+    failed: int
+
+    @property
+    def rate(self) -> float:
+        return self.failed / self.parsed if self.parsed else math.nan
+
+
 @dataclass
 class ReportRow:
     method: str
@@ -63,6 +80,7 @@ class ReportRow:
     items: int
     errors: int
     cells: dict[str, Cell] = field(default_factory=dict)
+    parse: list[ParseStat] = field(default_factory=list)  # per parsed step name, in first-seen order
 
     @property
     def label(self) -> str:
@@ -177,14 +195,37 @@ class Report:
 
     # -- shapes -------------------------------------------------------------------------------------------------
     def long_rows(self) -> list[dict[str, Any]]:
-        """One dict per (row, statistic): the CSV and JSON form."""
-        return [
+        """One dict per (row, statistic): the CSV and JSON form. Parse-failure rates are statistics
+        ``parse_fail@<step>`` (n = the parsed steps, no CI)."""
+        out = [
             {"dataset": self.dataset, "method": r.method, "strategy": r.strategy, "variant": r.variant or "",
              "model": r.model, "params_hash": r.params_hash, "metric": c.key, "label": c.label,
              **asdict(r.cells[c.key])}
             for r in self.rows
             for c in self.columns
         ]  # fmt: skip
+        out += [
+            {"dataset": self.dataset, "method": r.method, "strategy": r.strategy, "variant": r.variant or "",
+             "model": r.model, "params_hash": r.params_hash, "metric": f"parse_fail@{p.step}",
+             "label": f"parse failures: {p.step}", "value": p.rate, "lo": math.nan, "hi": math.nan, "n": p.parsed}
+            for r in self.rows
+            for p in r.parse
+        ]  # fmt: skip
+        return out
+
+    def parse_table(self) -> list[list[str]]:
+        """Parse failures: a line per (row, parsed step): method, model, step, failed / parsed, rate."""
+        return [[r.method, r.model, p.step, f"{p.failed}/{p.parsed}", f"{p.rate:.0%}"]
+                for r in self.rows for p in r.parse]  # fmt: skip
+
+    def parse_markdown(self) -> str:
+        """The parse-failure table in Markdown ('' when no run recorded a parsed step)."""
+        rows = self.parse_table()
+        if not rows:
+            return ""
+        lines = ["**Parse failures** (parsed steps whose parser had to fall back)", "",
+                 "| method | model | step | failed / parsed | rate |", "|---|---|---|---:|---:|"]  # fmt: skip
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
     def wide_columns(self) -> list[ReportColumn]:
         return [c for c in self.columns if c.wide]
@@ -207,14 +248,18 @@ class Report:
         lines = [f"**{self.caption()}**", "", "| " + " | ".join(head) + " |",
                  "|" + "|".join("---:" if h in ("n", "errors") else "---" for h in head) + "|"]  # fmt: skip
         lines += ["| " + " | ".join(row) + " |" for row in self.table()]
-        return "\n".join(lines) + "\n"
+        parse = self.parse_markdown()
+        return "\n".join(lines) + "\n" + (f"\n{parse}" if parse else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "task": self.task, "items": self.items, "caption": self.caption(),
                 "n_boot": self.n_boot, "level": self.level, "params": self.params,
                 "columns": [{"key": c.key, "label": c.label, "wide": c.wide} for c in self.columns],
                 "rows": [{"method": r.method, "model": r.model, "items": r.items, "errors": r.errors,
-                          "cells": {k: _json_cell(v) for k, v in r.cells.items()}} for r in self.rows]}  # fmt: skip
+                          "cells": {k: _json_cell(v) for k, v in r.cells.items()},
+                          "parse_failures": {p.step: {"parsed": p.parsed, "failed": p.failed,
+                                                      "rate": None if math.isnan(p.rate) else p.rate}
+                                             for p in r.parse}} for r in self.rows]}  # fmt: skip
 
     # -- files --------------------------------------------------------------------------------------------------
     def write_csv(self, path: Path) -> Path:
@@ -283,7 +328,19 @@ def build_report(
         row = ReportRow(label, first["strategy"], first.get("variant"), model, phash,
                         len(group), sum(1 for r in group if r.get("error")))  # fmt: skip
         row.cells = {c.key: _cell(c, group, n_boot, level, seed) for c in columns}
+        row.parse = parse_stats(group)
         out.append(row)
     return Report(
         dataset.name, dataset.task, len(dataset.items), columns, out, n_boot, level, dict(params or {})
     )
+
+
+def parse_stats(rows: Rows) -> list[ParseStat]:
+    """The parse counts of ``rows`` (results lines' ``parse``: step name -> [parsed, failed]) summed per step."""
+    total: dict[str, list[int]] = {}
+    for r in rows:
+        for step, counts in (r.get("parse") or {}).items():
+            t = total.setdefault(step, [0, 0])
+            t[0] += int(counts[0])
+            t[1] += int(counts[1])
+    return [ParseStat(step, n, failed) for step, (n, failed) in total.items()]

@@ -8,7 +8,7 @@ single-answer judge scores are ordinary verdicts.
 
 A ``run`` line: ``key`` (see :func:`run_key`), ``item``, ``condition``, ``base``, ``strategy``, ``variant``,
 ``method``, ``model``, ``params``, ``params_hash``, ``run_id``, ``prompt_id``, ``answer``, ``scores``, ``error``,
-``tokens_in``, ``tokens_out``, ``latency_s``, ``at``. A ``judge`` line: ``key`` (the run's), ``judge``,
+``tokens_in``, ``tokens_out``, ``latency_s``, ``parse`` (see :func:`parse_counts`), ``at``. A ``judge`` line: ``key`` (the run's), ``judge``,
 ``judge_model``, ``config_hash``, ``score``, ``ok``, ``verdict_id``, ``error``, ``at``. A later line for the same
 run (or the same run and judge config) replaces an earlier one.
 """
@@ -48,6 +48,22 @@ def run_key(item_id: str, question: str, strategy: str, variant: str | None, mod
     """What makes a run the same run: the item (and its text), the strategy and variant, the model, the params."""
     body = json.dumps([item_id, question, strategy, variant, model, phash], ensure_ascii=False)
     return hashlib.sha1(body.encode()).hexdigest()[:20]
+
+
+def parse_counts(steps: Any) -> dict[str, list[int]]:
+    """Per step name, [parsed steps, parse failures] of one run: the steps that recorded ``parse_ok`` (the
+    parsed steps: CoVe plans and cross-checks, S2A rewrites, BSM branches, CoT answers, verdicts...), and those
+    among them whose parser had to fall back (``parse_ok`` False). ``steps``: ``Step`` objects or their dicts."""
+    out: dict[str, list[int]] = {}
+    for s in steps or ():
+        d = s if isinstance(s, Mapping) else s.to_dict()
+        ok = (d.get("parsed") or {}).get("parse_ok")
+        if ok is None:
+            continue
+        counts = out.setdefault(d.get("name", "?"), [0, 0])
+        counts[0] += 1
+        counts[1] += not ok
+    return out
 
 
 def now() -> str:

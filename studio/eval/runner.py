@@ -26,11 +26,11 @@ from studio.errors import InputError
 from studio.eval.data import EvalDataset, EvalItem
 from studio.eval.metrics import judge_score, score_item
 from studio.eval.report import Report, build_report
-from studio.eval.results import ResultsFile, now, params_hash, run_key, safe_name
+from studio.eval.results import ResultsFile, now, params_hash, parse_counts, run_key, safe_name
 from studio.methods import Method
 from studio.progress import Progress
 from studio.runs import save_run
-from studio.strategies import DriveJob, RunResult, StrategyParams, drive
+from studio.strategies import DriveJob, RunResult, StrategyParams, drive, resolve_params
 
 if TYPE_CHECKING:
     from storage import Store
@@ -44,13 +44,15 @@ ModelArg = str | Backend | None
 class EvalSpec:
     """What to run: methods x models under one set of params, and optionally a judge to score the answers.
 
-    ``models``: registered names, loaded backends, or None for the default model. ``judge_config`` is the
-    judge's settings (see ``studio judge --list``); ``judge_model`` defaults to the default model.
+    ``models``: registered names, loaded backends, or None for the default model. ``params``: a full
+    :class:`StrategyParams` (used as is for every model), or a dict of the fields the user set, which each model's
+    decoding defaults complete (:func:`~studio.strategies.resolve_params`). ``judge_config`` is the judge's
+    settings (see ``studio judge --list``); ``judge_model`` defaults to the default model.
     """
 
     methods: tuple[Method, ...]
     models: tuple[ModelArg, ...] = (None,)
-    params: StrategyParams = field(default_factory=StrategyParams)
+    params: StrategyParams | Mapping[str, Any] = field(default_factory=StrategyParams)
     judge: str | None = None
     judge_config: Mapping[str, Any] | None = None
     judge_model: ModelArg = None
@@ -63,6 +65,11 @@ class EvalSpec:
             raise InputError("name at least one model")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, not {self.batch_size}")
+        resolve_params(self.params, {})  # bad params fail before any model loads
+
+    def params_for(self, backend: Backend) -> StrategyParams:
+        """The run params on ``backend``: the given ones, completed by the model's decoding defaults."""
+        return resolve_params(self.params, backend.decoding_defaults)
 
 
 @dataclass
@@ -129,9 +136,11 @@ def run_eval(
     backends = list(dict.fromkeys(_backend(m, registry, report) for m in spec.models))
     eval_name = safe_name(name or dataset.name)
     results = ResultsFile(eval_dir(store, eval_name))
-    params = spec.params.to_dict()
-    phash = params_hash(params)
-    planned = _plan(dataset, spec.methods, backends, phash)
+    resolved = {id(b): spec.params_for(b) for b in backends}
+    params = resolved[id(backends[0])].to_dict()  # the report's caption: the first model's params
+    planned = _plan(
+        dataset, spec.methods, backends, {k: params_hash(v.to_dict()) for k, v in resolved.items()}
+    )
     done = results.read().runs
     todo = [p for p in planned if p.key not in done]
     out = EvalOutcome(eval_name, results.dir, dataset, params, len(planned), len(planned) - len(todo), 0, 0)
@@ -140,7 +149,7 @@ def run_eval(
     per_call = spec.batch_size * len(spec.methods) * len(backends)
     for start in range(0, len(todo), per_call):
         _run_chunk(
-            todo[start : start + per_call], spec.params, store, results, prompt_ids, out, report, len(todo)
+            todo[start : start + per_call], resolved, store, results, prompt_ids, out, report, len(todo)
         )
     if judge is not None:
         _judge_runs(
@@ -180,11 +189,14 @@ def _backend(model: ModelArg, registry: ModelRegistry | None, report: Progress |
 
 
 def _plan(
-    dataset: EvalDataset, methods: Sequence[Method], backends: Sequence[Backend], phash: str
+    dataset: EvalDataset, methods: Sequence[Method], backends: Sequence[Backend], phash: Mapping[int, str]
 ) -> list[_Planned]:
-    """Item-major order, so that a chunk holds whole items with every method and model."""
+    """Item-major order, so that a chunk holds whole items with every method and model. ``phash``: each
+    backend's (by ``id``) params hash."""
     return [
-        _Planned(item, m, b, run_key(item.id, item.question, m.strategy, m.variant, b.model_name, phash))
+        _Planned(
+            item, m, b, run_key(item.id, item.question, m.strategy, m.variant, b.model_name, phash[id(b)])
+        )
         for item in dataset.items
         for b in backends
         for m in methods
@@ -199,7 +211,7 @@ def _prompt_ids(store: Store, dataset: EvalDataset) -> dict[str, int]:
 # -- running ------------------------------------------------------------------------------------------------------
 def _run_chunk(
     chunk: Sequence[_Planned],
-    params: StrategyParams,
+    params: Mapping[int, StrategyParams],
     store: Store,
     results: ResultsFile,
     prompt_ids: Mapping[str, int],
@@ -207,13 +219,21 @@ def _run_chunk(
     report: Progress,
     total: int,
 ) -> None:
-    jobs = [DriveJob(p.method.make(), p.item.question, p.backend, params) for p in chunk]
+    jobs = [DriveJob(p.method.make(), p.item.question, p.backend, params[id(p.backend)]) for p in chunk]
     for ev in drive(jobs):
         if ev.kind != "run_finished" or ev.result is None:
             continue
         p = chunk[ev.run]
         if _recordable(ev.result):
-            _record(p, ev.result, store, results, prompt_ids[p.item.question], out)
+            _record(
+                p,
+                ev.result,
+                params[id(p.backend)].to_dict(),
+                store,
+                results,
+                prompt_ids[p.item.question],
+                out,
+            )
             out.ran += 1
         else:
             out.failed += 1
@@ -231,7 +251,13 @@ def _recordable(result: RunResult) -> bool:
 
 
 def _record(
-    p: _Planned, result: RunResult, store: Store, results: ResultsFile, prompt_id: int, out: EvalOutcome
+    p: _Planned,
+    result: RunResult,
+    params: dict[str, Any],
+    store: Store,
+    results: ResultsFile,
+    prompt_id: int,
+    out: EvalOutcome,
 ) -> None:
     scores = score_item(p.item, result.final_answer)
     totals = result.totals
@@ -242,10 +268,10 @@ def _record(
     results.append({
         "kind": "run", "key": p.key, "item": p.item.id, "condition": p.item.condition, "base": p.item.base,
         "strategy": p.method.strategy, "variant": p.method.variant, "method": p.method.label,
-        "model": p.backend.model_name, "params": out.params, "params_hash": params_hash(out.params),
+        "model": p.backend.model_name, "params": params, "params_hash": params_hash(params),
         "run_id": run_id, "prompt_id": prompt_id, "answer": result.final_answer, "scores": scores,
         "error": result.error, "tokens_in": totals.prompt_tokens, "tokens_out": totals.completion_tokens,
-        "latency_s": round(totals.latency_s, 3), "at": now(),
+        "latency_s": round(totals.latency_s, 3), "parse": parse_counts(result.trace.steps), "at": now(),
     })  # fmt: skip
 
 
