@@ -213,7 +213,7 @@ def test_cove_factor_revise_cross_checks_each_verification_in_one_batch(backend:
         prompt = c.messages[-1]["content"]
         assert baseline in prompt and v.label in prompt and v.output in prompt
         verdict, detail = parse_verdict(c.output)  # what the model wrote decides the verdict
-        assert c.parsed == {"verdict": verdict, "detail": detail}
+        assert c.parsed == {"verdict": verdict, "detail": detail, "parse_ok": verdict is not None}
         unreadable_noted = any("no CONSISTENT / INCONSISTENT" in n for n in c.notes)
         assert unreadable_noted == (verdict is None)  # an unreadable verdict is noted, never dropped silently
     final = r.trace.by_name("final_verified")[0].messages[-1]["content"]
@@ -230,8 +230,10 @@ def test_s2a_default_answer_sees_only_the_rewrite(arena) -> None:
     # whatever the model wrote: the answer step sees the sections parsed from the rewrite, or (no label, or
     # both sections empty: noted) the whole rewrite; the user's own text only if the rewrite repeated it
     s = parse_sections(rewrite.output, *S2A_VARIANTS["default"][2:])
+    ok = s.found_context and s.found_query and bool(s.context or s.query)
     assert rewrite.parsed == {
-        "context": s.context, "query": s.query, "found_context": s.found_context, "found_query": s.found_query
+        "context": s.context, "query": s.query, "found_context": s.found_context, "found_query": s.found_query,
+        "parse_ok": ok,
     }  # fmt: skip
     whole = not (s.found_context or s.found_query) or not (s.context or s.query)
     if not rewrite.output.strip():
@@ -289,6 +291,7 @@ def test_cot_splits_reasoning_and_final(arena) -> None:
         "reasoning": split.reasoning,
         "final": split.final,
         "marker_found": split.marker_found,
+        "parse_ok": split.marker_found,
     }
     assert r.final_answer == split.final
     assert any("last line" in n for n in step.notes) == (not split.marker_found)
