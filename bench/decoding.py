@@ -13,7 +13,9 @@ does. Printed per config, all measured in this one run:
 - the wall time (absolute times drift with load: the load average is printed).
 
 The caps in the ``caps`` config are the per-step 90th percentiles measured under the ``rp1.1`` config, rounded
-up to a multiple of 16 (printed), so a cap cuts loops, not answers that end on their own.
+up to a multiple of 16 (printed), so a cap cuts loops, not answers that end on their own. ``chosen`` is the
+default model's decoding defaults as shipped (``studio.default_model.DECODING``). The repetition penalty counts
+the output only (studio/backends/transformers_backend.py says why, with the A/B that chose it).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=6, help="base questions per set (default 6)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--chunk", type=int, default=8, help="runs driven together (default 8)")
-    ap.add_argument("--configs", default=",".join([*CONFIGS, "caps"]))
+    ap.add_argument("--configs", default=",".join([*CONFIGS, "caps", "chosen"]))
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     settings = Settings.load(threads=args.threads or None)
@@ -114,7 +116,9 @@ def main() -> None:
     print(f"{n_items} items x {len(COLUMNS)} columns per config; load average {os.getloadavg()}")
     figures: dict = {}
     for name in args.configs.split(","):
-        if name == "caps":
+        if name == "chosen":
+            conf = dict(default_model.DECODING)
+        elif name == "caps":
             if "rp1.1" not in figures:
                 print("caps: needs the rp1.1 config first")
                 continue

