@@ -28,7 +28,8 @@ class Decoding:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
-    #: CTRL-style penalty on tokens already in the prompt or output (1.0 = off); breaks a small model's loops
+    #: CTRL-style penalty on tokens already generated (1.0 = off): breaks a small model's loops. The
+    #: transformers backend counts the output only; a server (vLLM, llama.cpp) applies its own rule
     repetition_penalty: float = 1.0
     #: no n-gram of this size occurs twice in the output (0 = off)
     no_repeat_ngram_size: int = 0

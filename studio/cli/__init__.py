@@ -58,7 +58,7 @@ def add_decoding_flags(g: Any, max_new_tokens_help: str | None = None) -> None:
     g.add_argument(
         "--repetition-penalty",
         type=float,
-        help="penalty on tokens already in the prompt or output, 1.0 = off (default: the model's)",
+        help="penalty on tokens already in the output (the transformers backend; a server applies its own rule), 1.0 = off (default: the model's)",
     )
     g.add_argument(
         "--no-repeat-ngram-size",
