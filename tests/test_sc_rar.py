@@ -86,8 +86,8 @@ def test_rar_variants_on_the_real_model(backend: Backend, variant: str) -> None:
     not HAS_STRUCTURED, reason="studio/backends/structured.py (the structured backend) is absent"
 )
 def test_structured_run_constrains_the_parsed_steps(settings) -> None:
-    # 160 tokens leave the plan room for 2 questions of at most 130 characters (the schema's bound) and the JSON;
-    # the other steps are capped lower (a cap only lowers max_new_tokens)
+    # 160 tokens (or the model's lower plan cap) leave room for 2 questions of at most 123 characters (the
+    # schema's bound) and the JSON; the other steps are capped lower (a cap only lowers max_new_tokens)
     caps = [
         f"--step-max-tokens={n}=48"
         for n in ("baseline", "execute_verification", "cross_check", "final_verified")
@@ -103,7 +103,8 @@ def test_structured_run_constrains_the_parsed_steps(settings) -> None:
     assert all(q.endswith("?") for q in plan["parsed"]["questions"])
     free = [s for s in trace["steps"] if s["name"] in ("baseline", "execute_verification", "final_verified")]
     assert free and not any(s["constrained"] or s["params"].get("schema") for s in free)
-    assert {s["params"]["max_new_tokens"] for s in free} == {48} and plan["params"]["max_new_tokens"] == 160
+    # the given caps win over the model's; the plan keeps the lower of 160 and the model's own plan cap
+    assert {s["params"]["max_new_tokens"] for s in free} == {48} and plan["params"]["max_new_tokens"] <= 160
     print("\n" + "\n".join(f"{s['name']}: {s['output'][:120]!r}" for s in parsed))
 
 
