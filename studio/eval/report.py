@@ -34,7 +34,7 @@ from studio.metrics.bootstrap import bootstrap_ci
 
 Rows = Sequence[Row]
 TASK_NAMES = {"list": "list questions", "qa": "questions", "math": "word problems", "mc": "multiple choice",
-              "open": "open questions", "mixed": "mixed items"}  # fmt: skip
+              "open": "open questions", "mixed": "mixed items", "game24": "Game-of-24 puzzles"}  # fmt: skip
 MEAN_LABELS = {"none": "with opinion (mean)", "clean": "with distractor (mean)"}
 
 
@@ -190,6 +190,14 @@ class Report:
             else f"temperature {p['temperature']}, top-p {p.get('top_p')}"
         )
         tokens = f", max_new_tokens={p['max_new_tokens']} per step" if p.get("max_new_tokens") else ""
+        if p.get("step_max_tokens"):
+            tokens += " (lower caps for some steps)"
+        if p.get("repetition_penalty", 1.0) != 1.0:
+            tokens += f", repetition penalty {p['repetition_penalty']}"
+        if p.get("no_repeat_ngram_size"):
+            tokens += f", no repeated {p['no_repeat_ngram_size']}-grams"
+        if p.get("structured"):
+            tokens += ", structured steps"
         return (f"{self.title}: {decoding}{tokens}; {self.level:.0%} bootstrap CIs over base questions "
                 f"({self.n_boot} resamples)")  # fmt: skip
 
