@@ -349,7 +349,9 @@ def test_tree_and_vote_stay_hidden_while_blind_and_open_from_the_stored_runs(lau
     """A blind ToT column and a self-consistency column: no tree, tally or node in any output until the vote;
     then the tree and the vote share show (from the stored traces), and a node is flagged through the API."""
     client = launch()
-    small = {"max_new_tokens": 32, "breadth": 1, "depth": 1, "k": 2, "n_evaluate": 1, "samples": 3}
+    # structured: the proposals parse whatever the model writes, so the tree has nodes to flag
+    small = {"max_new_tokens": 64, "breadth": 1, "depth": 1, "k": 2, "n_evaluate": 1, "samples": 3,
+             "structured": True}  # fmt: skip
     job = client.submit(prompt="Use the numbers 4 6 8 2 and + - * / to make 24.", blind=True,
                         columns=["tot:bfs @ smollm2-135m", "sc:system1 @ smollm2-135m"], **RUN | small,
                         api_name="/run_arena")  # fmt: skip

@@ -207,6 +207,9 @@ def cmd_models_list(args: argparse.Namespace, ctx: AppContext) -> int:
         print(f"{name:<{width}}  {spec.summary()}{tag}{default}")
         if spec.parent:
             print(f"{'':<{width}}  parent: {spec.parent}  run: {spec.training_run}")
+        defaults = ctx.registry.decoding_defaults(name)
+        if defaults:
+            print(f"{'':<{width}}  decoding defaults: {json.dumps(defaults)}")
     return 0
 
 

@@ -55,7 +55,8 @@ def add_params_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="STEP=N",
         help="cap one step's new tokens, e.g. --step-max-tokens merge=160 (repeatable; step names as in the "
-        "trace: answer, baseline, plan_verifications, rewrite, branch, solve, merge, propose, value, ...)",
+        "trace: answer, baseline, plan_verifications, rewrite, branch, solve, merge, propose, value, ...). "
+        "Given, these are the run's caps: they replace the model's default caps (`studio models` lists them)",
     )
     g.add_argument("--max-questions", type=int, help="CoVe: verification questions kept (default 5)")
     g.add_argument("--max-branches", type=int, help="BSM: branches kept (default 5)")

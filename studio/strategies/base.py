@@ -116,13 +116,11 @@ class StrategyParams(Decoding):
 
 def resolve_params(given: StrategyParams | Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> StrategyParams:
     """The one rule for a run's params: a full :class:`StrategyParams` is used as is; a dict names only the
-    fields the user set, and the model's decoding ``defaults`` fill the rest (then the class defaults)."""
+    fields the user set, and the model's decoding ``defaults`` fill the rest (then the class defaults). A field
+    is replaced whole: a given ``step_max_tokens`` is the run's caps (what the Arena shows is what runs)."""
     if isinstance(given, StrategyParams):
         return given
-    merged = {**defaults, **dict(given or {})}
-    if isinstance(given, Mapping) and "step_max_tokens" in given and "step_max_tokens" in defaults:
-        merged["step_max_tokens"] = {**defaults["step_max_tokens"], **dict(given["step_max_tokens"] or {})}
-    return StrategyParams.from_dict(merged)
+    return StrategyParams.from_dict({**defaults, **dict(given or {})})
 
 
 @dataclass
