@@ -310,7 +310,8 @@ def test_a_live_tree_of_thoughts_in_a_real_browser(served, settings) -> None:
         page.keyboard.type("tot:bfs")
         page.get_by_role("option", name=TOT, exact=True).click()
         page.click("#arena-decoding button.label-wrap")
-        set_slider(page, "arena-max-new-tokens", 48)
+        set_slider(page, "arena-max-new-tokens", 64)
+        page.click("#arena-structured input")  # proposals parse whatever the model writes: nodes to flag
         for name, value in TOT_SETTINGS.items():
             set_slider(page, f"arena-tot-{name}", value)
         page.locator("#arena-tot-breadth").scroll_into_view_if_needed()
