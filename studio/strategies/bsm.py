@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from studio.backends.base import Completion
 from studio.strategies.base import RunContext, Strategy, StrategyGen, render
-from studio.strategies.parsing import json_field, json_salvage_strings, json_strings, parse_json, parse_list
+from studio.strategies.parsing import read_list
 from studio.strategies.schemas import load_schema
 
 
@@ -28,14 +28,11 @@ class BranchSolveMerge(Strategy):
             schema=load_schema("bsm_branch", max_branches=k),
         )
         (out,) = yield [branch]
-        got = json_strings(json_field(parse_json(out.text), "sub_questions")) if out.constrained else None
-        from_json = got is not None
-        if got is None:
-            if out.constrained:
-                ctx.note(NOT_JSON, step=branch.id)
-            got = (json_salvage_strings(out.text) if out.constrained else []) or parse_list(out.text)
+        got, from_json = read_list(out.text, out.constrained, "sub_questions")
+        if from_json is False:
+            ctx.note(NOT_JSON, step=branch.id)
         branches = got[:k]
-        ok = bool(branches) and (from_json or not out.constrained)
+        ok = bool(branches) and from_json is not False
         ctx.parsed(branch.id, branches=branches, parse_ok=ok)
         if not branches:
             # Nothing to merge: solving the whole question as one branch is the honest degenerate case.

@@ -33,15 +33,14 @@ from studio.strategies.base import (
 from studio.strategies.parsing import (
     json_field,
     json_salvage_field,
-    json_salvage_strings,
     json_strings,
     json_text,
     looks_like_question,
     parse_answers,
     parse_json,
-    parse_list,
     parse_qa_pairs,
     parse_verdict,
+    read_list,
 )
 from studio.strategies.schemas import load_schema
 
@@ -120,18 +119,15 @@ class ChainOfVerification(Strategy):
             schema=load_schema("cove_plan_verifications", max_questions=ctx.params.max_questions),
         )
         (out,) = yield [plan]
-        items = json_strings(json_field(parse_json(out.text), "questions")) if out.constrained else None
-        from_json = items is not None
-        if items is None:
-            if out.constrained:
-                ctx.note(NOT_JSON, step=plan.id)
-            items = (json_salvage_strings(out.text) if out.constrained else []) or parse_list(out.text)
+        items, from_json = read_list(out.text, out.constrained, "questions")
+        if from_json is False:
+            ctx.note(NOT_JSON, step=plan.id)
         # statements are not verification questions (small models restate the response instead)
         kept = [q for q in items if looks_like_question(q)]
         if len(kept) < len(items):
             ctx.note(f"dropped {len(items) - len(kept)} planned line(s) that are not questions", step=plan.id)
         questions = kept[: ctx.params.max_questions]
-        ok = bool(questions) and len(kept) == len(items) and (from_json or not out.constrained)
+        ok = bool(questions) and len(kept) == len(items) and from_json is not False
         ctx.parsed(plan.id, questions=questions, parse_ok=ok)
         if not questions:
             return []

@@ -416,6 +416,19 @@ def json_salvage_strings(text: str) -> list[str]:
     return out
 
 
+def read_list(text: str, constrained: bool, key: str) -> tuple[list[str], bool | None]:
+    """A step's list of strings (CoVe's planned questions, BSM's branches): from the JSON field ``key`` when the
+    step was constrained, else from the free-text list parser. Returns the items and whether the JSON was read:
+    None for a free step, False for constrained output that was not the expected JSON (cut off at the cap), whose
+    complete strings are salvaged, or failing that its lines parsed as free text."""
+    if not constrained:
+        return parse_list(text), None
+    got = json_strings(json_field(parse_json(text), key))
+    if got is not None:
+        return got, True
+    return json_salvage_strings(text) or parse_list(text), False
+
+
 def json_salvage_field(text: str, key: str, *, partial: bool = False) -> str | None:
     """The string value of ``key`` in JSON that does not decode (cut off at the token cap): the complete value,
     or with ``partial`` also a value cut off before its closing quote. None when the key has no string value."""
