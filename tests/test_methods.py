@@ -130,12 +130,17 @@ STORED_PARAMS = {
 def test_the_stored_params_are_unchanged(store: Store, case: str) -> None:
     kwargs, expected = STORED_PARAMS[case]
     params = StrategyParams(**kwargs)
-    assert list(params.to_dict().items()) == list(expected.items())  # same keys, same order, same values
+    # the fields added since (decoding, structured, step caps, ToT, self-consistency) come on top, at their
+    # defaults; the old ones keep their values, and a dict stored before them reads back as the same params
+    new_fields = {k: v for k, v in StrategyParams().to_dict().items() if k not in expected}
+    assert params.to_dict() == expected | new_fields
+    assert new_fields.keys() >= {"repetition_penalty", "structured", "step_max_tokens", "samples", "breadth"}
     assert StrategyParams.from_dict(params.to_dict()) == params
+    assert StrategyParams.from_dict(expected) == params, "an old stored dict reads back unchanged"
     res = result()
     res.params = params
     run = store.get_run(save_run(store, store.add_prompt("q", "set"), res))
-    assert run is not None and run["params"] == expected
+    assert run is not None and run["params"] == expected | new_fields
     gen = params.gen_params()
     assert (gen.max_new_tokens, gen.temperature, gen.top_p, gen.seed, gen.stop) == (
         expected["max_new_tokens"], expected["temperature"], expected["top_p"], expected["seed"], ()
