@@ -19,8 +19,8 @@ from studio.strategies.base import (
     TraceEvent,
     make_strategy,
     render,
-    resolve_params,
     render_messages,
+    resolve_params,
 )
 from studio.strategies.driver import DriveJob, drive, run_jobs
 
