@@ -352,7 +352,9 @@ class ModelRegistry:
         try:
             StrategyParams.from_dict(merged)
         except InputError as e:
-            raise InputError(f"model {chain[0].name!r}: bad decoding defaults in {self.settings.models_file}: {e}") from None
+            raise InputError(
+                f"model {chain[0].name!r}: bad decoding defaults in {self.settings.models_file}: {e}"
+            ) from None
         return merged
 
     def unload(self, name: str) -> None:

@@ -114,7 +114,9 @@ class StrategyParams(Decoding):
         return cls(**d)
 
 
-def resolve_params(given: StrategyParams | Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> StrategyParams:
+def resolve_params(
+    given: StrategyParams | Mapping[str, Any] | None, defaults: Mapping[str, Any]
+) -> StrategyParams:
     """The one rule for a run's params: a full :class:`StrategyParams` is used as is; a dict names only the
     fields the user set, and the model's decoding ``defaults`` fill the rest (then the class defaults). A field
     is replaced whole: a given ``step_max_tokens`` is the run's caps (what the Arena shows is what runs)."""
