@@ -284,14 +284,7 @@ class _FlakyProxy(_Handler):
                 {"retry-after-ms": "20"},
             )
         else:
-            req = urllib.request.Request(
-                srv.upstream + self.path, data=body, headers={"content-type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(req, timeout=300) as resp:
-                    status, out = resp.status, resp.read()
-            except urllib.error.HTTPError as e:
-                status, out = e.code, e.read()
+            status, out = _forward(srv.upstream + self.path, body)
             headers = {}
         srv.record.statuses.append(status)
         self._send(status, out, headers)
@@ -401,6 +394,16 @@ def logprob_server(model_dir: Path) -> Iterator[LogprobServer]:
         yield LogprobServer(f"http://127.0.0.1:{srv.server_address[1]}/v1", requests)
 
 
+def _forward(url: str, body: bytes) -> tuple[int, bytes]:
+    """POST ``body`` to the real upstream server: its status and body, an HTTP error's included."""
+    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 class _RefusingProxy(_Handler):
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         srv: Any = self.server
@@ -410,14 +413,7 @@ class _RefusingProxy(_Handler):
         if srv.field in sent:  # what a server without structured outputs says
             status, out = 400, json.dumps({"error": {"message": f"{srv.field} is not supported"}}).encode()
         else:
-            req = urllib.request.Request(
-                srv.upstream + self.path, data=body, headers={"content-type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(req, timeout=300) as resp:
-                    status, out = resp.status, resp.read()
-            except urllib.error.HTTPError as e:
-                status, out = e.code, e.read()
+            status, out = _forward(srv.upstream + self.path, body)
         srv.record.statuses.append(status)
         self._send(status, out)
 
