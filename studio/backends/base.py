@@ -119,6 +119,8 @@ class Backend(ABC):
     #: whether ``choice_probs`` / ``sequence_logprob`` work
     supports_choice_probs: bool = False
     supports_sequence_logprob: bool = False
+    #: whether ``reward`` works (a reward model: a sequence classifier with one output)
+    supports_reward: bool = False
     #: whether ``chat`` takes per-row params and reports rows as they finish: ``params`` may be a list, one
     #: GenParams per conversation, differing only in ``max_new_tokens`` and ``schema`` (same
     #: :attr:`GenParams.batch_key`), and ``on_row_done(index, completion)`` is called (from any thread) as soon
@@ -150,6 +152,10 @@ class Backend(ABC):
     ) -> list[float]:
         """Sum of log-probabilities of each completion given its conversation."""
         raise NotImplementedError(f"{type(self).__name__} cannot score sequences")
+
+    def reward(self, conversations: Sequence[Conversation], completions: Sequence[str]) -> list[float]:
+        """A reward model's scalar score of each completion as the answer to its conversation."""
+        raise NotImplementedError(f"{type(self).__name__} is not a reward model")
 
     def count_tokens(self, text: str) -> int:
         """Token count; backends without a tokenizer estimate ~4 characters per token."""

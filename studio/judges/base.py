@@ -69,14 +69,18 @@ class JudgeItem:
     question: str
     answers: tuple[Candidate, ...]
     key: Any = None  # the caller's handle (a comparison id, a tuple of run ids): copied onto the verdict
+    #: a reference answer (the prompt's known answer, e.g. for math): reference-guided judges show it
+    reference: str = ""
 
     @classmethod
-    def single(cls, question: str, answer: str | Candidate, key: Any = None) -> JudgeItem:
-        return cls(question, (_candidate(answer),), key)
+    def single(cls, question: str, answer: str | Candidate, key: Any = None, reference: str = "") -> JudgeItem:
+        return cls(question, (_candidate(answer),), key, reference)
 
     @classmethod
-    def pair(cls, question: str, a: str | Candidate, b: str | Candidate, key: Any = None) -> JudgeItem:
-        return cls(question, (_candidate(a), _candidate(b)), key)
+    def pair(
+        cls, question: str, a: str | Candidate, b: str | Candidate, key: Any = None, reference: str = ""
+    ) -> JudgeItem:
+        return cls(question, (_candidate(a), _candidate(b)), key, reference)
 
     @property
     def models(self) -> set[str]:
@@ -311,6 +315,11 @@ class Judge:
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
         self._hashes[judge_model] = digest
         return digest
+
+    def bind(self, registry: Any, judge_model: str) -> None:  # noqa: B027 - optional hook
+        """Called once before judging by every service that owns a model registry (CLI, UI, compare, bench)
+        with the judge model's name: a judge that scores with more than the judge model (``dpo_implicit``'s
+        reference model) loads it here, through ``registry.backend(name)``. The default needs nothing."""
 
     def check_backend(self, backend: Backend) -> None:
         if self.needs_choice_probs and not backend.supports_choice_probs:

@@ -140,6 +140,13 @@ class StepRequest:
     choices: tuple[str, ...] | None = None
     #: identical shared requests of several runs in one round are sent once (a judge's branch step per question)
     shared: bool = False
+    #: score ``completion`` as the answer to ``messages`` instead of generating: "logprob" (the sum of its
+    #: token log-probabilities, ``backend.sequence_logprob``) or "reward" (a reward model's scalar,
+    #: ``backend.reward``); the completion's text is the score as JSON
+    score: Literal["logprob", "reward"] | None = None
+    completion: str = ""
+    #: send this request to another loaded backend than the run's (a DPO judge's reference model)
+    backend: Any = None
 
 
 StepStatus = Literal["running", "done", "error"]
@@ -368,6 +375,9 @@ class RunContext:
         choices: tuple[str, ...] | None = None,
         shared: bool = False,
         schema: dict[str, Any] | None = None,
+        score: Literal["logprob", "reward"] | None = None,
+        completion: str = "",
+        backend: Any = None,
         **param_overrides: Any,
     ) -> StepRequest:
         """A new step request; a string prompt becomes one user message.
@@ -390,6 +400,9 @@ class RunContext:
             params,
             tuple(choices) if choices else None,
             shared,
+            score,
+            completion,
+            backend,
         )
         self._next_id += 1
         return req

@@ -4,7 +4,9 @@ It runs many programs in lockstep: a :class:`~studio.strategies.base.Strategy` o
 item (:class:`studio.judges.base.JudgeRun`). Each is a generator that yields a list of independent
 :class:`StepRequest` s and receives one :class:`Completion` per request. Each round the driver collects the
 pending requests of every active run, groups them by (backend, params) -- or (backend, choices) for a
-next-token-probability reading -- and sends each group to the backend as one batch. So CoVe's factored
+next-token-probability reading, or (backend, score kind) for scoring a given completion (its log-probability,
+or a reward model's scalar) -- and sends each group to the backend as one batch. A request names its own
+backend when it is not its run's (a DPO judge's reference model). So CoVe's factored
 verifications, BSM's solves, the first steps of several arena columns, and every item and order of a judge batch
 share a forward pass. A backend that ``supports_rows`` takes rows that differ in ``max_new_tokens`` (per-step
 caps) and ``schema`` in one batch, so those fields do not split a group. Identical ``shared`` requests of one
@@ -135,7 +137,7 @@ def drive(jobs: Sequence[DriveJob], *, batching: bool = True) -> Iterator[TraceE
                 for r in ready:
                     r.sent = True
                 for g in groups:
-                    bid = id(g[0][0].job.backend)
+                    bid = id(_backend(*g[0]))
                     busy[bid] = busy.get(bid, 0) + 1
                     if pool is None:  # one after another, in this thread
                         _call(g, inbox.put)
@@ -280,9 +282,9 @@ def _started(run: _Run, req: StepRequest, round_no: int, batch_size: int) -> Tra
         name=req.name,
         parent=req.parent,
         messages=req.messages,
-        params={"choices": list(req.choices)} if req.choices else _params(run, req).to_dict(),
+        params=_step_params(run, req),
         label=req.label,
-        model=run.job.backend.model_name,
+        model=_backend(run, req).model_name,
         round=round_no,
         batch_size=batch_size,
         started_s=time.perf_counter() - run.t0,
@@ -331,6 +333,19 @@ def _params(run: _Run, req: StepRequest) -> GenParams:
     return req.params or run.job.params.gen_params()
 
 
+def _backend(run: _Run, req: StepRequest) -> Backend:
+    """The backend a request goes to: its own (a judge's reference model), else its run's."""
+    return req.backend if req.backend is not None else run.job.backend
+
+
+def _step_params(run: _Run, req: StepRequest) -> dict[str, Any]:
+    if req.choices:
+        return {"choices": list(req.choices)}
+    if req.score:  # the scored completion is part of what was sent
+        return {"score": req.score, "completion": req.completion}
+    return _params(run, req).to_dict()
+
+
 def _group(items: list[_Item], batching: bool) -> list[list[_Item]]:
     """One group per (backend, params) -- or (backend, choices) -- when batching; one per request otherwise.
     For a backend that ``supports_rows``, params that differ only in per-row fields share a group."""
@@ -338,9 +353,11 @@ def _group(items: list[_Item], batching: bool) -> list[list[_Item]]:
         return [[it] for it in items]
     groups: dict[tuple[int, Any], list[_Item]] = {}
     for run, req in items:
-        backend = run.job.backend
+        backend = _backend(run, req)
         if req.choices:
             how: Any = ("choices", req.choices)
+        elif req.score:
+            how = ("score", req.score)
         else:
             params = _params(run, req)
             how = params.batch_key if _rows_supported(backend) else params
@@ -357,7 +374,7 @@ def _rows(group: list[_Item]) -> list[list[_Item]]:
     rows: list[list[_Item]] = []
     seen: dict[str, int] = {}
     for run, req in group:
-        key = json.dumps(req.messages) if req.shared else None
+        key = json.dumps([req.messages, req.completion]) if req.shared else None
         if key is not None and key in seen:
             rows[seen[key]].append((run, req))
             continue
@@ -394,7 +411,7 @@ def _call(group: list[_Item], post: Callable[[_Message], None]) -> None:
             for i, c in enumerate(comps):
                 deliver(i, c)
     finally:
-        post(("end", id(group[0][0].job.backend)))
+        post(("end", id(_backend(*group[0]))))
 
 
 def _alone(row: list[_Item]) -> _Outcome:
@@ -410,13 +427,17 @@ def _send(
     """``backend.chat`` (or ``choice_probs``) on the rows' conversations; a short answer list is an error.
     ``on_row`` hears of each row as it finishes, from a backend that ``supports_rows``."""
     run0, req0 = rows[0][0]
-    backend = run0.job.backend
+    backend = _backend(run0, req0)
     convs = [row[0][1].messages for row in rows]
-    if req0.choices:
+    if req0.choices or req0.score:
         t0 = time.perf_counter()
-        probs = backend.choice_probs(convs, req0.choices)
+        if req0.choices:
+            values: list[Any] = backend.choice_probs(convs, req0.choices)
+        else:
+            scorer = backend.sequence_logprob if req0.score == "logprob" else backend.reward
+            values = scorer(convs, [row[0][1].completion for row in rows])
         took = time.perf_counter() - t0
-        comps = [Completion(json.dumps(p), 0, 0, took, model=backend.model_name) for p in probs]
+        comps = [Completion(json.dumps(v), 0, 0, took, model=backend.model_name) for v in values]
     elif _rows_supported(backend):
         params = [_params(*row[0]) for row in rows]
         extra: dict[str, Any] = {"on_row_done": on_row} if on_row is not None else {}
