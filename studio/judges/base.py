@@ -73,7 +73,9 @@ class JudgeItem:
     reference: str = ""
 
     @classmethod
-    def single(cls, question: str, answer: str | Candidate, key: Any = None, reference: str = "") -> JudgeItem:
+    def single(
+        cls, question: str, answer: str | Candidate, key: Any = None, reference: str = ""
+    ) -> JudgeItem:
         return cls(question, (_candidate(answer),), key, reference)
 
     @classmethod
