@@ -336,7 +336,7 @@ def test_additive_score_mode_is_in_the_hash_and_text_hashes_are_unchanged():
 
 
 def test_configs_registry_and_hash():
-    assert JUDGES.names() == ["additive", "bsm_eval", "logprob", "pairwise"]
+    assert {"additive", "bsm_eval", "logprob", "pairwise", "single"} <= set(JUDGES.names())
     j = make_judge("pairwise", {"max_new_tokens": 64})
     assert j.config_dict()["max_new_tokens"] == 64
     h = j.config_hash("m")

@@ -4,7 +4,12 @@
 human-labelled or unlabelled), or the runs of a prompt set paired up per prompt. A single-answer judge rates each
 distinct run once. Items go to the judge ``batch_size`` at a time, and the judge sends every model call of one
 round as one batch. Every verdict, valid or failed, is stored. The job resumes: an item already judged under the
-same config hash (judge, judge model, settings, prompt text) is skipped.
+same config hash (judge, judge model, settings, prompt text) is skipped. An item carries its prompt's reference
+answer, where the prompt has one, for the reference-guided judges.
+
+**Swap flips.** Beside every verdict set, :class:`JobResult` reports the swap-flip rate of the verdicts it
+judged: of those read in both orders, the share whose two orders picked differently
+(:func:`studio.metrics.bias.swap_flip_rate`); n = 0 for a single-answer judge.
 
 **Stored verdicts.** ``judge_config`` is the judge's settings plus ``config_hash``; ``raw_output`` is a JSON list
 of the raw outputs; ``scores`` holds ``detail`` (the judge's own scores), ``order_winners``, ``self_judge``,
@@ -24,6 +29,7 @@ from studio.backends.base import Backend
 from studio.errors import InputError
 from studio.judges import Candidate, Judge, JudgeItem, Verdict
 from studio.judging.snapshot import Snapshot, contestant, snapshot
+from studio.metrics.bias import swap_flip_rate
 from studio.progress import Progress
 
 if TYPE_CHECKING:
@@ -88,9 +94,26 @@ class JobResult:
     self_judged: int
     verdict_ids: list[int] = field(default_factory=list)
     elapsed_s: float = 0.0
+    #: the swap-flip rate of the verdicts judged: {"flips", "n", "rate"} (rate None when n is 0)
+    swap_flip: dict[str, Any] = field(default_factory=lambda: swap_flip_dict([]))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def summary(self) -> str:
+        """The job in one line: counts, then the swap-flip rate where any verdict was read in both orders."""
+        text = f"{self.judged} judged ({self.ok} ok, {self.failed} failed), {self.skipped} already judged"
+        sf = self.swap_flip
+        if sf["n"]:
+            text += f"; swap flips {sf['flips']}/{sf['n']} ({sf['rate']:.0%})"
+        return text
+
+
+def swap_flip_dict(verdicts: list[Verdict]) -> dict[str, Any]:
+    """``{"flips", "n", "rate"}`` of ``verdicts``: of those with every order read, how many orders disagreed."""
+    rate = swap_flip_rate([v.order_winners for v in verdicts])
+    return {"flips": rate.k, "n": rate.n, "rate": rate.value if rate.n else None}
 
 
 def _candidate_pairs(snap: Snapshot, scope: Scope) -> list[Target]:
@@ -134,9 +157,9 @@ def targets(snap: Snapshot, scope: Scope, mode: str) -> list[Target]:
 
 def judge_item(snap: Snapshot, target: Target) -> JudgeItem:
     runs = [snap.runs[r] for r in target.run_ids]
-    question = snap.prompts[runs[0]["prompt_id"]]["text"]
+    prompt = snap.prompts[runs[0]["prompt_id"]]
     answers = tuple(Candidate(r["answer"], r["model"], contestant(r)[1], r["id"]) for r in runs)
-    return JudgeItem(question, answers, key=target)
+    return JudgeItem(prompt["text"], answers, key=target, reference=prompt.get("reference") or "")
 
 
 # -- judging ------------------------------------------------------------------------------------------------------
@@ -241,6 +264,7 @@ def judge_scope(
     )
     report = progress or (lambda done, total, msg: None)
     report(0, len(todo), f"{len(todo)} to judge, {result.skipped} already judged")
+    judged: list[Verdict] = []
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         verdicts = judge.judge([judge_item(snap, t) for t in batch], backend)
@@ -249,6 +273,8 @@ def judge_scope(
             result.ok += verdict.ok
             result.failed += not verdict.ok
             result.self_judged += verdict.self_judge
+        judged.extend(verdicts)
+        result.swap_flip = swap_flip_dict(judged)
         result.judged += len(batch)
         report(result.judged, len(todo), f"judged {result.judged}/{len(todo)} ({result.failed} failed)")
     result.elapsed_s = time.perf_counter() - started
