@@ -44,6 +44,7 @@ NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 LOCAL_ADMIN = "local"  # who registered a model through the CLI or the Python API (both are local admin tools)
 CHAT, REWARD = "chat", "reward"  # model kinds
+REWARD_BACKEND = "reward-model"  # the backend every reward model loads with, whatever its spec's backend
 FORMAT = 2  # models.toml's format: 2 = it owns lineage (1, unmarked: lineage may be in the store only)
 LINEAGE_FIELDS = ("method", "filters", "kind", "iteration", "judge_model")  # of a job's model entry
 
@@ -86,7 +87,7 @@ class ModelSpec:
         """Its row in the store's ``models`` table (``training_run_ok``: whether the store has that run)."""
         run = int(self.training_run) if self.training_run.isdigit() else None
         return {
-            "backend": "reward-model" if self.kind == REWARD else self.backend, "base": self.path or None,
+            "backend": REWARD_BACKEND if self.kind == REWARD else self.backend, "base": self.path or None,
             "adapter_path": self.adapter or None, "parent": self.parent or None,
             "training_run_id": run if run is not None and training_run_ok(run) else None,
             "config": dict(self.training_config) or None,
@@ -182,6 +183,13 @@ class ModelRegistry:
             raise ModelNotFound(f"unknown model {name!r}; known models: {', '.join(specs)}")
         return specs[name]
 
+    def spec(self, name: str) -> ModelSpec:
+        """The model ``name`` of any kind (a chat model or a reward model)."""
+        specs = self.specs(kind=None)
+        if name not in specs:
+            raise ModelNotFound(f"unknown model {name!r}; known models: {', '.join(specs)}")
+        return specs[name]
+
     def unique_name(self, name: str) -> str:
         """``name``, or ``name-2``, ``name-3``... the first no model of any kind has."""
         taken = set(self.specs(kind=None))
@@ -202,6 +210,8 @@ class ModelRegistry:
             raise InputError(f"model name {spec.name!r} may use only letters, digits and -_.:/@")
         if spec.backend not in BACKENDS:
             raise InputError(f"unknown backend {spec.backend!r}; known: {', '.join(BACKENDS.names())}")
+        if spec.backend == REWARD_BACKEND:  # a reward model, whatever kind was given
+            spec = dataclasses.replace(spec, kind=REWARD)
         if spec.kind not in (CHAT, REWARD):
             raise InputError(f"model kind is {CHAT!r} or {REWARD!r}, not {spec.kind!r}")
         if spec.name in builtin_specs(self.settings):
@@ -330,8 +340,11 @@ class ModelRegistry:
     def backend(
         self, name: str | None = None, progress: Callable[[float, str], None] | None = None
     ) -> Backend:
-        """The loaded backend for ``name`` (default: the settings' default model); loads it at most once."""
-        spec = self.get(name or self.settings.default_model)
+        """The loaded backend for ``name`` (default: the settings' default model); loads it at most once.
+
+        A reward model (``kind = "reward"``) loads too, as a ``reward-model`` backend (a judge scores with it):
+        the pickers never offer one (:meth:`names`), and asked to generate it says that it cannot."""
+        spec = self.spec(name or self.settings.default_model)
         with self._loading:
             if spec.name not in self._backends:
                 self._backends[spec.name] = self._load(spec, progress)
@@ -371,7 +384,8 @@ class ModelRegistry:
     def _load(self, spec: ModelSpec, progress: Callable[[float, str], None] | None) -> Backend:
         if spec.builtin:
             default_model.ensure_converted(self.settings.models_dir / spec.name, progress)
-        cls = BACKENDS.get(spec.backend)
+        reward = spec.kind == REWARD
+        cls = BACKENDS.get(REWARD_BACKEND if reward else spec.backend)
         kw: dict[str, Any] = {
             "model_name": spec.name,
             "gguf_file": spec.gguf_file or None,
@@ -381,7 +395,9 @@ class ModelRegistry:
             "api_key": api_key_for(spec, self.settings),
             "timeout": self.settings.request_timeout,
         }
-        defaults = self.decoding_defaults(spec.name)
+        if reward:
+            kw["base_adapter"] = self.reward_base_adapter(spec) or None
+        defaults = {} if reward else self.decoding_defaults(spec.name)
         try:
             backend = cls(spec.path, **kw)
             backend.decoding_defaults = defaults
@@ -390,6 +406,18 @@ class ModelRegistry:
             raise
         except Exception as e:  # a backend's own failure, with the model named
             raise BackendError(f"cannot load model {spec.name!r} ({spec.summary()}): {e}") from None
+
+    def reward_base_adapter(self, spec: ModelSpec) -> str:
+        """The adapter a studio-trained reward model's base carried (it was trained from an adapter model): the
+        job's own record (``result.json``), else its parent's adapter on the same base; '' when none."""
+        from studio.training.rundir import RunDir
+
+        if spec.training_run.isdigit():
+            done = RunDir(self.settings.runs_dir / spec.training_run).result().get("reward_model") or {}
+            if done.get("base") == spec.path and done.get("adapter") == spec.adapter:
+                return str(done.get("base_adapter") or "")
+        parent = self.specs(kind=None).get(spec.parent) if spec.parent else None
+        return parent.adapter if parent is not None and parent.path == spec.path and spec.adapter else ""
 
 
 def _adopted(row: dict[str, Any], spec: ModelSpec | None, builtins: dict[str, ModelSpec]) -> ModelSpec | None:
@@ -400,7 +428,7 @@ def _adopted(row: dict[str, Any], spec: ModelSpec | None, builtins: dict[str, Mo
     run = str(row["training_run_id"]) if row.get("training_run_id") is not None else ""
     config = row.get("config") or {}
     if spec is None:
-        if row["backend"] != "reward-model":
+        if row["backend"] != REWARD_BACKEND:
             return None  # a chat model removed from models.toml: not brought back
         return ModelSpec(
             name=row["name"], path=row.get("base") or "", adapter=row.get("adapter_path") or "",

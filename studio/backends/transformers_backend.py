@@ -318,29 +318,84 @@ class TransformersBackend(Backend):
         probs = torch.softmax(self._last_logits(conversations)[:, token_ids], dim=-1)
         return [dict(zip(choices, row.tolist(), strict=True)) for row in probs]
 
+    def completion_ids(self, conversation: Conversation, completion: str) -> tuple[list[int], list[int]]:
+        """(prompt ids, completion ids) as ``trl.DPOTrainer`` (1.12) tokenizes a conversational pair: the prompt
+        with the generation prompt, and what the chat template over prompt + answer (as an assistant message)
+        adds after it: the answer and the template's end of turn (SmolLM2: ``<|im_end|>`` and a newline).
+        A template that does not extend the prompt that way falls back to the answer's own tokens."""
+        prompt = self._prompt_ids(conversation, 1)
+        if conversation[-1].get("role") != "assistant":
+            answered = [*conversation, {"role": "assistant", "content": completion}]
+            full = self.tokenizer.apply_chat_template(answered, tokenize=True, return_dict=True)["input_ids"]
+            if list(full[: len(prompt)]) == prompt and len(full) > len(prompt):
+                return prompt, list(full[len(prompt) :])
+        return prompt, self.tokenizer.encode(completion, add_special_tokens=False)
+
     def sequence_logprob(
         self, conversations: Sequence[Conversation], completions: Sequence[str]
     ) -> list[float]:
-        import torch
-
+        """Sum of the log-probabilities of each completion's tokens (:meth:`completion_ids`: the answer and its
+        end of turn, as DPO training scores them); the batch in forward passes of similar lengths (``token_chunks``)."""
         rows, spans = [], []
         for conv, comp in zip(conversations, completions, strict=True):
-            prompt = self._prompt_ids(conv, 1)
-            comp_ids = self.tokenizer.encode(comp, add_special_tokens=False)
+            prompt, comp_ids = self.completion_ids(conv, comp)
             rows.append(prompt + comp_ids)
             spans.append(len(comp_ids))
-        if not rows:
-            return []
-        batch = self._batch(rows)
+        out = [0.0] * len(rows)
+        for chunk in token_chunks([len(r) for r in rows]):
+            scores = self._completion_logprobs([rows[i] for i in chunk], [spans[i] for i in chunk])
+            for i, score in zip(chunk, scores, strict=True):
+                out[i] = score
+        return out
+
+    def _completion_logprobs(self, rows: list[list[int]], spans: list[int]) -> list[float]:
+        """One forward pass; rows right-padded, as DPO's collator lays a batch out (every row starts at position 0,
+        so a row scores the same alone or in a batch)."""
+        import torch
+
+        input_ids, mask = right_padded(rows, self.tokenizer.pad_token_id, self.device)
         with self._lock, torch.no_grad():
-            logits = self.model(**batch).logits.float()
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
         logp = torch.log_softmax(logits[:, :-1, :], dim=-1)
-        target = batch["input_ids"][:, 1:]
-        tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        return [float(tok_lp[i, tok_lp.shape[1] - n :].sum()) if n else 0.0 for i, n in enumerate(spans)]
+        tok_lp = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        # token t is predicted at position t - 1: a row's completion is its last n real tokens
+        return [
+            float(tok_lp[i, len(r) - 1 - n : len(r) - 1].sum())
+            for i, (r, n) in enumerate(zip(rows, spans, strict=True))
+        ]
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+#: tokens per forward pass of a scoring call (rows x longest row): bounds the logits a pass holds
+#: (2048 x the default model's 49152-entry vocabulary in fp32 is 400 MB)
+SCORE_TOKENS = 2048
+
+
+def token_chunks(lengths: Sequence[int], budget: int = SCORE_TOKENS) -> list[list[int]]:
+    """Row indices in chunks of similar length whose (rows x longest) stays within ``budget`` tokens (a row
+    longer than the budget goes alone); every index once, chunks in order of length."""
+    chunks: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if chunks and (len(chunks[-1]) + 1) * lengths[i] <= budget:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+def right_padded(rows: Sequence[list[int]], pad: int, device: Any) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) of ``rows`` padded on the right with ``pad``."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, ids in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : len(ids)] = 1
+    return input_ids.to(device), mask.to(device)
 
 
 class _RowStop(StoppingCriteria):

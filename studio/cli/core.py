@@ -83,6 +83,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--path", default="", help="model dir or hub id; for openai, the server's model name")
     q.add_argument("--gguf-file", default="", help="GGUF file name inside --path")
     q.add_argument("--adapter", default="", help="PEFT LoRA adapter dir on top of --path")
+    q.add_argument(
+        "--kind",
+        default="chat",
+        choices=("chat", "reward"),
+        help="chat (default) or reward: a sequence-classification dir with one label, scored by the "
+        "reward_model judge and never offered as a chat model",
+    )
     q.add_argument("--base-url", default="", help="openai: e.g. http://127.0.0.1:8000/v1")
     q.add_argument(
         "--api-key-env",
@@ -216,7 +223,7 @@ def cmd_models_list(args: argparse.Namespace, ctx: AppContext) -> int:
 def cmd_models_add(args: argparse.Namespace, ctx: AppContext) -> int:
     from studio.models import ModelSpec
 
-    fields = ("name", "backend", "path", "gguf_file", "adapter", "base_url", "api_key_env", "description")
+    fields = "name backend path gguf_file adapter base_url api_key_env description kind".split()
     spec = ModelSpec(**{f: getattr(args, f) for f in fields})  # the flags are named after the spec's fields
     ctx.registry.add(spec, replace=args.replace)
     print(f"registered {spec.name}: {spec.summary()}")
