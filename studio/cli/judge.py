@@ -10,6 +10,8 @@ from typing import Any
 
 from studio.errors import InputError
 
+SPLITS = ("held-out", "both", "all")  # studio.judging.SPLITS, without importing the judging stack for --help
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from studio.judges import JUDGES
@@ -17,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("judge", help="judge stored comparisons or runs with a model (resumable, batched)")
     p.add_argument("--judge", choices=JUDGES.names(), help="which judge (see --list)")
     p.add_argument("--list", action="store_true", help="list the judges and their settings, then exit")
-    p.add_argument("--model", help="the judge model: any registered model (default: the default model)")
+    p.add_argument("--model", help="the judge model: any registered model, a reward model for reward_model, a "
+                   "DPO-trained model for dpo_implicit (default: the default model)")  # fmt: skip
     p.add_argument(
         "--set", dest="settings_kv", action="append", default=[], metavar="KEY=VALUE",
         help="a judge setting, e.g. --set n=3 --set max_new_tokens=256 (repeatable)",
@@ -46,8 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-judge-vs-judge", action="store_true", help="skip judge-vs-judge pairs")
     p.add_argument("--self-judge", choices=["include", "exclude", "only"], default="include",
                    help="verdicts where the judge model judged its own answers (default include)")  # fmt: skip
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--held-out", dest="split", action="store_const", const="held-out",
+                       help="a judge trained in the studio is scored on the votes outside its training data, "
+                       "with the count left out (the default)")  # fmt: skip
+    split.add_argument("--split", dest="split", choices=SPLITS,
+                       help="held-out (default); both: a trained judge's train and held-out figures side by "
+                       "side; all: pooled, including its training votes (not its agreement)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print agreement and biases as JSON")
-    p.set_defaults(func=cmd_agreement)
+    p.set_defaults(func=cmd_agreement, split="held-out")
 
     p = sub.add_parser(
         "leaderboard", help="Bradley-Terry leaderboard of (model, strategy), humans and judges"
@@ -56,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--judge", action="append", help="only this judge (name or judge@model#hash; repeatable)")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the CIs (default 200)")
     p.add_argument("--matrix", action="store_true", help="also print the win-rate matrices")
+    p.add_argument("--style", action="store_true",
+                   help="raw and style-controlled boards side by side (length, headers, lists, bold as covariates)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print boards, win rates and Kendall tau as JSON")
     p.set_defaults(func=cmd_leaderboard)
 
@@ -73,12 +85,17 @@ def cmd_judge(args: argparse.Namespace, ctx: Any) -> int:
     if not args.judge:
         raise InputError("name a judge with --judge (see `studio judge --list`)")
     from studio.cli.store import open_store
-    from studio.judging import Scope, judge_scope
+    from studio.judging import Scope, check_judge_model, judge_scope
 
     judge = make_judge(args.judge, parse_sets(args.settings_kv))  # fail fast, before loading a model
+    check_judge_model(ctx.registry, judge.name, args.model)
     scope = Scope(args.scope, args.labelled, args.prompt_set, args.for_model, args.strategy, args.limit)
     with open_store(ctx) as store:
         backend = ctx.registry.backend(args.model, progress=lambda f, m: _progress(0, 0, m))
+        judge.bind(
+            ctx.registry, backend.model_name
+        )  # a judge that needs another model (a reference) loads it
+        judge.check_backend(backend)
         result = judge_scope(store, backend, judge, scope, batch_size=args.batch_size, progress=_progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -88,7 +105,18 @@ def cmd_judge(args: argparse.Namespace, ctx: Any) -> int:
         f"{result.skipped} already judged, {result.judged} judged: {result.ok} ok, {result.failed} failed"
         f" ({result.self_judged} self-judged) in {result.elapsed_s:.1f} s"
     )
+    flips = getattr(result, "swap_flip", None)
+    if flips:
+        print(f"swap-flip rate: {_rate(flips)} (verdicts whose two orders picked differently)")
     return 0
+
+
+def _rate(flips: dict[str, Any]) -> str:
+    """A swap-flip rate as ``0.25 (3/12)``; ``-`` when no verdict was read in both orders."""
+    rate = flips.get("rate")
+    if not flips.get("n") or rate is None or (isinstance(rate, float) and math.isnan(rate)):
+        return "- (no verdict read in both orders)"
+    return f"{rate:.2f} ({flips['flips']}/{flips['n']})"
 
 
 def _list_judges(registry: Any, as_json: bool) -> int:
@@ -111,37 +139,46 @@ def _list_judges(registry: Any, as_json: bool) -> int:
 def _fmt(e: dict[str, Any]) -> str:
     if e["value"] is None or math.isnan(e["value"]):
         return "   -"
-    ci = "" if math.isnan(e["lo"]) else f" [{e['lo']:.2f}, {e['hi']:.2f}]"
+    ci = "" if e.get("lo") is None or math.isnan(e["lo"]) else f" [{e['lo']:.2f}, {e['hi']:.2f}]"
     return f"{e['value']:.2f}{ci}"
 
 
 def cmd_agreement(args: argparse.Namespace, ctx: Any) -> int:
     from studio.cli.store import open_store
-    from studio.judging import agreement, annotator_alpha, biases, snapshot
+    from studio.judging import agreement, annotator_alpha, biases, judge_models, snapshot
 
     self_judge = {"include": None, "exclude": False, "only": True}[args.self_judge]
     with open_store(ctx) as store:
         snap = snapshot(store)
+    models = judge_models(snap, ctx.registry, ctx.settings.runs_dir)
     agree = agreement(
-        snap, by=args.by, n_boot=args.n_boot, judge_vs_judge=not args.no_judge_vs_judge, self_judge=self_judge
-    )
+        snap, by=args.by, n_boot=args.n_boot, judge_vs_judge=not args.no_judge_vs_judge, self_judge=self_judge,
+        models=models, split=args.split,
+    )  # fmt: skip
     bias = biases(snap, by=args.by, n_boot=args.n_boot)
     alpha = annotator_alpha(snap, n_boot=args.n_boot)
     if args.json:
-        print(_dumps({"agreement": agree, "alpha": alpha, "biases": bias}))
+        print(_dumps({"agreement": agree, "alpha": alpha, "biases": bias, "split": args.split}))
         return 0
     print("agreement (vote pairs; S1 with ties, S2 without; 95% bootstrap CIs)")
+    if models.trained:
+        print(
+            f"  judges trained in the studio ({', '.join(sorted(models.trained))}): {SPLIT_NOTE[args.split]}"
+        )
     for a in agree:
         failed = f"  failed verdicts {a['failed_verdicts']}/{a['verdicts']}" if "verdicts" in a else ""
         rt = a.get("ranking_tau") or {}
         tau = f"  ranking tau {rt['tau']:.2f} over {rt['n']} rankings" if rt.get("n") else ""
-        print(f"  {a['x']} vs {a['y']}: {a['pairs']} pairs{failed}{tau}")
+        flips = f"  swap-flip {_rate(a['swap_flip'])}" if "swap_flip" in a else ""
+        print(f"  {a['x']} vs {a['y']}{_split_label(a)}: {a['pairs']} pairs{failed}{tau}{flips}")
         for i, overall in enumerate(a["s1"]):
             label = "all" if i == 0 else overall["group"]
             print(
                 f"    {label:<24} n={overall['n']:<5} S1 {_fmt(overall)}  S2 {_fmt(a['s2'][i])}  "
                 f"kappa {_fmt(a['kappa'][i])}"
             )
+        for row in a.get("lineage") or []:
+            print(f"    lineage {row['version']} {row['model']:<28} {_lineage_figure(row)}")
     print("inter-annotator agreement among people: Krippendorff's alpha (95% bootstrap CI over items)")
     for a in alpha:
         shown = _fmt({"value": a["alpha"], "lo": a["lo"], "hi": a["hi"]})
@@ -156,6 +193,31 @@ def cmd_agreement(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
+SPLIT_NOTE = {
+    "held-out": "scored on the votes outside their training data",
+    "both": "scored on held-out and on training votes, side by side (the held-out figure is the agreement)",
+    "all": "POOLED, including the votes they were trained on: not their agreement (see --held-out)",
+}
+
+
+def _split_label(a: dict[str, Any]) -> str:
+    """How a trained judge's entry was scored, said beside it; nothing for a judge not trained in the studio."""
+    if not a.get("trained"):
+        return ""
+    if a["split"] == "held-out":
+        return f" [held-out: {a.get('train_pairs_excluded', 0)} vote pairs on its training data left out]"
+    if a["split"] == "train":
+        return " [TRAIN: its own training votes, not its agreement]"
+    return f" [all votes, including {a.get('includes_train_pairs', 0)} on its training data]"
+
+
+def _lineage_figure(row: dict[str, Any]) -> str:
+    if not row.get("pairs"):
+        why = "no verdicts of this judge with it" if not row.get("rater") else "no vote pairs in common"
+        return f"-  ({why})"
+    return f"n={row['pairs']:<5} S1 {_fmt(row['s1'])}  S2 {_fmt(row['s2'])}  kappa {_fmt(row['kappa'])}"
+
+
 def cmd_leaderboard(args: argparse.Namespace, ctx: Any) -> int:
     from studio.cli.store import open_store
     from studio.judging import leaderboards, snapshot
@@ -163,6 +225,10 @@ def cmd_leaderboard(args: argparse.Namespace, ctx: Any) -> int:
     with open_store(ctx) as store:
         snap = snapshot(store)
     out = leaderboards(snap, combined=args.combined, judges=args.judge, n_boot=args.n_boot)
+    if args.style:
+        from studio.judging.boards import style_boards
+
+        out["style"] = style_boards(snap, judges=args.judge, n_boot=args.n_boot)
     if args.json:
         print(_dumps(out))
         return 0
@@ -184,7 +250,32 @@ def cmd_leaderboard(args: argparse.Namespace, ctx: Any) -> int:
         print(
             f"Kendall tau, human vs judge board: {tau['tau']:.2f} over {tau['n']} contestants (p={tau['p']:.3f})"
         )
+    if args.style:
+        _print_style(out["style"])
     return 0
+
+
+def _rating(r: dict[str, Any]) -> str:
+    ci = "" if r.get("lo") is None or math.isnan(r["lo"]) else f" [{r['lo']:.0f}, {r['hi']:.0f}]"
+    return f"{r['rating']:6.0f}{ci}"
+
+
+def _print_style(style: dict[str, Any]) -> None:
+    """Per rater, the raw and the style-controlled board side by side, then the style coefficients."""
+    for rater, b in (style.get("raters") or {}).items():
+        print(f"{rater}: raw vs style-controlled Bradley-Terry ({b['matches']} matches; 95% bootstrap CI)")
+        print(f"  {'raw':<56} | style-controlled (length, headers, lists, bold held equal)")
+        raw, styled = b.get("raw") or [], b.get("style") or []
+        for i in range(max(len(raw), len(styled))):
+            left = f"{i + 1:>2}. {raw[i]['contestant']:<30} {_rating(raw[i])}" if i < len(raw) else ""
+            right = (
+                f"{i + 1:>2}. {styled[i]['contestant']:<30} {_rating(styled[i])}" if i < len(styled) else ""
+            )
+            print(f"  {left:<56} | {right}")
+        coefs = b.get("coefficients") or {}
+        if coefs:
+            print("  style coefficients (log-odds per standardised difference): " + ", ".join(
+                f"{k} {_fmt(v)}" for k, v in coefs.items()))  # fmt: skip
 
 
 def _print_matrix(m: dict[str, Any]) -> None:

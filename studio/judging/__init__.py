@@ -1,5 +1,6 @@
 """Judging over the store: batch judging (:mod:`studio.judging.batch`) and the agreement, bias and leaderboard
-figures (:mod:`studio.judging.figures`), both reading the store once through :mod:`studio.judging.snapshot`."""
+figures (:mod:`studio.judging.figures`), both reading the store once through :mod:`studio.judging.snapshot`;
+a trained judge scored on the votes outside its training data (:mod:`studio.judging.trained`)."""
 
 from studio.judging.batch import (
     JobResult,
@@ -15,28 +16,37 @@ from studio.judging.batch import (
 )
 from studio.judging.figures import (
     ALPHA_KINDS,
+    SPLITS,
+    JudgeModels,
     Outcomes,
     agreement,
     agreement_rows,
     annotator_alpha,
     biases,
     disagreements,
+    judge_models,
     leaderboards,
     matches,
     outcomes,
     pair_attrs,
     ranking_tau,
     rater_of,
+    swap_flip,
 )
 from studio.judging.snapshot import ALL, HUMAN, Snapshot, contestant, snapshot
+from studio.judging.trained import JUDGE_OF_METHOD, HeldOutResult, check_judge_model, judge_held_out
 
 __all__ = [
     "ALL",
     "ALPHA_KINDS",
     "HUMAN",
+    "HeldOutResult",
+    "JUDGE_OF_METHOD",
     "JobResult",
+    "JudgeModels",
     "Outcomes",
     "Progress",
+    "SPLITS",
     "Scope",
     "Snapshot",
     "Target",
@@ -44,10 +54,13 @@ __all__ = [
     "agreement_rows",
     "annotator_alpha",
     "biases",
+    "check_judge_model",
     "contestant",
     "disagreements",
+    "judge_held_out",
     "judge_item",
     "judge_scope",
+    "judge_models",
     "judged_keys",
     "leaderboards",
     "matches",
@@ -57,6 +70,7 @@ __all__ = [
     "rater_of",
     "snapshot",
     "store_verdict",
+    "swap_flip",
     "targets",
     "verdict_from_row",
 ]

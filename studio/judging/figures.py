@@ -4,19 +4,30 @@
 :mod:`studio.metrics`. Outcomes are compared per run pair in one canonical labelling (A = the run with the smaller
 id). A human vote's outcomes are its run pairs as the store gives them (``Store.vote_pairs``, the pairs the
 exports read), so a ranking becomes pairs in one place.
+
+**Held-out honesty.** A judge whose model was trained in the studio (a reward model, a DPO model, a self-taught
+judge) has seen some of the votes it is scored against. :func:`judge_models` reads, from the registry and the
+run dirs, which (prompt, answer pair)s each judge model was trained on; :func:`agreement` then reports such a
+judge's agreement with people on the *other* votes only (``split="held-out"``, the default), with how many vote
+pairs it left out; ``split="both"`` shows the train and held-out figures side by side; ``split="all"`` the
+pooled figure, marked as including training votes. A judge's agreement on its own training votes is never
+reported as its agreement.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from studio import metrics
+from studio.errors import InputError
 from studio.judging.snapshot import HUMAN, Snapshot, contestant
 from studio.metrics.agreement import inter_annotator_alpha
+from studio.metrics.bias import swap_flip_rate
 from studio.metrics.leaderboard import BoardRow, Match
 
 
@@ -41,6 +52,10 @@ class Outcomes:
     who: dict[str, dict[tuple[int, int], list[str]]] = field(default_factory=dict)  # annotator of each vote
     failed: dict[str, int] = field(default_factory=dict)  # failed verdicts per judge rater
     total: dict[str, int] = field(default_factory=dict)  # verdicts per judge rater
+    #: per judge rater, per canonical run pair, each two-order verdict's per-order picks (for swap flips)
+    order_picks: dict[str, dict[tuple[int, int], list[list[str | None]]]] = field(default_factory=dict)
+    #: per judge rater: its judge, judge model and settings (the config without its hash)
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, rater: str, pair: tuple[int, int], label: str | None, who: str | None = None) -> None:
         self.votes.setdefault(rater, {}).setdefault(pair, []).append(label)
@@ -63,8 +78,19 @@ def outcomes(snap: Snapshot, *, self_judge: bool | None = None) -> Outcomes:
         rater = rater_of(d)
         out.total[rater] = out.total.get(rater, 0) + 1
         out.failed[rater] = out.failed.get(rater, 0) + (not d["ok"])
+        settings = {k: v for k, v in (d.get("judge_config") or {}).items() if k != "config_hash"}
+        out.info.setdefault(
+            rater, {"judge": d["judge"], "judge_model": d.get("judge_model") or "", "settings": settings}
+        )
         if d["mode"] == "pairwise":
-            out.add(rater, *_canonical(*d["run_ids"], d["winner"] if d["ok"] else None))
+            pair, label = _canonical(*d["run_ids"], d["winner"] if d["ok"] else None)
+            out.add(rater, pair, label)
+            picks = list((d.get("scores") or {}).get("order_winners") or [])
+            if d["ok"] and len(picks) >= 2:
+                flipped = pair[0] != d["run_ids"][0]
+                out.order_picks.setdefault(rater, {}).setdefault(pair, []).append(
+                    [metrics.flip(p) if flipped else metrics.outcome(p) for p in picks]
+                )
         elif d["ok"] and d.get("rating") is not None:
             ratings.setdefault(rater, {})[d["run_ids"][0]] = d["rating"]
     for rater, by_run in ratings.items():
@@ -89,6 +115,73 @@ def pair_attrs(snap: Snapshot, pair: tuple[int, int]) -> dict[str, Any]:
     }
 
 
+# -- which votes a trained judge was trained on --------------------------------------------------------------------
+Split = Literal["held-out", "both", "all"]
+SPLITS: tuple[str, ...] = ("held-out", "both", "all")
+TrainingPairs = set[tuple[str, frozenset[str]]]
+
+
+@dataclass
+class JudgeModels:
+    """What the registry knows of the judge models: the training pairs of each model trained in the studio (its
+    own and its trained ancestors', :func:`studio.judging.heldout.training_pairs`), and each model's parent."""
+
+    trained: dict[str, TrainingPairs] = field(default_factory=dict)
+    parents: dict[str, str] = field(default_factory=dict)
+
+    def is_trained(self, model: str) -> bool:
+        return model in self.trained
+
+    def trained_on(self, model: str, prompt: str, answer_a: str, answer_b: str) -> bool:
+        """Whether ``model`` was trained on this (prompt, answer pair), in either order."""
+        from studio.judging.heldout import is_training_pair
+
+        pairs = self.trained.get(model)
+        return pairs is not None and is_training_pair(pairs, prompt, answer_a, answer_b)
+
+    def ancestors(self, model: str) -> list[str]:
+        """The parent, its parent, ... (nearest first; a cycle stops the walk)."""
+        chain: list[str] = []
+        while (model := self.parents.get(model, "")) and model not in chain:
+            chain.append(model)
+        return chain
+
+
+def judge_models(snap: Snapshot, registry: Any, runs_dir: str | Path) -> JudgeModels:
+    """The :class:`JudgeModels` of every judge model with verdicts in ``snap`` and of their ancestors, from the
+    model registry (``ModelRegistry``: parents) and the run dirs (training-data snapshots)."""
+    from studio.judging.heldout import training_pairs
+
+    specs = registry.specs(kind=None)
+    found = JudgeModels()
+    todo = sorted({d.get("judge_model") for d in snap.verdicts if d.get("judge_model")})
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in specs:
+            continue
+        seen.add(name)
+        pairs = training_pairs(registry, runs_dir, name)
+        if pairs is not None:
+            found.trained[name] = set(pairs)
+        if specs[name].parent:
+            found.parents[name] = specs[name].parent
+            todo.append(specs[name].parent)
+    return found
+
+
+def _train_items(snap: Snapshot, models: JudgeModels, model: str, items: Iterable[tuple[int, int]]) -> set:
+    """The run pairs among ``items`` whose (prompt, answers) ``model`` was trained on."""
+    if not models.is_trained(model):
+        return set()
+    out = set()
+    for a, b in items:
+        ra, rb = snap.runs[a], snap.runs[b]
+        if models.trained_on(model, snap.prompts[ra["prompt_id"]]["text"], ra["answer"], rb["answer"]):
+            out.add((a, b))
+    return out
+
+
 # -- agreement ----------------------------------------------------------------------------------------------------
 def agreement_rows(
     snap: Snapshot,
@@ -103,6 +196,18 @@ def agreement_rows(
     return [{**pair_attrs(snap, item), "x": a, "y": b} for item, a, b in pairs]  # type: ignore[arg-type]
 
 
+def _only(votes: Mapping[Any, list], keep: Iterable[Any] | None = None, drop: set | frozenset = frozenset()):
+    """``votes`` on the items in ``keep`` (default all) and not in ``drop``."""
+    wanted = votes.keys() if keep is None else set(keep) & votes.keys()
+    return {k: votes[k] for k in wanted if k not in drop}
+
+
+def swap_flip(picks: Mapping[Any, list[list[str | None]]], items: Iterable[Any]) -> dict[str, Any]:
+    """The swap-flip rate of a judge's two-order verdicts on ``items``: ``{"flips", "n", "rate"}``."""
+    rate = swap_flip_rate([p for item in items for p in picks.get(item, [])])
+    return {"flips": rate.k, "n": rate.n, "rate": None if math.isnan(rate.value) else rate.value}
+
+
 def agreement(
     snap: Snapshot,
     *,
@@ -111,34 +216,116 @@ def agreement(
     judge_vs_judge: bool = True,
     self_judge: bool | None = None,
     seed: int = 0,
+    models: JudgeModels | None = None,
+    split: Split = "held-out",
 ) -> list[dict[str, Any]]:
     """S1, S2 and κ (with bootstrap CIs, overall and per ``by`` group) for human vs human, each judge vs human,
-    and (``judge_vs_judge``) each two judges; plus each judge's confusion matrix against humans."""
+    and (``judge_vs_judge``) each two judges; plus each judge's confusion matrix against humans, its failed
+    verdicts, ranking τ and swap-flip rate.
+
+    ``models`` (:func:`judge_models`) says which judge models were trained in the studio, on what. A trained
+    judge's entry against people covers its held-out votes only (``"split": "held-out"``, with
+    ``"train_pairs_excluded"``); ``split="both"`` adds its entry on its training votes (``"split": "train"``)
+    beside it; ``split="all"`` pools them (``"split": "all"``, ``"includes_train_pairs"``). Judge-vs-judge
+    entries use held-out votes unless ``split="all"``. A judge with a parent model gets ``"lineage"``: per
+    ancestor, the same judge with the same settings on that model, scored on the same items.
+    """
+    if split not in SPLITS:
+        raise InputError(f"split is one of {', '.join(SPLITS)}, not {split!r}")
+    models = models or JudgeModels()
     out = outcomes(snap, self_judge=self_judge)
     judges = sorted(r for r in out.votes if r != HUMAN)
-    comparisons: list[tuple[str, str]] = [(HUMAN, HUMAN)] + [(HUMAN, j) for j in judges]
-    if judge_vs_judge:
-        comparisons += list(itertools.combinations(judges, 2))
-    results = []
-    for x, y in comparisons:
-        rows = agreement_rows(
-            snap, out.votes.get(x, {}), out.votes.get(y, {}), same=x == y, who=out.who.get(x, {})
-        )
+    humans, who = out.votes.get(HUMAN, {}), out.who.get(HUMAN, {})
+    model_of = {j: out.info.get(j, {}).get("judge_model", "") for j in judges}
+    train = {j: _train_items(snap, models, model_of[j], out.votes[j].keys()) for j in judges}
+    pooled = split == "all"
+    held = {j: out.votes[j] if pooled else _only(out.votes[j], drop=train[j]) for j in judges}
+
+    def entry(x: str, y: str, xv: dict, yv: dict) -> tuple[dict[str, Any], list[dict]]:
+        rows = agreement_rows(snap, xv, yv, same=x == y, who=who if x == y else None)
         report = metrics.agreement_report(rows, by, n_boot=n_boot, seed=seed)
-        entry: dict[str, Any] = {
-            "x": x,
-            "y": y,
-            "pairs": len(rows),
-            **{k: [e.to_dict() for e in v] for k, v in report.items()},
-        }
-        if x == HUMAN and y != HUMAN:
-            entry["confusion"] = metrics.confusion([r["x"] for r in rows], [r["y"] for r in rows]).tolist()
-            entry["failed_verdicts"] = out.failed.get(y, 0)
-            entry["verdicts"] = out.total.get(y, 0)
-            tau, n = ranking_tau(snap, out.votes.get(y, {}))
-            entry["ranking_tau"] = {"tau": tau, "n": n}
-        results.append(entry)
+        found = {k: [e.to_dict() for e in v] for k, v in report.items()}
+        return {"x": x, "y": y, "pairs": len(rows), **found}, rows
+
+    def versus_humans(j: str, votes: dict, label: str) -> dict[str, Any]:
+        e, rows = entry(HUMAN, j, humans, votes)
+        tau, n = ranking_tau(snap, votes)
+        trained = models.is_trained(model_of[j])
+        e.update(
+            judge=out.info.get(j, {}).get("judge", j.split("@")[0]),
+            judge_model=model_of[j],
+            trained=trained,
+            split=label if trained else "all",
+            confusion=metrics.confusion([r["x"] for r in rows], [r["y"] for r in rows]).tolist(),
+            failed_verdicts=out.failed.get(j, 0),
+            verdicts=out.total.get(j, 0),
+            ranking_tau={"tau": tau, "n": n},
+            swap_flip=swap_flip(out.order_picks.get(j, {}), votes.keys()),
+        )
+        if trained and label != "train":  # how many vote pairs are on training votes: left out, or pooled in
+            on_train = len(agreement_rows(snap, humans, _only(out.votes[j], keep=train[j]), same=False))
+            e["includes_train_pairs" if pooled else "train_pairs_excluded"] = on_train
+        return e
+
+    results = [entry(HUMAN, HUMAN, humans, humans)[0]]
+    for j in judges:
+        main = versus_humans(j, held[j], "all" if pooled else "held-out")
+        if models.parents.get(model_of[j]):
+            main["lineage"] = _lineage(snap, out, models, j, main, held[j].keys(), n_boot=n_boot, seed=seed)
+        results.append(main)
+        if split == "both" and models.is_trained(model_of[j]):
+            results.append(versus_humans(j, _only(out.votes[j], keep=train[j]), "train"))
+    if judge_vs_judge:
+        for x, y in itertools.combinations(judges, 2):
+            results.append({**entry(x, y, held[x], held[y])[0], "split": "all" if pooled else "held-out"})
     return results
+
+
+def _same_judge(info: dict[str, dict[str, Any]], rater: str, model: str) -> str | None:
+    """The rater that is ``rater``'s judge with the same settings on ``model`` (else the same judge on it)."""
+    me = info[rater]
+    same = [r for r, i in info.items() if i["judge"] == me["judge"] and i["judge_model"] == model]
+    exact = [r for r in same if info[r]["settings"] == me["settings"]]
+    return (exact or same or [None])[0]
+
+
+def _lineage(
+    snap: Snapshot,
+    out: Outcomes,
+    models: JudgeModels,
+    rater: str,
+    child: dict[str, Any],
+    items: Iterable[tuple[int, int]],
+    *,
+    n_boot: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Judge lineage v0 → v1: per ancestor of ``rater``'s judge model (the root first, the judge itself last),
+    the same judge's agreement with people on the child's items (less the ancestor's own training votes)."""
+    humans = out.votes.get(HUMAN, {})
+    items = set(items)
+    chain = []
+    for model in reversed(models.ancestors(child["judge_model"])):
+        found = _same_judge(out.info, rater, model)
+        row: dict[str, Any] = {
+            "model": model,
+            "rater": found,
+            "pairs": 0,
+            "trained": models.is_trained(model),
+        }
+        if found:
+            votes = _only(out.votes.get(found, {}), keep=items)
+            votes = _only(votes, drop=_train_items(snap, models, model, votes.keys()))
+            rows = agreement_rows(snap, humans, votes, same=False)
+            report = metrics.agreement_report(rows, None, n_boot=n_boot, seed=seed)
+            row.update(pairs=len(rows), **{k: v[0].to_dict() for k, v in report.items()})
+            row["swap_flip"] = swap_flip(out.order_picks.get(found, {}), votes.keys())
+        chain.append(row)
+    me = {k: child[k] for k in ("pairs", "swap_flip")} | {k: child[k][0] for k in ("s1", "s2", "kappa")}
+    chain.append({"model": child["judge_model"], "rater": rater, "trained": child["trained"], **me})
+    for version, row in enumerate(chain):
+        row["version"] = f"v{version}"
+    return chain
 
 
 #: Krippendorff's α per kind of human label: (what, vote kind, level): pairwise votes are categories, ranks ordered
