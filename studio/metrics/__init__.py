@@ -31,13 +31,24 @@ from studio.metrics.leaderboard import (
     win_rate_matrix,
 )
 from studio.metrics.report import agreement_report, bias_report, winner_from_ratings
+from studio.metrics.style import (
+    Coefficient,
+    LengthControlled,
+    StyleBoard,
+    length_controlled_win_rate,
+    style_features,
+    style_leaderboard,
+)
 
 __all__ = [
     "Agreement",
     "BoardRow",
+    "Coefficient",
     "Estimate",
+    "LengthControlled",
     "Match",
     "Rate",
+    "StyleBoard",
     "agreement",
     "agreement_report",
     "bias_report",
@@ -54,6 +65,7 @@ __all__ = [
     "kendall_tau",
     "leaderboard",
     "length_bias",
+    "length_controlled_win_rate",
     "matches_from_ranking",
     "mean_kendall_tau",
     "outcome",
@@ -61,6 +73,8 @@ __all__ = [
     "position_picks",
     "s1",
     "s2",
+    "style_features",
+    "style_leaderboard",
     "swap_flip_rate",
     "win_rate_matrix",
     "winner_from_ratings",

@@ -77,14 +77,21 @@ def _encode(
     matches: Sequence[Match],
 ) -> tuple[list[Contestant], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Contestants, and per match: index of a, index of b, score of a (1, 1/2, 0), weight. Self-play dropped."""
-    keep = [(m, o) for m in matches if (o := outcome(m.winner)) and m.a != m.b]
-    names = sorted({c for m, _ in keep for c in (m.a, m.b)})
+    return _encode_kept(matches)[:5]
+
+
+def _encode_kept(
+    matches: Sequence[Match],
+) -> tuple[list[Contestant], np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """:func:`_encode`, plus the positions in ``matches`` of the matches kept (for covariates given beside)."""
+    keep = [(k, m, o) for k, m in enumerate(matches) if (o := outcome(m.winner)) and m.a != m.b]
+    names = sorted({c for _, m, _ in keep for c in (m.a, m.b)})
     index = {c: i for i, c in enumerate(names)}
-    ia = np.array([index[m.a] for m, _ in keep], dtype=int)
-    ib = np.array([index[m.b] for m, _ in keep], dtype=int)
-    ya = np.array([{"A": 1.0, "B": 0.0, "tie": 0.5}[o] for _, o in keep])
-    w = np.array([m.weight for m, _ in keep], dtype=float)
-    return names, ia, ib, ya, w
+    ia = np.array([index[m.a] for _, m, _ in keep], dtype=int)
+    ib = np.array([index[m.b] for _, m, _ in keep], dtype=int)
+    ya = np.array([{"A": 1.0, "B": 0.0, "tie": 0.5}[o] for _, _, o in keep])
+    w = np.array([m.weight for _, m, _ in keep], dtype=float)
+    return names, ia, ib, ya, w, [k for k, _, _ in keep]
 
 
 def _fit(n: int, ia: np.ndarray, ib: np.ndarray, ya: np.ndarray, w: np.ndarray, l2: float) -> np.ndarray:
