@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,14 +135,22 @@ def import_preferences(
     prompt_set: str | None = None,
     annotator: str | None = None,
     imported_by: str | None = None,
+    seed: int = 0,
 ) -> ImportResult:
     """Read, validate every row (row-numbered errors), then insert everything in one transaction.
 
     The votes' annotator is ``annotator``, else the source ``import:<file name>``; a column of the file never
     names it. With ``imported_by`` (the importing user), ``annotator`` may only be that user or the source
     (nobody imports labels under another person's name), and the user is recorded in each imported run's
-    ``params`` as ``imported_by``."""
+    ``params`` as ``imported_by``.
+
+    The chosen answer's screen position is shuffled, reproducibly from ``seed`` (half the pairs, rounded at
+    random, show it second), and the vote says 'A' or 'B' to match: a judge that always picks the first answer
+    then agrees with about half the votes, not all of them. ``seed`` is recorded in the runs' ``params``. A
+    ``reference`` column (a known correct answer) fills the prompts' ``reference`` where it is still empty."""
     source = f"import:{path.name}"
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise StoreError(f"seed must be a whole number, not {seed!r}")
     if imported_by is not None:
         if not isinstance(imported_by, str) or not imported_by.strip():
             raise StoreError("imported_by must name the importing user")
@@ -161,8 +170,11 @@ def import_preferences(
         raise StoreError(f"{path.name}: no rows to import")
     prompt_set = prompt_set or f"import:{path.stem}"
     annotator = annotator or source
-    columns = {k: [it[i] for it in items] for i, k in enumerate(("text", "messages", "chosen", "rejected"))}
-    params = json.dumps({"imported_by": imported_by}, ensure_ascii=False) if imported_by else None
+    keys = ("text", "messages", "chosen", "rejected", "reference")
+    columns: dict[str, list] = {k: [it[i] for it in items] for i, k in enumerate(keys)}
+    columns["flip"] = chosen_positions(len(items), seed)
+    run_params = {"seed": seed} | ({"imported_by": imported_by} if imported_by else {})
+    params = json.dumps(run_params, ensure_ascii=False)
     with store._write() as cur:
         _insert(
             store, cur, columns, prompt_set=prompt_set, annotator=annotator, source=path.name, params=params
@@ -228,14 +240,20 @@ def _decode(data: bytes, path: Path, row: int | None) -> str:
         raise StoreError(f"{path.name}: invalid UTF-8 at {where}; save the file as UTF-8") from None
 
 
+def chosen_positions(n: int, seed: int) -> list[int]:
+    """The chosen answer's position (0 or 1) for each of ``n`` pairs: half of each, in a seeded random order."""
+    positions = [i % 2 for i in range(n)]
+    random.Random(seed).shuffle(positions)
+    return positions
+
+
 @dataclass(frozen=True)
 class _BadJson:
     message: str
 
 
-Item = tuple[
-    str, str | None, str, str
-]  # prompt text, prompt messages JSON (multi-turn only), chosen, rejected
+# prompt text, prompt messages JSON (multi-turn only), chosen, rejected, reference answer (or None)
+Item = tuple[str, str | None, str, str, str | None]
 
 
 def _validate(rows: list[tuple[int, Any]]) -> tuple[list[Item], list[str]]:
@@ -258,20 +276,32 @@ def _item(row: Any) -> Item:
         if row.get(key) is None:
             raise ValueError(f"{key!r} is missing")
     prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
+    reference = _reference(row.get("reference"))
     if isinstance(prompt, str):
         if not prompt.strip():
             raise ValueError("'prompt' is empty")
         for key, value in (("chosen", chosen), ("rejected", rejected)):
             if not isinstance(value, str):
                 raise ValueError(f"{key!r} must be a string, as 'prompt' is (not {type(value).__name__})")
-        return prompt, None, chosen, rejected
+        return prompt, None, chosen, rejected, reference
     if isinstance(prompt, list):
         messages = _messages(prompt, "prompt")
         if messages[-1]["role"] != "user":
             raise ValueError("'prompt' must end with a user message")
         text, kept = _prompt_text(messages)
-        return text, kept, _assistant(chosen, "chosen"), _assistant(rejected, "rejected")
+        return text, kept, _assistant(chosen, "chosen"), _assistant(rejected, "rejected"), reference
     raise ValueError(f"'prompt' must be a string or a list of messages, not {type(prompt).__name__}")
+
+
+def _reference(value: Any) -> str | None:
+    """A reference answer: a string (a number is written as text); empty or missing is None."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"'reference' must be a string, not {type(value).__name__}")
+    return value.strip() or None
 
 
 def _messages(value: Any, key: str) -> list[dict[str, str]]:
@@ -306,11 +336,13 @@ def _insert(
     store: Store, cur: duckdb.DuckDBPyConnection, columns: dict[str, list], *, prompt_set: str,
     annotator: str, source: str, params: str | None = None,
 ) -> None:  # fmt: skip
-    """Set-based insert: prompts (get or create), two runs, a comparison and an 'A' vote per row."""
+    """Set-based insert: prompts (get or create), two runs, a comparison and a vote per row; ``flip`` 1 puts
+    the chosen answer second and makes the vote 'B'."""
     cur.execute(
         """CREATE OR REPLACE TEMP TABLE _import AS
         SELECT generate_subscripts($text, 1) AS i, unnest($text) AS text, unnest($messages::VARCHAR[]) AS messages,
-               unnest($chosen) AS chosen, unnest($rejected) AS rejected""",
+               unnest($chosen) AS chosen, unnest($rejected) AS rejected,
+               unnest($reference::VARCHAR[]) AS reference, unnest($flip::INTEGER[]) AS flip""",
         columns,
     ).fetchall()
     _insert_rows(store, cur, len(columns["text"]), prompt_set, annotator, source, params)
@@ -329,9 +361,11 @@ def _insert_rows(
     p = {"set": prompt_set}
     cur.execute(
         """INSERT INTO prompts (text, prompt_set, messages)
-        SELECT DISTINCT text, $set, messages::JSON FROM _import i
+        SELECT text, $set, messages::JSON
+        FROM (SELECT text, messages, min(i) AS i FROM _import GROUP BY text, messages) i
         WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_set = $set AND p.text = i.text
-                          AND p.messages IS NOT DISTINCT FROM i.messages::JSON)""",
+                          AND p.messages IS NOT DISTINCT FROM i.messages::JSON)
+        ORDER BY i.i""",  # new prompts get ids in file order, as add_prompts gives them ("next prompt" order)
         p,
     ).fetchall()
     cur.execute(
@@ -341,6 +375,12 @@ def _insert_rows(
         GROUP BY i.i""",
         p,
     ).fetchall()
+    cur.execute(  # a reference fills a prompt's empty one (first-come when a file gives two)
+        """UPDATE prompts SET reference = r.reference
+        FROM (SELECT ip.prompt_id, min(i.reference) AS reference FROM _import i JOIN _import_prompt ip USING (i)
+              WHERE i.reference IS NOT NULL GROUP BY ip.prompt_id) r
+        WHERE prompts.id = r.prompt_id AND prompts.reference IS NULL"""
+    ).fetchall()
     runs, cmps, votes = (
         store._reserve(cur, t, k) for t, k in (("runs", 2 * n), ("comparisons", n), ("votes", n))
     )
@@ -349,7 +389,8 @@ def _insert_rows(
         cur.execute(sql, {k: v for k, v in ids.items() if f"${k}" in sql}).fetchall()
 
 
-# Row i's chosen run is runs + 2(i-1) at position 0, its rejected run the next id at position 1.
+# Row i's chosen run is runs + 2(i-1), its rejected run the next id; the chosen run is at position ``flip``
+# (0 first, 1 second) and the rejected one at the other, and the vote names the chosen run's position.
 _IMPORT_INSERTS = (
     """INSERT INTO runs (id, prompt_id, model, strategy, variant, params, answer)
     SELECT $runs + 2 * (i.i - 1) + k, ip.prompt_id, 'imported', 'imported', $src, $params::JSON,
@@ -358,7 +399,9 @@ _IMPORT_INSERTS = (
     """INSERT INTO comparisons (id, prompt_id, blind)
     SELECT $cmps + i - 1, prompt_id, FALSE FROM _import_prompt""",
     """INSERT INTO comparison_runs
-    SELECT $cmps + i - 1, k, $runs + 2 * (i - 1) + k FROM _import_prompt CROSS JOIN range(2) r(k)""",
+    SELECT $cmps + i - 1, (k + flip) % 2, $runs + 2 * (i - 1) + k
+    FROM _import_prompt JOIN _import USING (i) CROSS JOIN range(2) r(k)""",
     """INSERT INTO votes (id, comparison_id, kind, choice, ranks, annotator)
-    SELECT $votes + i - 1, $cmps + i - 1, 'pairwise', 'A', NULL, $who FROM _import_prompt""",
+    SELECT $votes + i - 1, $cmps + i - 1, 'pairwise', CASE flip WHEN 0 THEN 'A' ELSE 'B' END, NULL, $who
+    FROM _import_prompt JOIN _import USING (i)""",
 )

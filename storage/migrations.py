@@ -233,11 +233,18 @@ def m004_verdict_traces(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE verdicts ADD COLUMN trace JSON").fetchall()
 
 
+def m005_prompt_reference(con: duckdb.DuckDBPyConnection) -> None:
+    """A prompt may carry a known reference answer (e.g. a math item's result), for reference-guided judges;
+    imported sets fill it from their ``reference`` column."""
+    con.execute("ALTER TABLE prompts ADD COLUMN reference VARCHAR").fetchall()
+
+
 MIGRATIONS: list[Migration] = [
     m001_initial,
     m002_prompt_messages,
     m003_one_label_per_annotator,
     m004_verdict_traces,
+    m005_prompt_reference,
 ]
 
 

@@ -341,6 +341,7 @@ class Store:
         return [int(r[0]) for r in rows]
 
     def get_prompt(self, prompt_id: int) -> PromptRow | None:
+        """The prompt row, with its ``messages`` (multi-turn) and ``reference`` (a known answer), or None."""
         rows = self._rows("SELECT * FROM prompts WHERE id = ?", [prompt_id])
         return _first(rows)
 
@@ -1337,14 +1338,17 @@ class Store:
         prompt_set: str | None = None,
         annotator: str | None = None,
         imported_by: str | None = None,
+        seed: int = 0,
     ) -> exchange.ImportResult:
         """Load a TRL preference set (JSONL, Parquet or a ``save_to_disk`` dir; standard or conversational).
-        Each row becomes a prompt, two runs (strategy 'imported'), a comparison and an 'A' vote by
-        ``annotator`` (default ``import:<file name>``), so imported pairs come back out of every export. The
+        Each row becomes a prompt, two runs (strategy 'imported'), a comparison and a vote by ``annotator``
+        (default ``import:<file name>``), so imported pairs come back out of every export. The chosen answer's
+        position is shuffled from ``seed`` (half first, half second; the vote says 'A' or 'B' to match) and the
+        seed is recorded in the runs' ``params``. A ``reference`` column fills the prompts' ``reference``. The
         file never names the annotator. ``imported_by`` (the logged-in user) restricts ``annotator`` to that
         user or the source, and is recorded in the runs' ``params``."""
         return exchange.import_preferences(
-            self, Path(path), prompt_set=prompt_set, annotator=annotator, imported_by=imported_by
+            self, Path(path), prompt_set=prompt_set, annotator=annotator, imported_by=imported_by, seed=seed
         )
 
     # -- summary ----------------------------------------------------------------------------------------------

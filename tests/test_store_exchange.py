@@ -235,6 +235,99 @@ def test_import_twice_deduplicates_pairs(store: Store, tmp_path: Path) -> None:
     assert len(store.to_dataset("dpo")) == 1
 
 
+def _import_many(store: Store, tmp_path: Path, n: int = 240, seed: int = 0, name: str = "many") -> list[dict]:
+    rows = [
+        {"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}", "reference": str(i)}
+        for i in range(n)
+    ]
+    store.import_preferences(write_jsonl(tmp_path / f"{name}.jsonl", rows), seed=seed)
+    return rows
+
+
+def _chosen_positions(store: Store, prompt_set: str) -> dict[str, int]:
+    """Prompt text -> the chosen ('good ...') answer's screen position, read back from the store."""
+    prompts = {p["id"]: p["text"] for p in store.list_prompts(prompt_set, limit=None)}
+    answers = {r["id"]: r["answer"] for r in store.list_runs(limit=None)}
+    return {
+        prompts[c["prompt_id"]]: [answers[r].startswith("good") for r in c["run_ids"]].index(True)
+        for c in store.list_comparisons(limit=None)
+        if c["prompt_id"] in prompts
+    }
+
+
+def test_import_shuffles_positions_so_always_a_scores_half(store: Store, tmp_path: Path) -> None:
+    rows = _import_many(store, tmp_path)
+    votes = {v["comparison_id"]: v["choice"] for v in store.list_votes(limit=None)}
+    assert len(votes) == len(rows) == 240
+    for cid in votes:  # a judge that always picks the first answer
+        store.add_verdict("always_a", "pairwise", comparison_id=cid, winner="A", orders=["AB"])
+    verdicts = {v["comparison_id"]: v["winner"] for v in store.list_verdicts(judge="always_a", limit=None)}
+    agree = sum(verdicts[c] == choice for c, choice in votes.items()) / len(votes)
+    assert 0.35 <= agree <= 0.65
+    # the vote names the chosen answer's position, and the export still knows which answer was chosen
+    positions = _chosen_positions(store, "import:many")
+    by_cmp = {c["id"]: c["prompt_id"] for c in store.list_comparisons(limit=None)}
+    texts = {p["id"]: p["text"] for p in store.list_prompts(limit=None)}
+    assert all(votes[c] == "AB"[positions[texts[by_cmp[c]]]] for c in votes)
+    assert 0 < sum(positions.values()) < len(rows)
+    human = store.to_dataset("dpo", Filters(source="human")).to_list()
+    exported = {(r["prompt"], r["chosen"], r["rejected"]) for r in human}
+    assert exported == {(r["prompt"], r["chosen"], r["rejected"]) for r in rows}
+    assert {r["params"]["seed"] for r in store.list_runs(limit=None)} == {0}
+
+
+def test_import_positions_follow_the_seed(data_dir: Path, tmp_path: Path) -> None:
+    def positions(name: str, seed: int) -> dict[str, int]:
+        with Store(data_dir / f"{name}.duckdb") as s:
+            _import_many(s, tmp_path, n=200, seed=seed)
+            return _chosen_positions(s, "import:many")
+
+    first = positions("a", 7)
+    assert positions("b", 7) == first  # the same seed gives the same positions
+    assert positions("c", 8) != first
+
+
+def test_import_fills_prompt_reference(store: Store, tmp_path: Path) -> None:
+    rows = [{"prompt": "2+2?", "chosen": "4", "rejected": "5", "reference": "4"},
+            {"prompt": "hi", "chosen": "hello", "rejected": "go", "reference": ""},
+            {"prompt": "3*3?", "chosen": "9", "rejected": "6", "reference": 9}]  # fmt: skip
+    store.import_preferences(write_jsonl(tmp_path / "r.jsonl", rows))
+    refs = {p["text"]: p["reference"] for p in store.list_prompts()}
+    assert refs == {"2+2?": "4", "hi": None, "3*3?": "9"}
+    pid = next(p["id"] for p in store.list_prompts() if p["text"] == "2+2?")
+    assert store.get_prompt(pid)["reference"] == "4"
+    # a file without the column leaves references alone; one with it fills only empty ones
+    store.import_preferences(
+        write_jsonl(tmp_path / "r2.jsonl", [{"prompt": "x", "chosen": "a", "rejected": "b"}])
+    )
+    assert store.list_prompts("import:r2")[0]["reference"] is None
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b", "reference": [1]}]
+    )
+    with pytest.raises(StoreError, match="row 1: 'reference' must be a string"):
+        store.import_preferences(bad)
+    with pytest.raises(StoreError, match="seed must be a whole number"):
+        store.import_preferences(tmp_path / "r.jsonl", seed="x")  # type: ignore[arg-type]
+
+
+def test_m005_adds_prompt_reference_and_keeps_data(tmp_path: Path) -> None:
+    import duckdb
+
+    from storage.migrations import MIGRATIONS, migrate
+
+    path = tmp_path / "studio.duckdb"
+    con = duckdb.connect(str(path))
+    assert migrate(con, MIGRATIONS[:4]) == 4  # a store from before m005
+    con.execute("INSERT INTO prompts (id, text) VALUES (nextval('prompts_id_seq'), 'old prompt')").fetchall()
+    con.close()
+    with Store(path) as s:
+        assert s.schema_version == len(MIGRATIONS) >= 5
+        assert MIGRATIONS[4].__name__ == "m005_prompt_reference"
+        old = s.list_prompts()[0]
+        assert (old["text"], old["reference"]) == ("old prompt", None)
+        assert s.get_prompt(old["id"])["reference"] is None
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
@@ -326,3 +419,10 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         pass
     assert main(["import", str(tmp_path / "nope.jsonl"), *data]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_imported_prompts_are_numbered_in_file_order(store: Store, tmp_path: Path) -> None:
+    rows = [{"prompt": f"prompt {i}", "chosen": "a", "rejected": "b"} for i in range(300)]
+    store.import_preferences(write_jsonl(tmp_path / "ordered.jsonl", [*rows, rows[3]]))
+    prompts = sorted(store.list_prompts("import:ordered", limit=None), key=lambda r: r["id"])
+    assert [p["text"] for p in prompts] == [r["prompt"] for r in rows]

@@ -36,9 +36,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args, ctx: cmd_export(args, ctx))
 
     p = sub.add_parser("import", help="import a TRL preference set (JSONL, Parquet or an HF dataset dir)")
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", nargs="?", help="the file or dir to import (or give --prefset)")
     p.add_argument("--prompt-set", help="prompt set for the imported prompts (default import:<file stem>)")
     p.add_argument("--annotator", help="annotator id for the imported votes (default import:<file name>)")
+    p.add_argument(
+        "--seed", default="0", metavar="N",
+        help="seed of the shuffle that shows the chosen answer first or second (default 0; same seed, same "
+        "positions)",
+    )  # fmt: skip
+    p.add_argument(
+        "--prefset", metavar="SPLIT",
+        help="import the shipped preference set's split (train or test) as prompt set prefs-SPLIT, "
+        "annotator prefset:written",
+    )  # fmt: skip
     p.set_defaults(func=lambda args, ctx: cmd_import(args, ctx))
 
     p = sub.add_parser("stats", help="what the preference store holds")
@@ -119,15 +129,53 @@ def writable_target(path: Path) -> None:
 
 
 def cmd_import(args: argparse.Namespace, ctx: Any) -> int:
+    seed = _seed(args.seed)
+    if args.prefset is not None:
+        return _import_prefset(args, ctx, seed)
+    if args.path is None:
+        raise InputError("name a file or dir to import, or give --prefset train|test")
     path = Path(args.path).expanduser()
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     with open_store(ctx) as store:
-        result = store.import_preferences(path, prompt_set=args.prompt_set, annotator=args.annotator)
+        result = store.import_preferences(
+            path, prompt_set=args.prompt_set, annotator=args.annotator, seed=seed
+        )
     print(
         f"imported {result.rows} pairs into prompt set {result.prompt_set!r} (annotator {result.annotator!r})"
+        f"; {_second(result.rows, seed)}"
     )
     return 0
+
+
+def _import_prefset(args: argparse.Namespace, ctx: Any, seed: int) -> int:
+    from studio.judging import prefset
+
+    if args.path is not None or args.prompt_set is not None or args.annotator is not None:
+        raise InputError(
+            "--prefset imports the shipped set under its own name; drop PATH, --prompt-set and --annotator"
+        )
+    prefset.path(args.prefset)  # a bad split is an error before the store opens
+    with open_store(ctx) as store:
+        result = prefset.import_split(store, args.prefset, seed=seed)
+    print(
+        f"imported the shipped preference set's {args.prefset} split: {result.rows} pairs into prompt set "
+        f"{result.prompt_set!r} (annotator {result.annotator!r}); {_second(result.rows, seed)}"
+    )
+    return 0
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"--seed takes a whole number, not {text!r}") from None
+
+
+def _second(rows: int, seed: int) -> str:
+    from storage.exchange import chosen_positions
+
+    return f"chosen answer shown second in {sum(chosen_positions(rows, seed))} of them (seed {seed})"
 
 
 def cmd_stats(args: argparse.Namespace, ctx: Any, out: Callable[[str], None] = print) -> int:
