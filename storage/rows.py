@@ -19,7 +19,8 @@ Outcome = Literal["A", "B", "tie"]
 
 
 class PromptRow(TypedDict):
-    """``get_prompt``, ``list_prompts``, ``next_prompt``. ``messages``: a multi-turn prompt's messages, else None."""
+    """``get_prompt``, ``list_prompts``, ``next_prompt``. ``messages``: a multi-turn prompt's messages, else None.
+    ``reference``: the prompt's known answer (e.g. for math; reference-guided judges show it), else None."""
 
     id: int
     text: str
@@ -28,6 +29,7 @@ class PromptRow(TypedDict):
     tags: list[str]
     created_at: datetime
     messages: list[dict[str, Any]] | None
+    reference: str | None
 
 
 class PromptSetRow(TypedDict):

@@ -37,7 +37,7 @@ def _prompt_and_runs(store: Store, n: int = 2, text: str = "Q?") -> tuple[int, l
 def test_migrations_from_empty(tmp_path: Path) -> None:
     path = tmp_path / "studio.duckdb"
     with Store(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 4
+        assert s.schema_version == len(MIGRATIONS) == 5
     with Store(path) as s:  # reopening applies nothing and keeps the version
         assert s.schema_version == len(MIGRATIONS)
     con = duckdb.connect(str(path))
@@ -48,6 +48,7 @@ def test_migrations_from_empty(tmp_path: Path) -> None:
         (2, "m002_prompt_messages"),
         (3, "m003_one_label_per_annotator"),
         (4, "m004_verdict_traces"),
+        (5, "m005_prompt_reference"),
     ]
 
 
