@@ -382,6 +382,93 @@ class SelfRewardingConfig(DPOTrainConfig):
             )
 
 
+#: prompt-set names that mark a held-out split (``prefs-test``, ``eval_set``, ``heldout``): never trained on
+TEST_SPLIT_WORDS = ("test", "eval", "heldout", "holdout", "validation", "val", "dev")
+
+
+def looks_like_test_split(name: str) -> bool:
+    """Whether a prompt set's name marks it as a held-out split (a word of ``TEST_SPLIT_WORDS`` in it)."""
+    import re
+
+    return any(w in TEST_SPLIT_WORDS for w in re.split(r"[^a-z0-9]+", name.lower()))
+
+
+@dataclass
+class SelfTaughtConfig(DPOTrainConfig):
+    """Self-Taught Evaluator (Wang et al. 2024, arXiv 2408.02666), optionally with Meta-Rewarding's meta-judge
+    (Wu et al. 2024, arXiv 2407.19594): the model trains itself as a pairwise judge on synthetic pairs."""
+
+    iterations: int = opt(
+        1, "iterations: the judge trained in one annotates the next (each trains from the seed)"
+    )
+    prompt_set: str = opt(
+        "prefs-train",
+        "the instructions x (a store prompt set; empty = every set except held-out ones). A set named like a "
+        "held-out split (test, eval, heldout, validation, dev) is refused: judges are measured there",
+    )
+    max_prompts: int = opt(16, "use at most this many prompts")
+    max_new_tokens: int = opt(128, "tokens per response (y_w to x, y_l to x')")
+    response_temperature: float = opt(0.0, "sampling temperature of the responses (0 = greedy)")
+    instruction_max_new_tokens: int = opt(64, "tokens of the modified instruction x'")
+    instruction_temperature: float = opt(0.7, "sampling temperature of the modified instruction x'")
+    samples: int = opt(4, "judgements sampled per pair and order, N")
+    judge_temperature: float = opt(0.8, "sampling temperature of the judgements")
+    judge_max_new_tokens: int = opt(192, "tokens per judgement")
+    judge_structured: bool = opt(
+        True,
+        "judge under the pairwise verdict's JSON schema. On the default model free-text judgements never end in "
+        "[[A]]/[[B]]/[[C]] (measured: 36 of 36 unreadable), so nothing could be kept",
+    )
+    keep_per_order: int = opt(
+        1, "correct judgements kept per pair and order (the paper: one, drawn at random); 0 = all"
+    )
+    balance_orders: bool = opt(
+        True,
+        "keep as many judgements from order AB as from BA (the paper balances the verdict labels); off: "
+        "keep all, even if they teach a position bias",
+    )
+    objective: str = opt(
+        "sft",
+        "sft: fine-tune on the kept judgements (the paper); dpo: kept (chosen) vs wrong (rejected) judgements "
+        "of the same pair and order",
+        choices=("sft", "dpo"),
+    )
+    meta: bool = opt(
+        False,
+        "Meta-Rewarding: the model also judges pairs of its own judgements; those pairs join the DPO data",
+    )
+    meta_pairs: int = opt(1, "judgement pairs meta-judged per pair and order (meta)")
+    meta_max_new_tokens: int = opt(128, "tokens per meta-judgement")
+    min_kept: int = opt(
+        1, "fewer training examples than this (after keeping) fails the job, naming the counts"
+    )
+    max_length: int = opt(1024, "maximum tokens per example (judge prompt + judgement)")
+    max_steps: int = opt(10, "optimizer steps per iteration; -1 = num_train_epochs over the kept data")
+    min_examples: int = opt(1, "refuse to start with fewer prompts than this")
+    gen_dtype: str = opt("auto", "dtype for generating and judging (auto: bf16 where fast)", choices=DTYPES)
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("iterations", "samples", "max_prompts", "min_kept", "meta_pairs"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, not {getattr(self, name)}")
+        if self.keep_per_order < 0:
+            raise InputError(f"keep_per_order must be >= 0 (0 = all), not {self.keep_per_order}")
+        if self.judge_temperature <= 0:
+            raise InputError("judge_temperature must be > 0: N judgements are sampled, not one greedy one")
+        if self.prompt_set and looks_like_test_split(self.prompt_set):
+            raise InputError(
+                f"prompt set {self.prompt_set!r} is named like a held-out split: the self-taught judge never "
+                "reads test prompts (its agreement is measured on them); use the train split, e.g. prefs-train"
+            )
+        if self.meta and self.objective != "dpo":
+            raise InputError("meta=true adds preference pairs of judgements: it needs objective=dpo")
+        if self.launcher != "local":
+            raise InputError(
+                "the Self-Taught Evaluator generates and judges in one process: use launcher=local"
+            )
+
+
 def parse_value(raw: str) -> Any:
     """A ``--set`` value: JSON when it parses (3, 0.7, true, null, [..]), else the text itself."""
     try:
