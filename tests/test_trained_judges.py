@@ -249,3 +249,17 @@ def test_training_pairs(
     assert is_training_pair(pairs, "Capital of France?", "Rome.", "Paris.")  # either position
     assert not is_training_pair(pairs, "Capital of France?", "Paris.", "Lyon.")
     assert not is_training_pair(None, "Capital of France?", "Paris.", "Rome.")
+
+
+@pytest.mark.parametrize(
+    ("judge", "config", "message"),
+    [
+        ("dpo_implicit", {"beta": "x"}, "beta must be a number > 0"),
+        ("dpo_implicit", {"beta": 0}, "beta must be a number > 0"),
+        ("reward_model", {"tie_margin": 0.5}, "tie_margin must be in"),
+        ("reward_model", {"tie_margin": "x"}, "tie_margin must be in"),
+    ],
+)
+def test_bad_settings_are_input_errors(judge: str, config: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        make_judge(judge, config)

@@ -71,8 +71,9 @@ class DPOImplicitJudge(Judge):
 
     def check_config(self) -> None:
         check_tie_margin("dpo_implicit", self.config.tie_margin)
-        if self.config.beta is not None and not self.config.beta > 0:
-            raise InputError(f"dpo_implicit judge: beta must be > 0, not {self.config.beta}")
+        beta = self.config.beta
+        if beta is not None and (isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0):
+            raise InputError(f"dpo_implicit judge: beta must be a number > 0, not {beta!r}")
 
     def bind(self, registry: Any, judge_model: str) -> None:
         """Load the reference (the ``reference`` setting, else the judge model's parent) and settle beta (the

@@ -34,7 +34,7 @@ class RewardJudgeConfig:
 
 
 def check_tie_margin(judge: str, tie_margin: float) -> None:
-    if not 0 <= tie_margin < 0.5:
+    if isinstance(tie_margin, bool) or not isinstance(tie_margin, int | float) or not 0 <= tie_margin < 0.5:
         raise InputError(f"{judge} judge: tie_margin must be in [0, 0.5), not {tie_margin}")
 
 
