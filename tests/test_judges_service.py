@@ -277,3 +277,68 @@ def test_cli_judge_agreement_leaderboard(settings, capsys):
     assert "human board" in capsys.readouterr().out
     assert main(["judge", "--judge", "pairwise", "--set", "colour=red", *data]) == 2
     assert "no setting" in capsys.readouterr().err
+
+
+def test_cli_judge_list_shows_every_judge_with_its_settings_and_source(capsys):
+    assert main(["judge", "--list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {"reward_model", "dpo_implicit", "single", "logprob", "pairwise", "additive"} <= set(rows)
+    assert rows["single"]["mode"] == "single" and rows["reward_model"]["mode"] == "pairwise"
+    assert "tie_margin" in rows["reward_model"]["settings"] and "beta" in rows["dpo_implicit"]["settings"]
+    assert all(r["source"] and r["description"] for r in rows.values())
+    assert main(["judge", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("reward_model", "dpo_implicit", "single"):
+        [head] = [line for line in out.splitlines() if line.startswith(f"{name} (")]
+        block = out[out.index(head) :].splitlines()
+        assert block[1].startswith("    ") and block[2].startswith("    settings: ")
+
+
+def tiny_reward_model(tokenizer_dir: Path, out: Path) -> Path:
+    """A real Hugging Face sequence-classification dir with one label: a one-layer Llama (random weights, seeded)
+    on the default model's tokenizer, as anyone could register with kind reward."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+                         pad_token_id=tok.pad_token_id)  # fmt: skip
+    LlamaForSequenceClassification(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_cli_reward_model_judge_agreement_and_style_boards(settings, capsys, tmp_path):
+    from studio.models import ModelRegistry, ModelSpec
+
+    with Store(settings.db_path, data_dir=settings.data_dir) as s:
+        populate(s)
+    path = tiny_reward_model(settings.models_dir / "smollm2-135m", tmp_path / "tiny-rm")
+    ModelRegistry(settings).add(ModelSpec("tiny-rm", backend="reward-model", path=str(path)))
+    data = ["--data-dir", str(settings.data_dir)]
+    assert main(["judge", "--judge", "reward_model", "--model", "tiny-rm", "--labelled", *data]) == 0
+    out = capsys.readouterr().out
+    assert "reward_model on tiny-rm" in out and "5 judged: 5 ok, 0 failed" in out
+    assert "swap-flip rate: - (no verdict read in both orders)" in out  # one order: position cannot matter
+    with Store(settings.db_path, data_dir=settings.data_dir) as s:
+        rows = s.list_verdicts(judge="reward_model", limit=None)
+    assert len(rows) == 5 and all(0 < r["prob_a"] < 1 and r["judge_model"] == "tiny-rm" for r in rows)
+
+    # a reward model for a text judge, and a chat model for reward_model: refused before anything loads
+    assert main(["judge", "--judge", "pairwise", "--model", "tiny-rm", *data]) == 2
+    assert "'tiny-rm' is a reward model" in capsys.readouterr().err
+    assert main(["judge", "--judge", "reward_model", *data]) == 2
+    assert "reward_model scores with a reward model" in capsys.readouterr().err
+
+    assert main(["agreement", "--n-boot", "20", *data]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if "human vs reward_model@tiny-rm" in x]
+    assert "6 pairs" in line and "held-out" not in line  # not trained in the studio: nothing to leave out
+    assert main(["leaderboard", "--style", "--n-boot", "10", *data]) == 0
+    out = capsys.readouterr().out
+    assert "human: raw vs style-controlled Bradley-Terry" in out and "| style-controlled" in out
+    assert main(["leaderboard", "--style", "--json", "--n-boot", "10", *data]) == 0
+    style = json.loads(capsys.readouterr().out)["style"]["raters"]
+    assert "human" in style and {"raw", "style", "coefficients", "matches"} <= set(style["human"])

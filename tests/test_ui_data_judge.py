@@ -242,16 +242,23 @@ def test_label_audit_shows_replaced_and_deleted_labels(settings, launch) -> None
 # -- Judge tab ----------------------------------------------------------------------------------------------------
 def test_dashboard_on_an_empty_store_says_so(settings, launch) -> None:
     client = launch()
-    status, rater, *_, board, disagreements, alpha = client.predict("", False, api_name="/judge_dashboard")
+    status, rater, *_, board, disagreements, alpha, agree, lineage = client.predict(
+        "", False, "held-out", api_name="/judge_dashboard"
+    )
     assert status.startswith("No votes or verdicts yet")
     assert board["data"] == [] and disagreements["data"] == [] and alpha["data"] == []
+    assert agree["data"] == [] and lineage["data"] == []
+    note, raw, styled, coefficients = client.predict(api_name="/judge_boards")
+    assert "No votes or verdicts yet" in note and raw["data"] == styled["data"] == coefficients["data"] == []
     assert rows(client.predict(*NO_FILTERS, api_name="/data_runs")) == []
 
 
 def test_judge_run_stores_verdicts_and_the_dashboard_shows_them(settings, launch) -> None:
     s = seed(settings)
     client = launch()
-    status, rater, *plots, board, disagreements, alpha = client.predict("", True, api_name="/judge_dashboard")
+    status, rater, *plots, board, disagreements, alpha, agree, _ = client.predict(
+        "", True, "held-out", api_name="/judge_dashboard"
+    )
     assert "6 human votes · 1 verdicts" in status and rater["value"] == f"pairwise@{MODEL}"
     # alice A, A, A and bob A, A, B: by hand, 6 values (5 A, 1 B), one disagreeing unit; nominal α =
     # 1 - (n - 1) * (o_AB + o_BA) / (2 n_A n_B) = 1 - 5 * 2 / (2 * 5 * 1) = 0
@@ -262,6 +269,15 @@ def test_judge_run_stores_verdicts_and_the_dashboard_shows_them(settings, launch
     assert {r["board"] for r in rows(board)} == {"human", "judge", "combined"}
     [row] = rows(disagreements)  # the seeded pairwise verdict says B where both people said A
     assert (row["run_a"], row["run_b"], row["human"], row["judge"]) == (*s.runs[0], "A", "B")
+    table = {(r["x"], r["y"]): r for r in rows(agree)}
+    judged = table[("human", f"pairwise@{MODEL}")]
+    assert (judged["pairs"], judged["S1"], judged["split"], judged["failed verdicts"]) == (
+        2,
+        "0.00 [0.00, 0.00]",
+        "",
+        "0/1",
+    )
+    assert judged["swap-flip"] == "n/a"  # the seeded verdict has no per-order picks
 
     args = (["logprob"], MODEL, "comparisons", "all", "seed", 0, 8, "")
     summary = client.predict(*args, api_name="/judge_run")
@@ -279,8 +295,10 @@ def test_judge_run_stores_verdicts_and_the_dashboard_shows_them(settings, launch
     assert f"Verdict {verdicts[0]['id']}" in html and html.count('class="trace-step"') == 2
     assert "choice_probs" in html and "order BA" in html and "[The Start of Assistant A" in html
 
-    status, rater, *_ = client.predict("", False, api_name="/judge_dashboard")
+    status, rater, *_, agree, _ = client.predict("", False, "held-out", api_name="/judge_dashboard")
     assert "4 verdicts by 2 judge config(s)" in status
+    [logprob] = [r for r in rows(agree) if r["y"].startswith("logprob@")]
+    assert logprob["pairs"] == 6 and logprob["swap-flip"].endswith("/3)")  # every verdict read in both orders
     assert any(c[1].startswith(f"logprob@{MODEL}") for c in rater["choices"])
 
     with pytest.raises(Exception, match="judge settings are JSON"):
@@ -300,14 +318,14 @@ def test_alpha_for_rankings_is_ordinal(settings, launch) -> None:
             store.add_ranking(cid, [1, 2, 3], "alice")
             store.add_ranking(cid, [1, 2, 3], "bob")
     client = launch()
-    *_, alpha = client.predict("", False, api_name="/judge_dashboard")
+    *_, alpha, _, _ = client.predict("", False, "held-out", api_name="/judge_dashboard")
     [ranked] = rows(alpha)
     assert (ranked["labels"], ranked["level"]) == ("rankings", "ordinal")
     assert ranked["alpha"] == 1.0  # the same rankings: full agreement
     assert (ranked["items"], ranked["annotators"]) == (2, 2)
     with stored(settings) as store:
         store.add_ranking(cid, [3, 2, 1], "bob")  # bob reverses the second ranking (replacing his label)
-    *_, alpha = client.predict("", False, api_name="/judge_dashboard")
+    *_, alpha, _, _ = client.predict("", False, "held-out", api_name="/judge_dashboard")
     assert rows(alpha)[0]["alpha"] < 0.5
 
 
@@ -324,3 +342,70 @@ def test_cli_agreement_prints_alpha(settings, capsys) -> None:
     assert main(["agreement", "--json", "--n-boot", "50", *data]) == 0
     [alpha] = json.loads(capsys.readouterr().out)["alpha"]
     assert (alpha["level"], alpha["alpha"], alpha["n_items"], alpha["n_annotators"]) == ("nominal", 0.0, 3, 2)
+
+
+def test_dashboard_scores_a_trained_judge_on_held_out_votes_with_lineage(settings, launch) -> None:
+    """A reward model trained on one prompt set (a real run dir's snapshot) and a judge v1 trained from v0: the
+    dashboard scores the reward model on the other votes by default, shows both splits side by side on request,
+    and the lineage table puts v0 and v1 on the same vote pairs. A reward model cannot run a text judge."""
+    from studio.models import ModelRegistry, ModelSpec
+    from tests.test_heldout import BASE, QUESTIONS, TRAIN_SET, seed, train_run, verdicts
+
+    settings.ensure_dirs()
+    with stored(settings) as store:
+        s = seed(store)
+        train_run(store, settings, 1)
+        verdicts(store, "reward_model", "rm", s, right_on_train=True, right_on_test=False)
+        verdicts(store, "pairwise", BASE, s, right_on_train=False, right_on_test=False)
+        verdicts(store, "pairwise", "judge-v1", s, right_on_train=True, right_on_test=True)
+    registry = ModelRegistry(settings)
+    registry.add(
+        ModelSpec("rm", path=str(settings.models_dir / BASE), kind="reward", parent=BASE, training_run="1")
+    )
+    (settings.runs_dir / "2").mkdir()
+    registry.add(ModelSpec("judge-v1", path=str(settings.models_dir / BASE), parent=BASE, training_run="2"))
+    n_train, n_test = 2 * len(QUESTIONS[TRAIN_SET]), 2 * (len(s.test))
+    client = launch()
+
+    status, rater, *_, agree, lineage = client.predict("", False, "held-out", api_name="/judge_dashboard")
+    assert (
+        "Judge models trained in the studio: `judge-v1`, `rm`" in status
+        and "outside their training" in status
+    )
+    table = {(r["y"].split("#")[0], r["split"]): r for r in rows(agree) if r["x"] == "human"}
+    held = table[("reward_model@rm", "held-out")]
+    assert (held["pairs"], held["training pairs left out"], held["S1"]) == (
+        n_test,
+        n_train,
+        "0.00 [0.00, 0.00]",
+    )
+    assert held["swap-flip"] == "0.00 (0/3)"
+    assert not any(split.startswith("TRAIN") for _, split in table)  # never by default
+    assert table[(f"pairwise@{BASE}", "")]["pairs"] == n_train + n_test  # not trained here: all its votes
+    line = {(r["judge"].split("#")[0], r["version"]): r for r in rows(lineage)}
+    v0, v1 = line[("pairwise@judge-v1", "v0")], line[("pairwise@judge-v1", "v1")]
+    both = n_train + n_test  # judge v1 was trained on no vote: all are held out
+    assert (v0["model"], v1["model"], v0["pairs"], v1["pairs"]) == (BASE, "judge-v1", both, both)
+    assert v0["S1"].startswith("0.00") and v1["S1"].startswith("1.00")
+
+    *_, agree, _ = client.predict("", False, "both", api_name="/judge_dashboard")
+    splits = {
+        r["split"]: r for r in rows(agree) if r["x"] == "human" and r["y"].startswith("reward_model@rm")
+    }
+    assert set(splits) == {"held-out", "TRAIN (not its agreement)"}
+    assert splits["TRAIN (not its agreement)"]["S1"] == "1.00 [1.00, 1.00]"
+    status, *_, agree, _ = client.predict("", False, "all", api_name="/judge_dashboard")
+    [pooled] = [r for r in rows(agree) if r["x"] == "human" and r["y"].startswith("reward_model@rm")]
+    assert pooled["split"] == "all (incl. training)" and pooled["pairs"] == n_train + n_test
+    assert "pooled with their training votes: not their agreement" in status
+
+    note, raw, styled, coefficients = client.predict(api_name="/judge_boards")
+    assert {r["rater"] for r in rows(raw)} >= {"human"} and rows(styled) and rows(coefficients)
+
+    with pytest.raises(Exception, match="'rm' is a reward model: it scores answers") as err:
+        client.predict(["pairwise"], "rm", "comparisons", "all", "", 0, 8, "", api_name="/judge_run")
+    assert "Traceback" not in str(err.value)
+    with pytest.raises(Exception, match="reward_model scores with a reward model"):
+        client.predict(["reward_model"], MODEL, "comparisons", "all", "", 0, 8, "", api_name="/judge_run")
+    with pytest.raises(Exception, match="no training job|job 7"):
+        client.predict(7, api_name="/train_judge_heldout")

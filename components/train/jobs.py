@@ -1,6 +1,7 @@
 """The Train tab's jobs: the table, the live view of one job (summary, curves, latest values, log) polled while
-a job is live, Cancel and Resume. Jobs are processes with their state in their run dirs: a reopened page
-re-attaches to the running job."""
+a job is live, Cancel and Resume; after a reward-model or DPO job, one click judges the voted comparisons outside
+its training data with the model it made and shows that judge's agreement with people. Jobs are processes with
+their state in their run dirs: a reopened page re-attaches to the running job."""
 
 # no `from __future__ import annotations`: gradio reads the handlers' real annotations (gr.SelectData)
 
@@ -14,11 +15,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from components.common import friendly, row_id, table
+from components.judge import ci_text, flips_text
 from components.train.compare import CompareHandles, model_pickers
 from components.train.events import PRIVATE, QUIET
 from components.train.js import SCROLL_LOG_JS
 from components.train.plots import LATEST_COLUMNS, curves_figure, latest_frame, note_figure
 from studio.context import AppContext
+from studio.errors import InputError
+from studio.judging import JUDGE_OF_METHOD, HeldOutResult, judge_held_out
 from studio.training import Runner, TrainingJob
 
 if TYPE_CHECKING:  # form imports this module for its live view
@@ -48,6 +52,8 @@ class JobHandles:
     logs: gr.Textbox
     timer: gr.Timer
     seen: gr.State  # the live view's last signature, per browser session
+    judge_heldout: gr.Button  # after a reward-model or DPO job: judge the votes outside its training data
+    heldout: gr.Markdown  # that judge's held-out agreement with people, with its CI and count
 
     @property
     def view(self) -> list[gr.components.Component]:
@@ -89,6 +95,39 @@ def job_markdown(job: TrainingJob) -> str:
     return text
 
 
+def heldout_markdown(r: HeldOutResult) -> str:
+    """The one click's answer: held-out agreement with its CI and count, what was left out, the job's counts."""
+    job, e = r.job, r.entry or {}
+    head = (
+        f"**{job.judge}** on `{job.judge_model}`: {r.held_out_items} voted pairs outside its training data "
+        f"({job.skipped} already judged, {job.judged} judged now, {job.failed} failed); "
+        f"{r.train_items} voted pairs in its training data left out"
+    )
+    if not e.get("pairs"):
+        return (
+            f"{head}.\n\nNo held-out vote pairs to score it on: every voted pair was in its training data. "
+            "Vote on new comparisons in the Arena, or import held-out preference pairs."
+        )
+    return (
+        f"{head}.\n\n**Held-out agreement with people** over {e['pairs']} vote pairs: "
+        f"S2 (without ties) **{ci_text(e['s2'][0])}** · S1 (with ties) {ci_text(e['s1'][0])} · "
+        f"Cohen's κ {ci_text(e['kappa'][0])} (95% bootstrap CIs) · swap-flip rate {flips_text(e.get('swap_flip'))}"
+    )
+
+
+def held_out_judge(job: TrainingJob) -> tuple[str, str]:
+    """(judge, model) for the one click: the model a finished reward-model or DPO job made; else a clear error."""
+    judge = JUDGE_OF_METHOD.get(job.method)
+    if judge is None:
+        methods = " or ".join(sorted(JUDGE_OF_METHOD))
+        raise InputError(f"job {job.id} is a {job.method} job: judging held-out votes needs a {methods} job")
+    if job.state != "succeeded":
+        raise InputError(f"job {job.id} is {job.state}: judge its held-out votes once it has succeeded")
+    if not job.models:
+        raise InputError(f"job {job.id} registered no model to judge with")
+    return judge, job.models[-1]
+
+
 def job_view(runner: Runner, job_id: int) -> tuple[str, Figure, pd.DataFrame, str]:
     """What the live view shows for one job: summary, curves, latest values, the end of the log."""
     job = runner.get(job_id)
@@ -122,15 +161,20 @@ def jobs_layout() -> JobHandles:
     jobs = gr.Dataframe(headers=JOB_COLUMNS, interactive=False, max_height=240,
                         label="Runs (newest first): click a row to follow it")  # fmt: skip
     job_md = gr.Markdown()
+    with gr.Row(equal_height=True):
+        judge_heldout = gr.Button("Judge held-out votes", scale=1)
+        heldout = gr.Markdown(
+            "After a reward-model or DPO job: judge the voted comparisons outside its training data with the "
+            "model it made (reward_model or dpo_implicit), and see its agreement with people.",
+        )
     curves = gr.Plot(label="Curves", show_label=False)
     with gr.Row():
         latest = gr.Dataframe(headers=LATEST_COLUMNS, interactive=False, label="Latest values", scale=1)
         logs = gr.Textbox(label="Log (last 200 lines)", lines=12, max_lines=12, interactive=False, scale=2,
                           elem_id="train-log")  # fmt: skip
     timer = gr.Timer(POLL_S, active=False)
-    return JobHandles(
-        job_id, refresh, cancel, resume, jobs, job_md, curves, latest, logs, timer, gr.State(None)
-    )
+    return JobHandles(job_id, refresh, cancel, resume, jobs, job_md, curves, latest, logs, timer, gr.State(None),
+                      judge_heldout, heldout)  # fmt: skip
 
 
 def live_outputs(f: "FormHandles", j: JobHandles, c: CompareHandles) -> list[gr.components.Component]:
@@ -185,6 +229,17 @@ def wire_jobs(ctx: AppContext, f: "FormHandles", j: JobHandles, c: CompareHandle
         msg = f"Job **{job.id}** is {job.state} again: {job.resume_note}."
         return msg, jobs_frame(runner.list())
 
+    @friendly
+    def train_judge_heldout(jid: Any, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
+        job = ctx.runner.sync(row_id(jid, "job"))
+        judge, model = held_out_judge(job)
+
+        def report(done: int, total: int, msg: str) -> None:
+            progress((done, total) if total else 0.0, desc=f"{judge} on {model}: {msg}")
+
+        found = judge_held_out(ctx.store, ctx.registry, ctx.settings.runs_dir, model, judge, progress=report)
+        return heldout_markdown(found)
+
     def select_job(evt: gr.SelectData) -> Any:
         value = (evt.row_value or [None])[0]
         return int(value) if str(value).isdigit() else gr.skip()
@@ -198,6 +253,10 @@ def wire_jobs(ctx: AppContext, f: "FormHandles", j: JobHandles, c: CompareHandle
     j.resume.click(train_resume, j.job_id, [f.message, j.jobs], api_name="train_resume").success(
         live_view, *live, **QUIET
     )
+    j.judge_heldout.click(
+        train_judge_heldout, j.job_id, j.heldout, api_name="train_judge_heldout",
+        concurrency_id="generate", concurrency_limit=ctx.settings.concurrency,  # the models the Arena uses too
+    )  # fmt: skip
     j.timer.tick(live_view, *live, **QUIET)
     j.logs.change(None, None, None, js=SCROLL_LOG_JS, **PRIVATE)
     # on page (re)load: show the running job (or the newest) and follow it while anything is live
