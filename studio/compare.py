@@ -6,7 +6,10 @@ default, or any ``strategy[:variant]``), and stores, per prompt, both runs and o
 positions are shuffled (the order is what the comparison stores, so position bias stays measurable). A judge
 (any name in :data:`studio.judges.JUDGES`) then judges each comparison; every verdict is stored, failed ones too.
 The result is the child's win rate against its parent with a bootstrap CI (a tie or an inconsistent verdict
-counts one half; failed verdicts are counted and left out).
+counts one half; failed verdicts are counted and left out), and beside it the length-controlled win rate in
+AlpacaEval 2's form (:func:`studio.metrics.length_controlled_win_rate`: a GLM of the outcome on a model term and
+tanh of the standardised length difference, predicted at equal length), so a child that wins by writing longer
+shows it. Too few judged items, or no variation, give NaN and a note saying which.
 
 The comparisons get no human vote here, so they wait for people: the Judge tab and ``studio judge
 --unlabelled`` see them as unlabelled comparisons, and the Data tab lists them under the prompt set. The result
@@ -75,6 +78,7 @@ class CompareResult:
     elapsed_s: float = 0.0
     self_judged: int = 0  # verdicts whose judge model wrote one of the answers
     n_boot: int = N_BOOT
+    _lc: tuple[Any, metrics.LengthControlled] | None = field(default=None, repr=False, compare=False)
 
     def count(self, outcome: str | None) -> int:
         return sum(1 for i in self.items if i.comparison_id is not None and i.outcome == outcome)
@@ -129,6 +133,20 @@ class CompareResult:
         rows = [{"score": s} for s in self.scores()]
         return metrics.bootstrap_ci(rows, _mean_score, n_boot=self.n_boot)
 
+    def length_control(self) -> metrics.LengthControlled:
+        """Raw and length-controlled win rates with bootstrap CIs (AlpacaEval 2's LC form; the length is each
+        answer's characters). Cached until the judged items change."""
+        judged = [
+            (SCORES[i.outcome], len(i.child_answer), len(i.parent_answer))
+            for i in self.items
+            if i.outcome in SCORES
+        ]
+        key = (self.n_boot, tuple(judged))
+        if self._lc is None or self._lc[0] != key:
+            scores, child, parent = zip(*judged, strict=True) if judged else ((), (), ())
+            self._lc = (key, metrics.length_controlled_win_rate(scores, child, parent, n_boot=self.n_boot))
+        return self._lc[1]
+
     @property
     def mean_prob_child(self) -> float:
         probs = [i.prob_child for i in self.items if i.prob_child is not None]
@@ -137,12 +155,15 @@ class CompareResult:
     def summary(self) -> dict[str, Any]:
         """The figures, NaN as None (JSON has no NaN)."""
         lo, hi = self.ci()
+        lc = self.length_control()
         figures = {
             "model": self.model, "parent": self.parent, "prompt_set": self.prompt_set, "judge": self.judge,
             "judge_model": self.judge_model, "strategy": self.strategy, "prompts": len(self.items),
             "compared": len(self.comparison_ids), "judged": len(self.scores()), "wins": self.wins,
             "losses": self.losses, "ties": self.ties, "inconsistent": self.inconsistent, "failed": self.failed,
             "run_errors": self.run_errors, "win_rate": self.win_rate, "ci_lo": lo, "ci_hi": hi,
+            "lc_win_rate": lc.lc_win_rate, "lc_ci_lo": lc.lc_lo, "lc_ci_hi": lc.lc_hi,
+            "length_coef": lc.length_coef, "lc_note": lc.note,
             "mean_prob_child": self.mean_prob_child, "self_judged": self.self_judged,
             "elapsed_s": round(self.elapsed_s, 2),
         }  # fmt: skip
@@ -162,10 +183,15 @@ class CompareResult:
         s = self.summary()
         rate = "n/a" if s["win_rate"] is None else f"{s['win_rate']:.2f}"
         ci = "" if s["ci_lo"] is None else f" (95% CI {s['ci_lo']:.2f}-{s['ci_hi']:.2f})"
+        if s["lc_win_rate"] is None:
+            lc = f"length-controlled n/a ({s['lc_note']})" if s["lc_note"] else "length-controlled n/a"
+        else:
+            lc_ci = "" if s["lc_ci_lo"] is None else f" (95% CI {s['lc_ci_lo']:.2f}-{s['lc_ci_hi']:.2f})"
+            lc = f"length-controlled {s['lc_win_rate']:.2f}{lc_ci}"
         return (
             f"{self.model} vs its parent {self.parent} on {s['prompts']} prompt(s) of {self.prompt_set!r}, "
-            f"judged by {self.judge}@{self.judge_model}: win rate {rate}{ci}; {s['wins']} won, {s['losses']} lost, "
-            f"{s['ties']} tied, {s['inconsistent']} inconsistent, {s['failed']} failed verdict(s), "
+            f"judged by {self.judge}@{self.judge_model}: win rate {rate}{ci}, {lc}; "
+            f"{s['wins']} won, {s['losses']} lost, {s['ties']} tied, {s['inconsistent']} inconsistent, {s['failed']} failed verdict(s), "
             f"{s['run_errors']} run error(s)"
         )
 

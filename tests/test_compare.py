@@ -11,7 +11,7 @@ import pytest
 
 from storage import Store
 from studio.cli import main
-from studio.compare import compare_with_parent, find_parent
+from studio.compare import CompareItem, CompareResult, compare_with_parent, find_parent
 from studio.errors import InputError
 from studio.judges.logprob import winner_from_prob
 from studio.judging import Scope, snapshot, targets
@@ -103,6 +103,10 @@ def test_compare_stores_runs_blind_comparisons_and_verdicts(store: Store, regist
     queued = targets(snapshot(store), Scope(labelled=False, prompt_set="cmp"), "pairwise")
     assert sorted(t.comparison_id for t in queued) == sorted(result.comparison_ids)
     assert json.loads(json.dumps(result.to_dict()))["compared"] == 3  # JSON-safe (no NaN)
+    # three items are too few for the length-controlled GLM: no figure, and the reason, never a crash
+    summary = result.summary()
+    assert summary["lc_win_rate"] is None and summary["lc_ci_lo"] is None
+    assert "too few judged items" in summary["lc_note"] and "length-controlled n/a (too few" in result.line()
 
 
 def test_the_cli_compares_with_a_single_answer_judge(
@@ -115,6 +119,7 @@ def test_the_cli_compares_with_a_single_answer_judge(
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["judge"], out["prompts"], out["compared"]) == ("additive", 2, 2)
+    assert out["lc_win_rate"] is None and "too few judged items" in out["lc_note"]  # raw and LC side by side
     # SmolLM2 rarely writes a parsable score: failed verdicts are counted, never dropped
     assert out["wins"] + out["losses"] + out["ties"] + out["failed"] == 2
     assert len(out["verdict_ids"]) == 4  # one rating per answer
@@ -169,3 +174,36 @@ def test_a_parent_that_is_not_registered(
     registry.add(ModelSpec(name="stray", path=str(default_model_dir), parent="deleted-model"))
     with pytest.raises(InputError, match="'deleted-model', is not a registered model"):
         compare_with_parent(store, registry, "stray", prompt_set="cmp")
+
+
+def test_a_child_that_wins_only_by_length_has_a_length_controlled_win_rate_near_half() -> None:
+    """The figures of a compare-with-parent whose judge prefers the longer answer and nothing else: raw win rate
+    high, length-controlled about 0.5, shown together in the result, its line, its JSON and the Train tab."""
+    import numpy as np
+
+    from components.train.compare import WIN_COLUMNS, compare_markdown, win_frame
+
+    rng = np.random.default_rng(0)
+    result = CompareResult(CHILD, "smollm2-135m", "cmp", "logprob", "smollm2-135m", "system1", n_boot=100)
+    for k in range(120):
+        parent = int(rng.integers(100, 500))
+        child = max(10, parent + int(rng.normal(150, 200)))  # longer on average, shorter on some prompts
+        p = 1 / (1 + np.exp(-4 * np.tanh((child - parent) / 200)))
+        outcome = "child" if rng.random() < p else "parent"
+        result.items.append(
+            CompareItem(k, f"q{k}", 2 * k, 2 * k + 1, k, 0, "c" * child, "p" * parent, outcome)
+        )
+    s = result.summary()
+    assert s["win_rate"] > 0.7 and s["ci_lo"] > 0.6
+    assert abs(s["lc_win_rate"] - 0.5) < 0.1 and s["lc_ci_lo"] < 0.5 < s["lc_ci_hi"]
+    assert s["length_coef"] > 1 and s["lc_note"] == ""
+    assert f"length-controlled {s['lc_win_rate']:.2f} (95% CI" in result.line()
+    assert json.loads(json.dumps(result.to_dict()))["lc_win_rate"] == pytest.approx(s["lc_win_rate"])
+    frame = win_frame(result)
+    assert list(frame.columns) == WIN_COLUMNS
+    row = frame.iloc[0]
+    assert row["LC win rate"] == pytest.approx(s["lc_win_rate"], abs=1e-3) and row["LC 95% CI"].startswith(
+        "["
+    )
+    assert "length term +" in compare_markdown(result)
+    assert result.length_control() is result.length_control()  # cached while the items stay as they are

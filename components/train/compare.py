@@ -1,5 +1,5 @@
 """Compare with parent: a trained model and the model it was trained from answer a prompt set, a judge grades
-each pair blind, and the trained model's win rate is reported."""
+each pair blind, and the trained model's win rate is reported, raw and length-controlled."""
 
 # no `from __future__ import annotations`: gradio reads the handlers' real annotations (gr.Progress)
 
@@ -17,7 +17,7 @@ from studio.judges import JUDGES
 from studio.methods import method_choices
 
 WIN_COLUMNS = ["model", "parent", "judge", "prompts", "judged", "wins", "losses", "ties", "inconsistent",
-               "failed", "win rate", "95% CI"]  # fmt: skip
+               "failed", "win rate", "95% CI", "LC win rate", "LC 95% CI", "length term"]  # fmt: skip
 
 
 ITEM_COLUMNS = ["comparison", "child shown as", "outcome", "P(child better)", "prompt", "child answer",
@@ -52,7 +52,9 @@ def model_pickers(ctx: AppContext) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdow
 def win_frame(r: CompareResult) -> pd.DataFrame:
     s = r.summary()
     ci = "" if s["ci_lo"] is None else f"[{s['ci_lo']:.2f}, {s['ci_hi']:.2f}]"
-    row = {**s, "judge": f"{r.judge}@{r.judge_model}", "win rate": s["win_rate"], "95% CI": ci}
+    lc_ci = "" if s["lc_ci_lo"] is None else f"[{s['lc_ci_lo']:.2f}, {s['lc_ci_hi']:.2f}]"
+    row = {**s, "judge": f"{r.judge}@{r.judge_model}", "win rate": s["win_rate"], "95% CI": ci,
+           "LC win rate": s["lc_win_rate"], "LC 95% CI": lc_ci, "length term": s["length_coef"]}  # fmt: skip
     return pd.DataFrame(table([row], WIN_COLUMNS), columns=WIN_COLUMNS)
 
 
@@ -81,7 +83,14 @@ def compare_markdown(r: CompareResult) -> str:
         if r.self_judged
         else ""
     )
-    return f"{r.line()} in {r.elapsed_s:.1f} s.{self_judge}{queued}"
+    lc = r.length_control()
+    length = (
+        f"\n\n*Length-controlled* (AlpacaEval 2): the win rate a GLM of the outcome on the length difference "
+        f"predicts at equal length; length term {lc.length_coef:+.2f} (> 0: the judge preferred the longer answer)."
+        if not lc.note
+        else f"\n\n*Length-controlled* win rate: n/a, {lc.note}."
+    )
+    return f"{r.line()} in {r.elapsed_s:.1f} s.{self_judge}{length}{queued}"
 
 
 def compare_layout(ctx: AppContext) -> CompareHandles:
@@ -98,7 +107,8 @@ def compare_layout(ctx: AppContext) -> CompareHandles:
         max_new_tokens = gr.Number(128, label="Max new tokens", precision=0, minimum=1)
         run = gr.Button("Compare with parent", variant="primary")
     summary = gr.Markdown()
-    win_rate = gr.Dataframe(headers=WIN_COLUMNS, interactive=False, label="Win rate of the trained model")
+    win_rate = gr.Dataframe(headers=WIN_COLUMNS, interactive=False,
+                            label="Win rate of the trained model: raw and length-controlled (LC)")  # fmt: skip
     items = gr.Dataframe(headers=ITEM_COLUMNS, interactive=False, wrap=True, max_height=360, label="Per prompt",
                          column_widths=["8%", "7%", "8%", "8%", "17%", "22%", "22%", "8%"])  # fmt: skip
     return CompareHandles(model, prompt_set, judge, judge_model, strategy, limit, max_new_tokens, run, summary,

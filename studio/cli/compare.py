@@ -13,9 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "compare",
-        help="a trained model vs its parent on a prompt set: runs, blind comparisons, verdicts, win rate",
+        help="a trained model vs its parent on a prompt set: runs, blind comparisons, verdicts, raw and "
+        "length-controlled win rates",
         description="Answer every prompt of a prompt set with MODEL and its parent, store both runs and a blind "
-        "comparison per prompt, judge each comparison and print the win rate of MODEL. The comparisons stay "
+        "comparison per prompt, judge each comparison and print the win rate of MODEL, raw and length-controlled "
+        "(AlpacaEval 2's GLM, predicted at equal length). The comparisons stay "
         "unlabelled for people: `studio judge --unlabelled` and the Judge and Data tabs see them.",
     )
     p.add_argument("model", help="a registered model with a parent (a model trained by `studio train`)")
@@ -59,6 +61,13 @@ def cmd_compare(args: argparse.Namespace, ctx: Any) -> int:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return 0
     print(result.line())
+    lc = result.length_control()
+    if not lc.note:
+        print(
+            f"length term {lc.length_coef:+.2f} (log-odds per tanh of the standardised length difference; "
+            "> 0: the judge preferred the longer answer); the length-controlled win rate is the GLM's "
+            "prediction at equal length (AlpacaEval 2)"
+        )
     ids = result.comparison_ids
     if ids:
         print(

@@ -98,9 +98,10 @@ def _glm_ridge(
 ) -> np.ndarray:
     """GLM Binomial of ``y`` (1, ½, 0) on ``x`` with frequency weights ``w`` and an L2 pull ``l2`` on every
     coefficient: minimises Σ w·NLL + l2/2·|β|² (statsmodels' ridge objective is per observation)."""
-    import statsmodels.api as sm
+    from statsmodels.genmod.families import Binomial  # not statsmodels.api: it imports far more
+    from statsmodels.genmod.generalized_linear_model import GLM
 
-    model = sm.GLM(y, x, family=sm.families.Binomial(), freq_weights=w)
+    model = GLM(y, x, family=Binomial(), freq_weights=w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a resample's separation only means a large, finite coefficient
         res = model.fit_regularized(
@@ -224,8 +225,11 @@ class LengthControlled:
         return asdict(self)
 
 
-def _lc_fit(scores: np.ndarray, delta: np.ndarray, l2: float) -> tuple[float, float, str]:
-    """(LC win rate, length coefficient, note) of one sample; NaNs and a note where the GLM is undefined."""
+def _lc_fit(
+    scores: np.ndarray, delta: np.ndarray, l2: float, start: np.ndarray | None = None
+) -> tuple[float, float, str]:
+    """(LC win rate, length coefficient, note) of one sample; NaNs and a note where the GLM is undefined.
+    ``start``: the full sample's (intercept, slope), a warm start for a bootstrap resample."""
     if len(scores) < MIN_LC_ITEMS:
         return math.nan, math.nan, f"too few judged items for the length GLM ({len(scores)} < {MIN_LC_ITEMS})"
     if np.ptp(scores) == 0:
@@ -234,7 +238,7 @@ def _lc_fit(scores: np.ndarray, delta: np.ndarray, l2: float) -> tuple[float, fl
     if not sd > 0:
         return math.nan, math.nan, "every pair has the same length difference: no length variation to control"
     x = np.column_stack([np.ones(len(scores)), np.tanh(delta / sd)])
-    intercept, slope = _glm_ridge(x, scores, np.ones(len(scores)), l2, None)
+    intercept, slope = _glm_ridge(x, scores, np.ones(len(scores)), l2, start)
     return float(1 / (1 + math.exp(-intercept))), float(slope), ""
 
 
@@ -260,11 +264,11 @@ def length_controlled_win_rate(
     lc, coef, note = _lc_fit(s, delta, l2)
     lc_lo = lc_hi = math.nan
     if not note:
+        start = np.array([math.log(lc / (1 - lc)) if 0 < lc < 1 else 0.0, coef])
 
         def stat(sample: Sequence[Mapping[str, float]]) -> float:
-            return _lc_fit(
-                np.array([r["score"] for r in sample]), np.array([r["delta"] for r in sample]), l2
-            )[0]
+            s, d = np.array([r["score"] for r in sample]), np.array([r["delta"] for r in sample])
+            return _lc_fit(s, d, l2, start)[0]
 
         lc_lo, lc_hi = bootstrap_ci(rows, stat, n_boot=n_boot, level=level, seed=seed)
     return LengthControlled(len(s), raw, lo, hi, lc, lc_lo, lc_hi, coef, note)
