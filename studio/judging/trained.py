@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from studio.errors import InputError
 from studio.judges import make_judge
-from studio.judging.batch import JobResult, Scope, judge_item, judged_keys, store_verdict, targets
+from studio.judging.batch import (
+    JobResult,
+    Scope,
+    judge_item,
+    judged_keys,
+    store_verdict,
+    swap_flip_dict,
+    targets,
+)
 from studio.judging.figures import JudgeModels, agreement, judge_models, rater_of
 from studio.judging.snapshot import HUMAN, snapshot
 from studio.progress import Progress
@@ -118,17 +126,19 @@ def judge_held_out(
         len(todo),
         f"{len(todo)} held-out pairs to judge ({len(voted) - len(outside)} training pairs left out)",
     )
+    judged: list[Any] = []
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        for target, verdict in zip(
-            batch, judge.judge([judge_item(snap, t) for t in batch], backend), strict=True
-        ):
+        verdicts = judge.judge([judge_item(snap, t) for t in batch], backend)
+        judged += verdicts
+        for target, verdict in zip(batch, verdicts, strict=True):
             job.verdict_ids.append(store_verdict(store, verdict, target))
             job.ok += verdict.ok
             job.failed += not verdict.ok
             job.self_judged += verdict.self_judge
         job.judged += len(batch)
         report(job.judged, len(todo), f"judged {job.judged}/{len(todo)} ({job.failed} failed)")
+    job.swap_flip = swap_flip_dict(judged)  # of the verdicts judged now, as judge_scope reports it
     job.elapsed_s = time.perf_counter() - started
     rater = rater_of(
         {"judge": judge.name, "judge_model": backend.model_name, "judge_config": {"config_hash": config_hash}}
