@@ -26,7 +26,9 @@ from studio.training.self_taught import (
     ORDERS,
     annotate,
     build_pairs,
+    dpo_rows,
     judge_conversation,
+    meta_pairs,
     modified_instruction,
     read_meta,
     select,
@@ -38,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarnin
 
 PROMPTS = ["Give three tips for staying healthy.", "Explain what a prime number is."]
 FAST = {"max_new_tokens": 40, "instruction_max_new_tokens": 32, "samples": 2, "judge_max_new_tokens": 64}
-TINY = {"max_steps": 2, "max_length": 384, "lora_r": 4, "lora_alpha": 8, "per_device_train_batch_size": 2,
+TINY = {"max_steps": 1, "max_length": 384, "lora_r": 4, "lora_alpha": 8, "per_device_train_batch_size": 1,
         "save_steps": 100}  # fmt: skip
 
 
@@ -106,6 +108,27 @@ def test_balancing_and_a_shortfall_name_the_counts(built) -> None:
     assert "balance_orders=false" in shortfall(0, lopsided, cfg)
 
 
+def test_dpo_pairs_and_meta_judged_pairs(built, backend) -> None:
+    """DPO rows pair a kept judgement with a wrong one of the same pair and order; the meta-judge (the real
+    model) compares two judgements with different verdicts in both positions and keeps consistent winners."""
+    pairs, _, _ = built
+    good, bad = "Assistant A answers the question. [[A]]", "Assistant B is better. [[B]]"
+    judgements = [{"pair": 0, "order": "AB", "sample": k, "text": t, "winner": w, "correct": w == "A"}
+                  for k, (t, w) in enumerate([(good, "A"), (bad, "B")])]  # fmt: skip
+    cfg = SelfTaughtConfig.from_dict({**FAST, "objective": "dpo", "meta": True, "balance_orders": False,
+                                      "meta_max_new_tokens": 48})  # fmt: skip
+    groups, _ = select(judgements, cfg, random.Random(0))
+    rows = dpo_rows(pairs, groups, random.Random(0))
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows] == [(good, bad)]
+    extra, counts = meta_pairs(backend, pairs, judgements, cfg, random.Random(0))
+    assert counts["meta_candidates"] == 1 and counts["meta_consistent"] == len(extra) <= 1
+    for r in extra:
+        assert {r["chosen"][0]["content"], r["rejected"][0]["content"]} == {good, bad} and r[
+            "source"
+        ] == "meta"
+    print(f"meta-judge: {counts}")
+
+
 def test_test_splits_are_refused_and_the_prompts_are_cleaned() -> None:
     assert (
         looks_like_test_split("prefs-test")
@@ -134,7 +157,14 @@ def test_a_self_taught_job_registers_judge_v1_of_v0(settings: Settings) -> None:
             store.add_prompt(text, "st-train")
         store.add_prompt("A held-out question that must not be read?", "prefs-test")
         runner = Runner(settings, store, autostart=False)
-        values = {**TINY, **FAST, "prompt_set": "", "balance_orders": False, "keep_per_order": 0}
+        values = {
+            **TINY,
+            **FAST,
+            "prompt_set": "",
+            "balance_orders": False,
+            "keep_per_order": 0,
+            "samples": 1,
+        }
         job = runner.start("self_taught", values)
         run = RunDir(job.run_dir)
         snapshot = [
@@ -157,7 +187,7 @@ def test_a_self_taught_job_registers_judge_v1_of_v0(settings: Settings) -> None:
     assert {"loss", "selftaught/candidates", "selftaught/kept_rate_AB", "selftaught/kept_rate_BA"} <= set(
         series
     )
-    assert series["selftaught/candidates"][-1][1] == counts["pairs"] * 2 * FAST["samples"]
+    assert series["selftaught/candidates"][-1][1] == counts["pairs"] * 2  # one sample per order
     assert counts["examples"] == counts["kept_AB"] + counts["kept_BA"] >= 1
     assert (run.iteration(0) / "adapter" / "adapter_config.json").exists()
     print(f"self-taught job: {counts['pairs']} pairs, kept AB {counts['kept_AB']}, BA {counts['kept_BA']}")
