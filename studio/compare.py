@@ -253,6 +253,7 @@ def compare_with_parent(
         report(0, 0, msg)
 
     judge_backend = registry.backend(judge_model or registry.settings.default_model, progress=loading)
+    judge_obj.bind(registry, judge_backend.model_name)  # a judge that needs another model loads it now
     judge_obj.check_backend(judge_backend)  # e.g. logprob on an endpoint without logprobs: say so now
     child_backend = registry.backend(model, progress=loading)
     parent_backend = registry.backend(parent, progress=loading)
