@@ -192,6 +192,10 @@ def test_train_tab_through_gradio_client(settings, tmp_path: Path) -> None:
         assert 0 <= float(rate) <= 1 and column(win, "parent") == ["smollm2-135m"]
         comparison_ids = [int(c) for c in column(items, "comparison")]
         assert len(comparison_ids) == 3
+        # one click judges the votes outside the DPO job's training data with its implicit reward: all three
+        # voted pairs were trained on, so none is left to score, and it says so rather than score them
+        heldout = client.predict(job_id, api_name="/train_judge_heldout")
+        assert "No held-out vote pairs" in heldout and "3 voted pairs in its training data left out" in heldout
     finally:
         stop(proc)
 
