@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -15,7 +16,7 @@ from studio.judges import JUDGES, Candidate, JudgeItem, Verdict, combine_orders,
 from studio.judges.additive import parse_score
 from studio.judges.base import load_prompt
 from studio.judges.bsm_eval import FALLBACK_CRITERION, merge, parse_criteria, parse_criterion_scores
-from studio.judges.logprob import p_a_better, winner_from_prob
+from studio.judges.logprob import p_a_better, p_a_better_pointwise, winner_from_prob
 from studio.judges.pairwise import parse_pairwise
 
 # -- parsing ------------------------------------------------------------------------------------------------------
@@ -271,6 +272,58 @@ def test_logprob_needs_choice_probs():
         make_judge("logprob").judge(items(1), backend)
 
 
+def test_logprob_pointwise_shows_each_answer_alone():
+    def probs(text: str) -> dict:
+        answer = text.split("[The Start of Assistant's Answer]\n")[1].split("\n")[0]
+        return {"Yes": 0.8, "No": 0.2} if answer.startswith("GOOD") else {"Yes": 0.4, "No": 0.6}
+
+    backend = Scripted(lambda t: "", probs)
+    judge = make_judge("logprob", {"variant": "pointwise", "tie_margin": 0.1})
+    verdicts = judge.judge(items(3), backend)
+    assert backend.batches == [6]  # 3 items x 2 answers, one call
+    v = verdicts[0]
+    # P(A better) = pA (1 - pB) / (pA (1 - pB) + pB (1 - pA)) = 0.48 / (0.48 + 0.08)
+    assert v.ok and v.winner == "A" and v.prob_a == pytest.approx(0.48 / 0.56)
+    assert v.orders == [] and v.order_winners == [] and v.scores["p_yes"] == {"A": 0.8, "B": 0.4}
+    assert p_a_better_pointwise(0.3, 0.3) == 0.5 and p_a_better_pointwise(0.0, 0.0) == 0.5
+    assert p_a_better_pointwise(1.0, 0.0) == 1.0
+    # the variant is in the config (and its template in the hash) only when it is not "pair"
+    pair = make_judge("logprob", {"variant": "pair"})
+    assert "variant" not in pair.config_dict() and judge.config_dict()["variant"] == "pointwise"
+    assert pair.config_hash("m") != make_judge("logprob", {"variant": "pointwise"}).config_hash("m")
+    with pytest.raises(InputError, match="variant"):
+        make_judge("logprob", {"variant": "sideways"})
+
+
+def test_logprob_pmi_scores_each_answer_after_the_question_and_after_n_a():
+    class Scores(Scripted):
+        supports_sequence_logprob = True
+
+        def __init__(self) -> None:
+            super().__init__(lambda t: "")
+            self.sent: list[tuple[str, str]] = []
+
+        def sequence_logprob(self, conversations, completions):
+            self.batches.append(len(conversations))
+            self.sent += [(c[-1]["content"], a) for c, a in zip(conversations, completions, strict=True)]
+            # the question raises GOOD by 10 nats and BAD by 1
+            return [(-5.0 if q != "N/A" else -15.0) if a.startswith("GOOD") else (-9.0 if q != "N/A" else -10.0)
+                    for q, a in zip([c[-1]["content"] for c in conversations], completions, strict=True)]  # fmt: skip
+
+    backend = Scores()
+    (v,) = make_judge("logprob", {"variant": "pmi"}).judge(items(1), backend)
+    assert backend.batches == [4]  # 2 answers x (question, "N/A"), one call
+    assert backend.sent == [("Question 0?", "GOOD answer"), ("N/A", "GOOD answer"), ("Question 0?", "BAD answer"),
+                            ("N/A", "BAD answer")]  # fmt: skip
+    pmi_a, pmi_b = 10 / len("GOOD answer+"), 1 / len("BAD answer+")
+    assert v.scores["pmi_per_char"] == pytest.approx({"A": pmi_a, "B": pmi_b})
+    assert v.ok and v.winner == "A" and v.prob_a == pytest.approx(1 / (1 + math.exp(-(pmi_a - pmi_b))))
+    assert v.orders == [] and v.order_winners == []
+    no_scores = Scripted(lambda t: "", lambda t: {"A": 0.5, "B": 0.5})
+    with pytest.raises(InputError, match="log-probability"):
+        make_judge("logprob", {"variant": "pmi"}).judge(items(1), no_scores)
+
+
 def test_additive_averages_samples_and_counts_failures():
     outputs = iter(["Score: 4", "no idea", "Score: 2", "nothing", "nope", "still nothing"])
     backend = Scripted(lambda t: next(outputs))
@@ -433,21 +486,38 @@ def test_real_additive(backend):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="SmolLM2-135M answers 'A' whichever answer is shown first: P('A') = 0.82 with Paris first and 0.87 "
-    "with turtles first (bf16 on this CPU), so P(Paris better) = 0.475, a tie; the judges issue (#15) must make the "
-    "default judge prefer the right answer",
+    reason="the pair variant: SmolLM2-135M answers 'A' whichever answer is shown first (P('A') 0.90 in both orders "
+    "on the preference set; all 241 pairs flip under the swap): P(Paris better) = 0.475 here, so at tie band 0 "
+    "it prefers turtles, and at 0.05 it is a tie. The pmi variant below prefers the right answer",
 )
 def test_real_logprob_judge_prefers_the_right_answer_in_both_orders(backend):
     paris, turtles = "The capital of France is Paris.", "I like turtles."
-    first, second = make_judge("logprob").judge(
+    first, second = make_judge("logprob", {"variant": "pair"}).judge(
         [JudgeItem.pair(QUESTION, paris, turtles), JudgeItem.pair(QUESTION, turtles, paris)], backend
     )
     assert (first.winner, second.winner) == ("A", "B"), (first.prob_a, second.prob_a, first.scores["probs"])
 
 
 @pytest.mark.slow
+def test_real_logprob_pmi_prefers_the_right_answer_in_both_orders(backend):
+    """The pmi variant (how much the question raises each answer's log-probability) has no position at all."""
+    paris, turtles = "The capital of France is Paris.", "I like turtles."
+    first, second = make_judge("logprob", {"variant": "pmi"}).judge(
+        [JudgeItem.pair(QUESTION, paris, turtles), JudgeItem.pair(QUESTION, turtles, paris)], backend
+    )
+    assert (first.winner, second.winner) == ("A", "B"), (first.prob_a, second.prob_a, first.scores)
+    assert first.prob_a == pytest.approx(1 - second.prob_a, abs=1e-3)  # the same scores, mirrored
+    assert first.scores["pmi_per_char"]["A"] > first.scores["pmi_per_char"]["B"]
+    assert (
+        first.orders == []
+        and len(first.raw) == 4
+        and [s["name"] for s in first.trace["steps"]] == ["score"] * 4
+    )
+
+
+@pytest.mark.slow
 def test_real_logprob_always_valid_and_batched_matches_one_at_a_time(backend):
-    judge = make_judge("logprob")
+    judge = make_judge("logprob", {"variant": "pair"})
     batched = judge.judge(REAL_ITEMS, backend)
     check_verdicts(batched, 2, "logprob")
     for v in batched:

@@ -39,8 +39,9 @@ _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 # the prompt's own format example, echoed back by a small model: 'for example: "Rating: [[5]]"'
 _ECHO = re.compile(r"for example:?\s*\"?\s*Rating:\s*\[\[5\]\]\"?", re.IGNORECASE)
 SCALE = (1, 10)
-#: tokens of a structured verdict besides its explanation: '{"explanation": "', '", "rating": 10}', the end
-JSON_OVERHEAD_TOKENS = 16
+#: tokens a structured verdict's JSON may take besides its explanation, at worst one token per character:
+#: '{"explanation": "' (17), '", "verdict": "[[A]]"}' (22) or '", "rating": 10}' (16), and the end of turn
+JSON_OVERHEAD_TOKENS = 40
 
 
 def parse_rating(text: str) -> float | None:
@@ -63,10 +64,12 @@ def json_rating(obj: object) -> float | None:
 
 
 def explanation_cap(max_new_tokens: int) -> int:
-    """How many characters a structured verdict's explanation may take so that the JSON fits ``max_new_tokens``:
-    two characters per token left after the JSON's own tokens (English runs at ~4 per token for the default
-    model's tokenizer, so the bound leaves room), at least 16."""
-    return max(16, 2 * (max_new_tokens - JSON_OVERHEAD_TOKENS))
+    """How many characters a structured verdict's explanation may take so that the JSON fits ``max_new_tokens``.
+
+    One character per token: under a schema the default model spells a repetitive explanation in short tokens
+    (measured: a 96-character explanation took 64 tokens, about 1.5 characters per token, and was cut at the
+    cap), so only a bound of one character per token left is safe. At least 16."""
+    return max(16, max_new_tokens - JSON_OVERHEAD_TOKENS)
 
 
 @dataclass(frozen=True)
