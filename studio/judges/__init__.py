@@ -3,7 +3,10 @@
 - ``additive``: Self-Rewarding additive 5-point score of one answer (arXiv 2401.10020);
 - ``pairwise``: MT-Bench [[A]]/[[B]]/[[C]], both orders, disagreement = inconsistent (arXiv 2306.05685);
 - ``bsm_eval``: Branch-Solve-Merge evaluation, both orders (arXiv 2310.15123);
-- ``logprob``: P("A") vs P("B") from next-token probabilities, both orders averaged (the studio's own).
+- ``logprob``: P(A better) from probabilities instead of text (the studio's own): ``variant`` "pair", P("A") vs
+  P("B") in both orders, averaged; "pointwise", P("Yes") per answer; "pmi", each answer's log-probability after
+  the question minus after "N/A", per character (the one that carries signal on the default model);
+- ``single``: MT-Bench single-answer grading, ``Rating: [[N]]`` 1-10, reference-guided for math (arXiv 2306.05685).
 """
 
 from studio.judges.base import (
