@@ -179,7 +179,7 @@ def test_choice_probs_over_http_are_the_models_next_token_probabilities(default_
     with logprob_server(default_model_dir) as server:
         b = OpenAIBackend(str(default_model_dir), base_url=server.url, max_retries=0)
         remote = b.choice_probs(convs, ["A", "B"])
-        verdict = make_judge("logprob").judge([item], b)[0]
+        verdict = make_judge("logprob", {"variant": "pair"}).judge([item], b)[0]
     assert {(r["logprobs"], r["top_logprobs"], r["max_tokens"]) for r in server.requests} == {(True, 20, 1)}
     for conv, probs in zip(convs, remote, strict=True):
         [expected] = local.choice_probs([conv], ["A", "B"])

@@ -59,7 +59,8 @@ def test_compare_stores_runs_blind_comparisons_and_verdicts(store: Store, regist
     calls: list[tuple[int, int, str]] = []
     result = compare_with_parent(
         store, registry, CHILD, prompt_set="cmp", params={"max_new_tokens": 16}, seed=3,
-        judge_config={"tie_margin": 0.0},  # every verdict decides (the default margin makes these ties)
+        # every verdict decides; the pair variant, whose position preference makes the child both win and lose here
+        judge_config={"tie_margin": 0.0, "variant": "pair"},
         progress=lambda done, total, msg: calls.append((done, total, msg)),
     )  # fmt: skip
     assert (result.parent, result.judge, result.judge_model, result.strategy) == (

@@ -111,7 +111,7 @@ def test_log_prob_steps_record_the_probabilities_they_read() -> None:
             return [{"A": 0.75, "B": 0.25} for _ in conversations]
 
     b = Probs([])
-    (v,) = make_judge("logprob").judge([JudgeItem.pair("Q?", "x", "y")], b)
+    (v,) = make_judge("logprob", {"variant": "pair"}).judge([JudgeItem.pair("Q?", "x", "y")], b)
     assert b.sizes == [2] and v.prob_a == pytest.approx(0.5)
     steps = v.trace["steps"]
     assert [s["name"] for s in steps] == ["choice_probs"] * 2 and steps[0]["params"] == {

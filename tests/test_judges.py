@@ -255,7 +255,7 @@ def test_logprob_averages_both_orders_in_one_batch():
         return {"A": 0.9, "B": 0.1} if first_shown(text).startswith("GOOD") else {"A": 0.7, "B": 0.3}
 
     backend = Scripted(lambda t: "", probs)
-    verdicts = make_judge("logprob").judge(items(4), backend)
+    verdicts = make_judge("logprob", {"variant": "pair"}).judge(items(4), backend)
     assert backend.batches == [8]
     v = verdicts[0]
     # P(A better) = (P("A") with A first + P("B") with A second) / 2 = (0.9 + 0.3) / 2
@@ -269,7 +269,7 @@ def test_logprob_needs_choice_probs():
     backend = Scripted(lambda t: "")
     backend.supports_choice_probs = False
     with pytest.raises(InputError, match="next-token probabilities"):
-        make_judge("logprob").judge(items(1), backend)
+        make_judge("logprob", {"variant": "pair"}).judge(items(1), backend)
 
 
 def test_logprob_pointwise_shows_each_answer_alone():
@@ -484,18 +484,25 @@ def test_real_additive(backend):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pair variant: SmolLM2-135M answers 'A' whichever answer is shown first (P('A') 0.90 in both orders "
-    "on the preference set; all 241 pairs flip under the swap): P(Paris better) = 0.475 here, so at tie band 0 "
-    "it prefers turtles, and at 0.05 it is a tie. The pmi variant below prefers the right answer",
-)
 def test_real_logprob_judge_prefers_the_right_answer_in_both_orders(backend):
+    """The default log-prob judge (the pmi variant since #15) prefers the right answer whichever is shown first."""
     paris, turtles = "The capital of France is Paris.", "I like turtles."
-    first, second = make_judge("logprob", {"variant": "pair"}).judge(
+    first, second = make_judge("logprob").judge(
         [JudgeItem.pair(QUESTION, paris, turtles), JudgeItem.pair(QUESTION, turtles, paris)], backend
     )
-    assert (first.winner, second.winner) == ("A", "B"), (first.prob_a, second.prob_a, first.scores["probs"])
+    assert (first.winner, second.winner) == ("A", "B"), (first.prob_a, second.prob_a, first.scores)
+
+
+@pytest.mark.slow
+def test_real_logprob_pair_variant_answers_whatever_is_shown_first(backend):
+    """Why pair is not the default: SmolLM2-135M says 'A' whoever is shown first (P('A') 0.90 in both orders on
+    the preference set, all 241 pairs flipping under the swap), so both orders' picks disagree: a swap flip."""
+    paris, turtles = "The capital of France is Paris.", "I like turtles."
+    (v,) = make_judge("logprob", {"variant": "pair"}).judge(
+        [JudgeItem.pair(QUESTION, paris, turtles)], backend
+    )
+    assert v.scores["picks"] == {"AB": "A", "BA": "A"}, v.scores
+    assert v.order_winners == ["A", "B"] and abs(v.prob_a - 0.5) < 0.1
 
 
 @pytest.mark.slow

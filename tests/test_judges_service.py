@@ -217,7 +217,7 @@ def test_real_model_judges_the_store(store, backend):
     """The stored verdicts are the model's: the same pairs judged directly, in the same order and batch, give the
     same probabilities, each stored under its runs in the order shown (A = the first run)."""
     r = populate(store)
-    judge = make_judge("logprob")
+    judge = make_judge("logprob", {"variant": "pair"})
     res = judge_scope(store, backend, judge, Scope(labelled=True), batch_size=8)
     assert (res.judged, res.ok, res.failed) == (5, 5, 0)
     pairs = [("r1", "r2"), ("r3", "r4"), ("r5", "r6"), ("r5", "r7"), ("r6", "r7")]

@@ -290,15 +290,16 @@ def test_judge_run_stores_verdicts_and_the_dashboard_shows_them(settings, launch
     assert sorted(v["comparison_id"] for v in verdicts) == sorted(s.comparisons)
     assert all(v["ok"] and v["winner"] in ("A", "B", "tie") and v["judge_model"] == MODEL for v in verdicts)
     assert "3 already judged, 0 judged" in client.predict(*args, api_name="/judge_run")  # resumes
-    # a verdict's trace opens in the Data tab like a run's: both orders' readings of the real model
+    # a verdict's trace opens in the Data tab like a run's: the default (pmi) log-prob judge's four scores of the
+    # real model, each answer after the question and after the content-free "N/A"
     html = client.predict(verdicts[0]["id"], api_name="/data_verdict_trace")
-    assert f"Verdict {verdicts[0]['id']}" in html and html.count('class="trace-step"') == 2
-    assert "choice_probs" in html and "order BA" in html and "[The Start of Assistant A" in html
+    assert f"Verdict {verdicts[0]['id']}" in html and html.count('class="trace-step"') == 4
+    assert "answer 0, question" in html and "answer 1, content-free" in html
 
     status, rater, *_, agree, _ = client.predict("", False, "held-out", api_name="/judge_dashboard")
     assert "4 verdicts by 2 judge config(s)" in status
     [logprob] = [r for r in rows(agree) if r["y"].startswith("logprob@")]
-    assert logprob["pairs"] == 6 and logprob["swap-flip"].endswith("/3)")  # every verdict read in both orders
+    assert logprob["pairs"] == 6 and logprob["swap-flip"] == "n/a"  # pmi scores each answer alone: no orders
     assert any(c[1].startswith(f"logprob@{MODEL}") for c in rater["choices"])
 
     with pytest.raises(Exception, match="judge settings are JSON"):

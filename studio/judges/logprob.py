@@ -45,8 +45,8 @@ Bands were chosen on *train* (145 pairs), then reported on *test* (96 pairs):
 - **pointwise** P("Yes") is *worse than chance*: it prefers the padded answer (concise 8 of 38 on train).
 - **pmi** is the one that carries signal: 0.82 on test without ties at band 0, CI above 1/2 (concise 31/32,
   helpful 28/32, correct 20/32: whether a fact is right is what it sees least). Band 0 has the best S1 on train.
-  It is not the default ``variant`` yet only because it needs ``sequence_logprob`` (local models; an
-  OpenAI-compatible server offers only top log-probs) and earlier verdicts and tests read the pair variant.
+  So it is the default ``variant``. It needs ``sequence_logprob`` (local models; an OpenAI-compatible server
+  offers only top log-probs): on such a model, ``variant=pair`` reads the two letters instead.
 
 Measured with ``choice_probs`` / ``sequence_logprob`` on every train and test pair (the features the variants
 read), and the ``pmi`` variant checked through this judge to match them on 12 test pairs.
@@ -80,7 +80,7 @@ from studio.strategies.base import RunContext
 CHOICES = ("A", "B")
 YES_NO = ("Yes", "No")
 VARIANTS = ("pair", "pointwise", "pmi")
-DEFAULT_VARIANT = "pair"
+DEFAULT_VARIANT = "pmi"
 DEFAULT_TIE_MARGIN = 0.0
 
 
@@ -153,7 +153,7 @@ class LogprobJudge(Judge):
         if not backend.supports_sequence_logprob:
             raise InputError(
                 f"logprob judge: variant 'pmi' scores answers by their log-probability, which model "
-                f"{backend.model_name!r} does not offer; use a local (transformers) model"
+                f"{backend.model_name!r} does not offer; use a local (transformers) model, or the setting variant=pair"
             )
 
     def config_dict(self) -> dict[str, Any]:
