@@ -14,7 +14,8 @@ and without ties (S2: pairs the judge called a tie are left out), with a 95% boo
 kappa (S2 pairs); the swap-flip rate (verdicts whose two orders picked differently; a one-order judge has none);
 the failure rate (verdicts that could not be read); and the number of items. Judges:
 
-- ``logprob`` at tie bands 0, 0.05 and 0.1 (one run: the band only thresholds P(A better));
+- ``logprob``, each variant (``pmi``, the default; ``pair``; ``pointwise``) at tie bands 0, 0.05 and 0.1 (one
+  run per variant: the band only thresholds P(A better));
 - ``pairwise``, ``additive`` (its 0-5 scores compared) and ``single`` (MT-Bench 1-10 ratings compared), each
   free and structured (``--gen-items`` items: generating judges are slow on a CPU);
 - ``reward_model``: a reward model trained on the train split (``reward`` job);
@@ -222,13 +223,15 @@ def main() -> None:
         base = ctx.registry.backend(None)
         model = base.model_name
         if "logprob" in want:
-            verdicts, dt = run_judge(make_judge("logprob", {"tie_margin": 0.0}), test, base)
-            for band in TIE_BANDS:
-                from studio.judges.logprob import winner_from_prob
+            from studio.judges.logprob import VARIANTS, winner_from_prob
 
-                winners = [winner_from_prob(v.prob_a, band) if v.ok else None for v in verdicts]
-                results.append(score(f"logprob tie_margin={band}", test, winners, verdicts, dt))
-            log("logprob done")
+            for variant in VARIANTS:
+                judge = make_judge("logprob", {"tie_margin": 0.0, "variant": variant})
+                verdicts, dt = run_judge(judge, test, base)
+                for band in TIE_BANDS:
+                    winners = [winner_from_prob(v.prob_a, band) if v.ok else None for v in verdicts]
+                    results.append(score(f"logprob {variant} tie={band}", test, winners, verdicts, dt))
+                log(f"logprob {variant} done")
         for name in ("pairwise", "additive", "single"):
             if name not in want:
                 continue
