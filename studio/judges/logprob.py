@@ -128,9 +128,13 @@ def pointwise_conversation(item: JudgeItem, k: int) -> list[dict[str, str]]:
 class LogprobJudge(Judge):
     mode = "pairwise"
     description = (
-        "Log-prob judge: next-token probabilities, P('A') vs P('B') in both orders or P('Yes') per answer"
+        "Log-prob judge: pmi (default) = how much the question raises each answer's log-probability, per "
+        "character, against a content-free input; pair = P('A') vs P('B') in both orders; pointwise = P('Yes')"
     )
-    source = "the studio's own (METHODS.md); question layout from MT-Bench, arXiv 2306.05685"
+    source = (
+        "the studio's own (METHODS.md); pair layout from MT-Bench, arXiv 2306.05685; pmi's content-free input "
+        "from contextual calibration, Zhao et al. 2021, arXiv 2102.09690"
+    )
     Config = LogprobConfig
     prompts = ("logprob_pair",)
     needs_choice_probs = True
