@@ -17,7 +17,7 @@ the failure rate (verdicts that could not be read); and the number of items. Jud
 - ``logprob``, each variant (``pmi``, the default; ``pair``; ``pointwise``) at tie bands 0, 0.05 and 0.1 (one
   run per variant: the band only thresholds P(A better));
 - ``pairwise``, ``additive`` (its 0-5 scores compared) and ``single`` (MT-Bench 1-10 ratings compared), each
-  free and structured (``--gen-items`` items: generating judges are slow on a CPU);
+  free and structured (``--gen-items`` items, as many from each category: generating judges are slow on a CPU);
 - ``reward_model``: a reward model trained on the train split (``reward`` job);
 - ``dpo_implicit``: a DPO model trained on the train split, against its parent;
 - ``self_taught``: the MT-Bench pairwise judge run by a judge model the Self-Taught Evaluator job trained from the
@@ -189,7 +189,12 @@ def table(results: Sequence[dict[str, Any]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--gen-items", type=int, default=24, help="test items for the generating judges")
+    ap.add_argument(
+        "--gen-items",
+        type=int,
+        default=24,
+        help="test items for the generating judges (as many from each category)",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=96, help="generating judges' token cap")
     ap.add_argument("--only", nargs="*", help="only these judges (logprob pairwise additive single "
                     "reward_model dpo_implicit self_taught)")  # fmt: skip
@@ -215,10 +220,13 @@ def main() -> None:
 
     results: list[dict[str, Any]] = []
     test = prefset.items("test")
-    gen = test[: args.gen_items]
+    per_cat = max(1, args.gen_items // len(prefset.CATEGORIES))  # the same number from each category
+    gen = [
+        it for cat in prefset.CATEGORIES for it in [i for i in test if CATEGORY[i.key[0]] == cat][:per_cat]
+    ]
     print(f"studio home {home}; threads {args.threads}; load average at start {os.getloadavg()}")
     print(f"preference set: {len(prefset.load('train'))} train / {len(test)} test pairs; generating judges on "
-          f"the first {len(gen)} test pairs, max_new_tokens={args.max_new_tokens}")  # fmt: skip
+          f"{len(gen)} test pairs ({per_cat} per category), max_new_tokens={args.max_new_tokens}")  # fmt: skip
     with AppContext(settings) as ctx:
         base = ctx.registry.backend(None)
         model = base.model_name
@@ -275,10 +283,10 @@ def main() -> None:
             speed(base, test[:16])
     print()
     print(table(results))
-    # the best by its CI's lower bound: an S2 of 1.0 on one decisive pair is no evidence
-    best = max(
-        (r for r in results if not math.isnan(r["s2_ci"][0])), key=lambda r: r["s2_ci"][0], default=None
-    )
+    # the best by its CI's lower bound (an S2 of 1.0 on one decisive pair is no evidence), among the judges that
+    # decide at least half of the pairs (a wide tie band buys S2 by abstaining)
+    fair = [r for r in results if not math.isnan(r["s2_ci"][0]) and r["s2_n"] >= r["items"] / 2]
+    best = max(fair, key=lambda r: r["s2_ci"][0], default=None)
     if best is not None:
         lo, hi = best["s2_ci"]
         goal = best["s2"] >= 0.75 and lo > 0.5
