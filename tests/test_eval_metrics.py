@@ -252,8 +252,10 @@ def test_list_report_shape_and_exports(tmp_path: Path) -> None:
 
 # -- loading ------------------------------------------------------------------------------------------------------
 def test_shipped_sets_are_complete_and_documented() -> None:
-    sizes = {"cove_lists": 20, "s2a_opinions": 80, "s2a_distractors": 40, "game24": 200, "game24_train": 500}
-    per_base = {"cove_lists": 1, "s2a_opinions": 4, "s2a_distractors": 2, "game24": 1, "game24_train": 1}
+    sizes = {"cove_lists": 20, "s2a_opinions": 80, "s2a_distractors": 40, "game24": 200, "game24_train": 500,
+             "arithmetic": 256, "arithmetic_train": 800, "last_letter": 240, "last_letter_train": 600}  # fmt: skip
+    per_base = {"cove_lists": 1, "s2a_opinions": 4, "s2a_distractors": 2, "game24": 1, "game24_train": 1,
+                "arithmetic": 1, "arithmetic_train": 1, "last_letter": 1, "last_letter_train": 1}  # fmt: skip
     for name, shipped in SHIPPED.items():
         ds = load_shipped(name)
         assert len(ds.items) == sizes[name]
