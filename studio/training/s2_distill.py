@@ -312,10 +312,8 @@ class S2Distill(Trainer):
             for start in range(0, len(todo), cfg.batch_items):
                 chunk = todo[start : start + cfg.batch_items]
                 seed = cfg.seed + start
-                new = system2_runs(backend, [(r["id"], r["prompt"]) for r in chunk], cfg, seed)
-                with path.open("a", encoding="utf-8") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in new)
-                runs += new
+                runs += system2_runs(backend, [(r["id"], r["prompt"]) for r in chunk], cfg, seed)
+                write_jsonl(path, runs)  # atomic: a killed job leaves whole chunks only
                 print(f"[studio] s2_distill: {len(runs) // cfg.samples}/{len(inputs)} inputs run", flush=True)
         finally:
             backend.close()
