@@ -27,6 +27,7 @@ GROUPS = [
     "studio.cli.train",
     "studio.cli.eval",
     "studio.cli.compare",
+    "studio.cli.improve",
 ]
 
 
