@@ -39,6 +39,7 @@ from studio.judging import (
 
 N_BOOT = 300  # bootstrap resamples for the dashboard's CIs: enough for a 95% interval, quick on two cores
 EMPTY = "No votes or verdicts yet: vote in the Arena, or run a judge above."
+ONE_CONTESTANT = "No win rates: every vote compares runs of one (model, strategy), e.g. imported pairs."
 LABELLED = {"all": None, "labelled": True, "unlabelled": False}
 OUTCOMES = ("A", "B", "tie")
 STATS = (
@@ -296,8 +297,11 @@ def leaderboard_figure(boards: dict[str, list[dict[str, Any]]]) -> Figure:
 
 def heatmap_figure(win_rates: dict[str, dict[str, Any]]) -> Figure:
     """Row vs column win rate (ties half) per board; blank where the two never met."""
-    if not win_rates:
-        return note_figure(EMPTY)
+    # a board whose matches were all between one contestant's own runs (e.g. imported pairs) has no matrix
+    shown = {name: m for name, m in win_rates.items() if m.get("labels")}
+    if not shown:
+        return note_figure(EMPTY if not win_rates else ONE_CONTESTANT)
+    win_rates = shown
     n = max(len(m["labels"]) for m in win_rates.values())
     fig = _figure(max(5.0, 1.2 + 1.1 * n) * len(win_rates), 1.8 + 0.9 * n)
     axes = np.atleast_1d(fig.subplots(1, len(win_rates)))

@@ -410,3 +410,11 @@ def test_dashboard_scores_a_trained_judge_on_held_out_votes_with_lineage(setting
         client.predict(["reward_model"], MODEL, "comparisons", "all", "", 0, 8, "", api_name="/judge_run")
     with pytest.raises(Exception, match="no training job|job 7"):
         client.predict(7, api_name="/train_judge_heldout")
+
+
+def test_the_win_rate_heatmap_of_one_contestant_is_a_note() -> None:
+    """Imported pairs are all (imported, imported): a board with no two contestants has no matrix to draw."""
+    from components.judge import ONE_CONTESTANT, heatmap_figure
+
+    fig = heatmap_figure({"human": {"labels": [], "values": []}})
+    assert ONE_CONTESTANT in " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
