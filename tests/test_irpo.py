@@ -19,7 +19,7 @@ from studio.errors import InputError
 from studio.eval.tasks import get_task
 from studio.settings import Settings
 from studio.training import RunDir, Runner
-from studio.training.irpo import IRPOConfig, build_pairs, cot_prompt, count, shortfall
+from studio.training.irpo import IRPOConfig, build_pairs, cot_prompt, count, reward, shortfall
 from studio.training.job import run as run_job
 
 pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -59,8 +59,16 @@ def test_pairs_are_correct_vs_incorrect_answers_of_one_question() -> None:
     assert build_pairs(["a", "a", "b"], [1.0, 1.0, 0.0], 5, rng) == [(0, 2)]  # duplicate texts count once
     task = get_task("arithmetic")
     item = task.load("train").items[0]
-    assert task.prompt(item) in cot_prompt(task, item) and "Final answer:" in cot_prompt(task, item)
-    assert task.reward(item, f"Step by step... Final answer: {item.answers[0]}") == 1.0
+    assert task.prompt(item) in cot_prompt(task, item) and '"Answer:"' in cot_prompt(task, item)
+    assert "Final answer:" in cot_prompt(task, item, "paper") and task.prompt(item) in cot_prompt(
+        task, item, "paper"
+    )
+    assert item.question == "What is 9 * 1?" and item.answers == ("9",)
+    assert reward(task, item, "9 * 1 = 9, so\nAnswer: 9") == 1.0 == reward(task, item, "Final answer: 9")
+    assert (
+        reward(task, item, "Final Answer: 9 * 1 equals") == 0.0
+    )  # the final answer, not an operand after it
+    assert reward(task, item, "Answer: 8") == 0.0
 
 
 def test_the_shortfall_names_the_counts_and_what_to_change() -> None:
@@ -106,7 +114,7 @@ def test_one_irpo_iteration_trains_m1_from_correct_vs_incorrect_samples(irpo_set
     task, train = get_task("arithmetic"), {i.id: i for i in get_task("arithmetic").load("train").items}
     assert len(rows) == 4 and all(len(r["answers"]) == len(r["rewards"]) == 4 for r in rows)
     for r in rows:  # every reward is the task's own metric of that sample
-        assert r["rewards"] == [task.reward(train[r["id"]], a) for a in r["answers"]]
+        assert r["rewards"] == [reward(task, train[r["id"]], a) for a in r["answers"]]
     pairs = [json.loads(line) for line in (it / "pairs.jsonl").read_text().splitlines()]
     assert pairs and len(pairs) <= 4  # at most one pair per question (pairs_per_question = 1)
     for p in pairs:

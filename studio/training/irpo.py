@@ -1,10 +1,13 @@
 """Iterative Reasoning Preference Optimization (Pang et al. 2024, arXiv 2404.19733), as ``METHODS.md`` and issue
 16 specify it. For t = 0 .. ``iterations``-1, from M_0 = the starting model:
 
-1. M_t samples N chain-of-thought answers per train question of a verifiable task (``samples``, temperature 0.8,
-   the CoT instruction ``prompts/irpo_cot.txt``), in batches, in the job process;
-2. each answer is scored by the task's own reward (``studio.eval.tasks``: the same code is the eval metric); an
-   answer is correct when its reward is 1;
+1. M_t samples N chain-of-thought answers per train question of a verifiable task (``samples``, temperature 0.8),
+   in batches, in the job process. The instruction (``prompt``): ``cot``, the studio's Chain-of-Thought strategy
+   prompt, which ``studio improve`` scores the models with (the same words at training and test time, as in the
+   paper), or ``paper``, the paper's GSM8K instruction (``prompts/irpo_cot.txt``);
+2. each answer's final answer (after the last "Answer:" / "Final answer:", else its last line: the CoT strategy's
+   own split) is scored by the task's reward (``studio.eval.tasks``: the same code and input as the held-out
+   score); an answer is correct when its reward is 1;
 3. pairs: chosen = a correct answer, rejected = an incorrect one of the same question, up to K per question
    (``pairs_per_question``; the paper: 10 of its 30 samples), drawn at random among the distinct combinations.
    A question with no correct or no incorrect answer gives no pair; both are counted;
@@ -50,6 +53,12 @@ class IRPOConfig(DPOTrainConfig):
     """IRPO (Pang et al. 2024, arXiv 2404.19733): sampled CoT answers, correct vs incorrect, DPO + NLL, iterated."""
 
     task: str = opt("arithmetic", "the verifiable task whose train split is sampled and rewarded")
+    prompt: str = opt(
+        "cot",
+        "the CoT instruction: cot = the studio's Chain-of-Thought strategy prompt, the one `studio improve` scores "
+        "with (same words at training and test time); paper = the paper's GSM8K instruction",
+        choices=("cot", "paper"),
+    )
     max_items: int = opt(32, "train questions per iteration (0 = the whole train split)")
     iterations: int = opt(
         1, "iterations T in this job: M_t -> M_t+1 -> ... (the improve loop runs one per job)"
@@ -97,9 +106,25 @@ class IRPOConfig(DPOTrainConfig):
         return args
 
 
-def cot_prompt(task: Any, item: Any) -> str:
-    """The question as M_t is asked it: the task's prompt inside the paper's CoT instruction."""
-    return PROMPTS.text("irpo_cot", question=task.prompt(item))
+def cot_prompt(task: Any, item: Any, prompt: str = "cot") -> str:
+    """The question as M_t is asked it: the task's prompt inside the CoT instruction (``prompt``: cot or paper)."""
+    if prompt == "paper":
+        return PROMPTS.text("irpo_cot", question=task.prompt(item))
+    from studio.strategies.base import render
+
+    return render("cot_answer", question=task.prompt(item))
+
+
+def final_answer(completion: str) -> str:
+    """The final answer of a chain of thought, split as the CoT strategy splits it (and the held-out score reads it)."""
+    from studio.strategies.parsing import split_cot
+
+    return split_cot(completion).final
+
+
+def reward(task: Any, item: Any, completion: str) -> float:
+    """The task's reward of a sampled answer: its metric on the final answer."""
+    return float(task.reward(item, final_answer(completion)))
 
 
 def build_pairs(
@@ -170,7 +195,7 @@ class IRPO(Trainer):
         items = train_items(task, config.max_items)
         preview = data.DataPreview(
             cls.registered_name, "questions", len(items),
-            [{"prompt": cot_prompt(task, it), "answer": it.reference} for it in items[:limit]],
+            [{"prompt": cot_prompt(task, it, config.prompt), "answer": it.reference} for it in items[:limit]],
             {"questions": len(items)},
         )  # fmt: skip
         preview.notes.append(f"task {task.name} (train split; metric {task.metric}): {task.source}")
@@ -214,7 +239,7 @@ class IRPO(Trainer):
         cfg = self.config
         task = load_task(cfg.task)
         items = train_items(task, cfg.max_items)
-        prompts = [cot_prompt(task, item) for item in items]
+        prompts = [cot_prompt(task, item, cfg.prompt) for item in items]
         policy = TransformersBackend(
             current.model_path, adapter=current.adapter_path or None, dtype=cfg.gen_dtype, model_name=name
         )
@@ -227,7 +252,7 @@ class IRPO(Trainer):
         rng = random.Random(cfg.seed + t)
         rows, pairs = [], []
         for item, prompt, group in zip(items, prompts, answers, strict=True):
-            rewards = [float(task.reward(item, a)) for a in group]
+            rewards = [reward(task, item, a) for a in group]
             chosen = build_pairs(group, rewards, cfg.pairs_per_question, rng)
             rows.append({"id": item.id, "prompt": prompt, "reference": item.reference, "answers": group,
                          "rewards": rewards, "pairs": chosen})  # fmt: skip
