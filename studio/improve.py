@@ -9,8 +9,11 @@ iteration does not improve the accuracy (``stop_early``). Trainers read only the
 read only the TEST split.
 
 A score runs the eval harness (:func:`studio.eval.run_eval`: batched through the strategy driver, stored,
-resumable) with greedy decoding and the method's own answer format (:data:`EVAL_STRATEGY`: a chain-of-thought
-instruction for the methods that train on CoT samples, else System 1). Accuracy is the mean of
+resumable) with greedy decoding, asking each question exactly as the method trains the model to answer it
+(:data:`EVAL_PROMPT`: IRPO's chain-of-thought instruction around the task's prompt; GRPO and the distilled
+System 1: the task's prompt as is), sent as asked (the ``system1`` strategy), with the answer budget the method
+trains with (:data:`EVAL_TOKENS`). ``eval_strategy`` instead asks the task's prompt through any strategy of the
+harness (``cot``, ``sc``...). Accuracy is the mean of
 ``task.reward(item, answer)`` (the same function the trainers reward with) with a percentile bootstrap CI
 (:func:`studio.metrics.bootstrap.estimate`); tokens per answer is the mean completion tokens.
 
@@ -43,16 +46,25 @@ if TYPE_CHECKING:
     from studio.context import AppContext
     from studio.eval.tasks import Task
 
-#: the answer format each method trains its model to give; the held-out score asks in that format. A trainer
-#: class may say so itself with an ``eval_strategy`` attribute. Others: System 1 (the question as asked).
-EVAL_STRATEGY = {"irpo": "cot", "grpo": "cot", "s2_distill": "system1"}
-#: new tokens per answer in a score: a chain of thought needs room; a direct answer does not
-EVAL_MAX_NEW_TOKENS = {"cot": 256}
+#: how a method asks a question in training, as ``module:function(task, item) -> str``; the held-out score asks
+#: the same way. A trainer class may name its own with an ``eval_prompt`` attribute. Others: ``task.prompt``.
+EVAL_PROMPT = {"irpo": "studio.training.irpo:cot_prompt"}
+#: the method's setting that caps its training answers; the held-out answers get the same budget
+EVAL_TOKENS = {"irpo": "max_new_tokens", "grpo": "max_completion_length"}
 DEFAULT_EVAL_MAX_NEW_TOKENS = 64
 SUBDIR = "improve"
 STATE = "state.json"
 #: the settings that make a run: rerunning with the same ones continues it (iterations may grow)
-KEY_FIELDS = ("task", "method", "model", "values", "eval_limit", "eval_strategy", "eval_params")
+KEY_FIELDS = (
+    "task",
+    "method",
+    "model",
+    "values",
+    "eval_limit",
+    "eval_strategy",
+    "eval_prompt",
+    "eval_params",
+)
 
 
 @dataclass(frozen=True)
@@ -188,21 +200,22 @@ def improve(
     """Score M0 on ``task``'s test split, then train and score ``iterations`` times with ``method``.
 
     ``values``: the method's settings for every iteration (``--set`` values; ``task`` and ``base_model`` are
-    set here). ``eval_limit``: score on the first N test items only. ``eval_strategy``: the answer format of
-    the scores (default: the method's, :data:`EVAL_STRATEGY`); ``eval_params``: its decoding settings (default
-    greedy). A run with the same settings that already exists is continued (``new=True``: start another).
+    set here). ``eval_limit``: score on the first N test items only. ``eval_strategy``: ask the task's prompt
+    through this strategy (default: the method's own prompt, :data:`EVAL_PROMPT`, as System 1); ``eval_params``:
+    decoding settings of the scores (default greedy, the method's answer budget). A run with the same settings that already exists is continued (``new=True``: start another).
     Bad input raises :class:`InputError` before anything runs."""
     if int(iterations) < 1:
         raise InputError(f"iterations must be >= 1, not {iterations}")
     if eval_limit is not None and int(eval_limit) < 1:
         raise InputError(f"eval_limit must be >= 1, not {eval_limit}")
     the_task, m0 = _check(ctx, task, method, model, values)
-    strategy = eval_strategy or _eval_strategy(method)
-    params = _eval_params(strategy, eval_params)
+    strategy = eval_strategy or "system1"
+    prompt = "" if eval_strategy else _eval_prompt(method)
+    params = _eval_params(ctx, method, values, strategy, eval_params)
     settings = {
         "task": the_task.name, "method": method, "model": m0, "values": dict(values or {}),
         "eval_limit": None if eval_limit is None else int(eval_limit), "eval_strategy": strategy,
-        "eval_params": params, "stop_early": bool(stop_early),
+        "eval_prompt": prompt, "eval_params": params, "stop_early": bool(stop_early),
     }  # fmt: skip
     run = None if new else _matching(ctx, settings)
     if run is None:
@@ -334,20 +347,23 @@ def score_model(
     *,
     limit: int | None = None,
     strategy: str = "system1",
+    prompt: str = "",
     params: Mapping[str, Any] | None = None,
     name: str | None = None,
     progress: Progress | None = None,
     n_boot: int = 1000,
 ) -> Score:
     """``model`` on ``task``'s test split (first ``limit`` items) through the eval harness: mean task reward
-    with a bootstrap CI, mean completion tokens. Resumable under ``name`` (answers already recorded are kept)."""
+    with a bootstrap CI, mean completion tokens. ``prompt``: ``module:function(task, item)`` that words each
+    question (default ``task.prompt``). Resumable under ``name`` (answers already recorded are kept)."""
     from studio.eval import EvalSpec, parse_methods, run_eval
     from studio.metrics.bootstrap import estimate
 
     started = time.monotonic()
     test = task.load("test")
     items = test.items[:limit] if limit else test.items
-    asked = replace(test, items=tuple(replace(i, question=task.prompt(i)) for i in items))
+    ask = _load_prompt(prompt) if prompt else (lambda t, item: t.prompt(item))
+    asked = replace(test, items=tuple(replace(i, question=ask(task, i)) for i in items))
     spec = EvalSpec(parse_methods(strategy), (model,), dict(params or {}))
     outcome = run_eval(asked, spec, ctx.store, ctx.registry, name=name, progress=progress)
     if outcome.failed:
@@ -366,21 +382,45 @@ def score_model(
 
 def _score_args(run: ImproveResult) -> dict[str, Any]:
     s = run.settings
-    return {"limit": s.get("eval_limit"), "strategy": s["eval_strategy"], "params": s["eval_params"]}
+    return {
+        "limit": s.get("eval_limit"), "strategy": s["eval_strategy"], "prompt": s.get("eval_prompt", ""),
+        "params": s["eval_params"],
+    }  # fmt: skip
 
 
-def _eval_strategy(method: str) -> str:
+def _eval_prompt(method: str) -> str:
+    """The method's own question wording (``module:function``), or "" for the task's prompt."""
     from studio.training.runner import trainer_class
 
-    return getattr(trainer_class(method), "eval_strategy", None) or EVAL_STRATEGY.get(method, "system1")
+    own = getattr(trainer_class(method), "eval_prompt", None)
+    return own if isinstance(own, str) and own else EVAL_PROMPT.get(method, "")
 
 
-def _eval_params(strategy: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
+def _load_prompt(ref: str) -> Any:
+    import importlib
+
+    module, _, name = ref.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise InputError(f"no question wording {ref!r} ({e})") from None
+
+
+def _eval_params(
+    ctx: AppContext,
+    method: str,
+    values: Mapping[str, Any] | None,
+    strategy: str,
+    given: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Greedy, with the method's answer budget (its training setting), under the user's ``given`` settings."""
     from studio.methods import Method
     from studio.strategies import resolve_params
 
     Method.parse(strategy).resolve()  # an unknown strategy fails here
-    tokens = EVAL_MAX_NEW_TOKENS.get(Method.parse(strategy).strategy, DEFAULT_EVAL_MAX_NEW_TOKENS)
+    field_name = EVAL_TOKENS.get(method)
+    cfg = ctx.runner.config(method, dict(values or {})) if field_name else None
+    tokens = int(getattr(cfg, field_name, 0) or 0) or DEFAULT_EVAL_MAX_NEW_TOKENS
     params = {"temperature": 0.0, "max_new_tokens": tokens, **dict(given or {})}
     resolve_params(params, {})  # bad settings fail before anything runs
     return params
@@ -470,6 +510,6 @@ def _fmt(v: float) -> str:
 
 
 __all__: Sequence[str] = (
-    "EVAL_STRATEGY", "ImproveResult", "Iteration", "Score", "improve", "list_runs", "load", "resume",
+    "EVAL_PROMPT", "EVAL_TOKENS", "ImproveResult", "Iteration", "Score", "improve", "list_runs", "load", "resume",
     "score_model", "table",
 )  # fmt: skip

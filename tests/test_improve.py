@@ -103,6 +103,9 @@ def test_bad_model_and_settings_are_one_line(settings) -> None:
     assert "is the improve loop's to set" in cli_error(
         data, "improve", "--task", "arithmetic", "--method", method, "--set", "task=game24"
     )
+    assert "unknown strategy" in cli_error(
+        data, "improve", "--task", "arithmetic", "--method", method, "--eval-strategy", "nope"
+    )
     assert not (Path(data) / "improve").exists() or not any((Path(data) / "improve").iterdir())
 
 
@@ -136,6 +139,7 @@ def test_one_iteration_registers_scores_and_resumes(settings) -> None:
     assert state["status"] in ("done", "stopped_early") and state["pending"] is None
     assert [it["model"] for it in state["iterations"]] == [r["model"] for r in rows]
     assert state["settings"]["task"] == "arithmetic" and state["settings"]["method"] == method
+    assert state["settings"]["eval_prompt"] == imp.EVAL_PROMPT.get(method, "")  # asked as the method trains
 
     code, out2, err = cli(data, *args)  # the same command again: continues (nothing left), trains nothing
     assert code == 0, err[-3000:]

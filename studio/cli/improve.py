@@ -33,10 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--eval-limit", type=int, help="score on the first N test items only (default: all)")
     p.add_argument(
-        "--eval-strategy", help="answer format of the scores (default: the method's: cot or system1)"
+        "--eval-strategy",
+        help="score by asking the task's prompt through this strategy (e.g. cot) instead of the method's own "
+        "wording, as System 1 (the default)",
     )
     p.add_argument(
-        "--eval-max-new-tokens", type=int, help="new tokens per scored answer (default: 256 cot, 64)"
+        "--eval-max-new-tokens",
+        type=int,
+        help="new tokens per scored answer (default: the method's training answer budget, else 64)",
     )
     p.add_argument("--no-stop-early", action="store_true", help="run every iteration even without a gain")
     p.add_argument(
@@ -85,8 +89,9 @@ def cmd_improve(args: argparse.Namespace, ctx: Any) -> int:
                 "dir": str(run.dir), "iterations": run.rows()}  # fmt: skip
         print(json.dumps(body, indent=2, ensure_ascii=False))
     else:
-        print(f"improve run {run.id}: {run.task}, {run.method} from {run.model} ({run.status}); "
-              f"scored with {run.settings['eval_strategy']} on the test split")  # fmt: skip
+        asked = run.settings.get("eval_prompt") or "the task's prompt"
+        print(f"improve run {run.id}: {run.task}, {run.method} from {run.model} ({run.status}); scored on the "
+              f"test split: {run.settings['eval_strategy']} on {asked}, greedy")  # fmt: skip
         print(imp.table(run))
         print(f"state: {run.dir / imp.STATE}")
     return 0
