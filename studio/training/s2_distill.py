@@ -23,6 +23,11 @@ The run dir keeps ``samples.jsonl`` (every System-2 run: input id, sample, final
 ``s2distill/system2_tokens`` (completion tokens per System-2 run: the cost the distilled model saves), ``loss``.
 ``s2distill/kept_correct_rate`` measures the filter after the fact (the share of kept targets the task metric
 scores correct); it never selects anything. No input kept fails the job with the counts.
+
+Measured on the default model (SmolLM2-135M, CPU, one run, seed 0): CoT x 4 at temperature 0.7, 96 tokens, on
+the first 24 arithmetic train inputs (about 4 minutes): mean agreement 0.375; ``agreement`` 0.75 kept 1 input
+(correct), 0.5 kept 10 (3 correct). After 12 SFT steps, greedy System 1 on 60 test items (24 tokens): M0 25.0%,
+distilled 46.7% (0.75) and 33.3% (0.5); a precise filter matters more than a large one at this size.
 """
 
 from __future__ import annotations
