@@ -9,11 +9,11 @@ iteration does not improve the accuracy (``stop_early``). Trainers read only the
 read only the TEST split.
 
 A score runs the eval harness (:func:`studio.eval.run_eval`: batched through the strategy driver, stored,
-resumable) with greedy decoding, asking each question exactly as the method trains the model to answer it
-(:data:`EVAL_PROMPT`: IRPO's chain-of-thought instruction around the task's prompt; GRPO and the distilled
-System 1: the task's prompt as is), sent as asked (the ``system1`` strategy), with the answer budget the method
-trains with (:data:`EVAL_TOKENS`). ``eval_strategy`` instead asks the task's prompt through any strategy of the
-harness (``cot``, ``sc``...). Accuracy is the mean of
+resumable) with greedy decoding, asking each question as the method trains the model to answer it
+(:data:`EVAL_STRATEGY`: IRPO samples and rewards through the studio's CoT strategy prompt and its final-answer
+split, so its models are scored with the ``cot`` strategy; GRPO and the distilled System 1 answer the task's
+prompt as asked: ``system1``), with the answer budget the method trains with (:data:`EVAL_TOKENS`).
+``eval_strategy`` overrides the strategy (``cot``, ``sc``...). Accuracy is the mean of
 ``task.reward(item, answer)`` (the same function the trainers reward with) with a percentile bootstrap CI
 (:func:`studio.metrics.bootstrap.estimate`); tokens per answer is the mean completion tokens.
 
@@ -46,9 +46,12 @@ if TYPE_CHECKING:
     from studio.context import AppContext
     from studio.eval.tasks import Task
 
-#: how a method asks a question in training, as ``module:function(task, item) -> str``; the held-out score asks
-#: the same way. A trainer class may name its own with an ``eval_prompt`` attribute. Others: ``task.prompt``.
-EVAL_PROMPT = {"irpo": "studio.training.irpo:cot_prompt"}
+#: the harness strategy whose wording and answer split a method trains with; the held-out score uses it. A trainer
+#: class may name its own with an ``eval_strategy`` attribute. Others: ``system1`` (the task's prompt as asked).
+EVAL_STRATEGY = {"irpo": "cot"}
+#: a method that words the question its own way: ``module:function(task, item) -> str`` (asked through the
+#: strategy); a trainer class may name it with an ``eval_prompt`` attribute. Others: ``task.prompt``.
+EVAL_PROMPT: dict[str, str] = {}
 #: the method's setting that caps its training answers; the held-out answers get the same budget
 EVAL_TOKENS = {"irpo": "max_new_tokens", "grpo": "max_completion_length"}
 DEFAULT_EVAL_MAX_NEW_TOKENS = 64
@@ -201,16 +204,16 @@ def improve(
 
     ``values``: the method's settings for every iteration (``--set`` values; ``task`` and ``base_model`` are
     set here). ``eval_limit``: score on the first N test items only. ``eval_strategy``: ask the task's prompt
-    through this strategy (default: the method's own prompt, :data:`EVAL_PROMPT`, as System 1); ``eval_params``:
-    decoding settings of the scores (default greedy, the method's answer budget). A run with the same settings that already exists is continued (``new=True``: start another).
+    through this strategy (default: the method's own, :data:`EVAL_STRATEGY`); ``eval_params``: decoding settings
+    of the scores (default greedy, the method's answer budget). A run with the same settings that already exists is continued (``new=True``: start another).
     Bad input raises :class:`InputError` before anything runs."""
     if int(iterations) < 1:
         raise InputError(f"iterations must be >= 1, not {iterations}")
     if eval_limit is not None and int(eval_limit) < 1:
         raise InputError(f"eval_limit must be >= 1, not {eval_limit}")
     the_task, m0 = _check(ctx, task, method, model, values)
-    strategy = eval_strategy or "system1"
-    prompt = "" if eval_strategy else _eval_prompt(method)
+    strategy = eval_strategy or _own(method, "eval_strategy", EVAL_STRATEGY) or "system1"
+    prompt = "" if eval_strategy else _own(method, "eval_prompt", EVAL_PROMPT)
     params = _eval_params(ctx, method, values, strategy, eval_params)
     settings = {
         "task": the_task.name, "method": method, "model": m0, "values": dict(values or {}),
@@ -388,12 +391,12 @@ def _score_args(run: ImproveResult) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _eval_prompt(method: str) -> str:
-    """The method's own question wording (``module:function``), or "" for the task's prompt."""
+def _own(method: str, attr: str, table: Mapping[str, str]) -> str:
+    """The trainer class's own ``attr`` (a string), else ``table``'s entry for ``method``, else ""."""
     from studio.training.runner import trainer_class
 
-    own = getattr(trainer_class(method), "eval_prompt", None)
-    return own if isinstance(own, str) and own else EVAL_PROMPT.get(method, "")
+    own = getattr(trainer_class(method), attr, None)
+    return own if isinstance(own, str) and own else table.get(method, "")
 
 
 def _load_prompt(ref: str) -> Any:
@@ -510,6 +513,6 @@ def _fmt(v: float) -> str:
 
 
 __all__: Sequence[str] = (
-    "EVAL_PROMPT", "EVAL_TOKENS", "ImproveResult", "Iteration", "Score", "improve", "list_runs", "load", "resume",
+    "EVAL_PROMPT", "EVAL_STRATEGY", "EVAL_TOKENS", "ImproveResult", "Iteration", "Score", "improve", "list_runs", "load", "resume",
     "score_model", "table",
 )  # fmt: skip

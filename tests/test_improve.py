@@ -139,7 +139,7 @@ def test_one_iteration_registers_scores_and_resumes(settings) -> None:
     assert state["status"] in ("done", "stopped_early") and state["pending"] is None
     assert [it["model"] for it in state["iterations"]] == [r["model"] for r in rows]
     assert state["settings"]["task"] == "arithmetic" and state["settings"]["method"] == method
-    assert state["settings"]["eval_prompt"] == imp.EVAL_PROMPT.get(method, "")  # asked as the method trains
+    assert state["settings"]["eval_strategy"] == imp.EVAL_STRATEGY.get(method, "system1")  # as it trains
 
     code, out2, err = cli(data, *args)  # the same command again: continues (nothing left), trains nothing
     assert code == 0, err[-3000:]

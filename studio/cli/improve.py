@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-limit", type=int, help="score on the first N test items only (default: all)")
     p.add_argument(
         "--eval-strategy",
-        help="score by asking the task's prompt through this strategy (e.g. cot) instead of the method's own "
-        "wording, as System 1 (the default)",
+        help="score by asking the task's prompt through this strategy (default: the method's own: cot for "
+        "irpo, else system1)",
     )
     p.add_argument(
         "--eval-max-new-tokens",
