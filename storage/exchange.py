@@ -389,18 +389,19 @@ def _insert_rows(
         cur.execute(sql, {k: v for k, v in ids.items() if f"${k}" in sql}).fetchall()
 
 
-# Row i's chosen run is runs + 2(i-1), its rejected run the next id; the chosen run is at position ``flip``
-# (0 first, 1 second) and the rejected one at the other, and the vote names the chosen run's position.
+# Row i's runs are runs + 2(i-1) at position 0 and the next id at position 1 (ids follow the shown order, so figures
+# that label a pair by its smaller run id see the shuffle too); the chosen answer is at position ``flip`` (0 first,
+# 1 second), the rejected one at the other, and the vote names the chosen answer's position.
 _IMPORT_INSERTS = (
     """INSERT INTO runs (id, prompt_id, model, strategy, variant, params, answer)
     SELECT $runs + 2 * (i.i - 1) + k, ip.prompt_id, 'imported', 'imported', $src, $params::JSON,
-           CASE k WHEN 0 THEN i.chosen ELSE i.rejected END
+           CASE WHEN k = i.flip THEN i.chosen ELSE i.rejected END
     FROM _import i JOIN _import_prompt ip USING (i) CROSS JOIN range(2) r(k)""",
     """INSERT INTO comparisons (id, prompt_id, blind)
     SELECT $cmps + i - 1, prompt_id, FALSE FROM _import_prompt""",
     """INSERT INTO comparison_runs
-    SELECT $cmps + i - 1, (k + flip) % 2, $runs + 2 * (i - 1) + k
-    FROM _import_prompt JOIN _import USING (i) CROSS JOIN range(2) r(k)""",
+    SELECT $cmps + i - 1, k, $runs + 2 * (i - 1) + k
+    FROM _import_prompt CROSS JOIN range(2) r(k)""",
     """INSERT INTO votes (id, comparison_id, kind, choice, ranks, annotator)
     SELECT $votes + i - 1, $cmps + i - 1, 'pairwise', CASE flip WHEN 0 THEN 'A' ELSE 'B' END, NULL, $who
     FROM _import_prompt JOIN _import USING (i)""",
