@@ -46,7 +46,8 @@ LOCAL_ADMIN = "local"  # who registered a model through the CLI or the Python AP
 CHAT, REWARD = "chat", "reward"  # model kinds
 REWARD_BACKEND = "reward-model"  # the backend every reward model loads with, whatever its spec's backend
 FORMAT = 2  # models.toml's format: 2 = it owns lineage (1, unmarked: lineage may be in the store only)
-LINEAGE_FIELDS = ("method", "filters", "kind", "iteration", "judge_model")  # of a job's model entry
+#: of a job's model entry: what the registry keeps of how a job made a model
+LINEAGE_FIELDS = ("method", "filters", "kind", "iteration", "judge_model", "task", "strategy")
 
 
 @dataclass
