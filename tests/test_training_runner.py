@@ -26,7 +26,9 @@ from studio.training.self_rewarding import build_pairs
 
 # -- configs ------------------------------------------------------------------------------------------------
 def test_every_method_is_registered_with_documented_defaults() -> None:
-    assert TRAINERS.names() == ["dpo", "kto", "ppo", "reward", "rloo", "self_rewarding", "self_taught"]
+    assert TRAINERS.names() == [
+        "dpo", "grpo", "irpo", "kto", "ppo", "reward", "rloo", "s2_distill", "self_rewarding", "self_taught",
+    ]  # fmt: skip
     for name in TRAINERS.names():
         cls = TRAINERS.get(name)
         cls.make_config()  # the defaults are valid
