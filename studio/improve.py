@@ -423,7 +423,7 @@ def _eval_params(
     Method.parse(strategy).resolve()  # an unknown strategy fails here
     field_name = EVAL_TOKENS.get(method)
     cfg = ctx.runner.config(method, dict(values or {})) if field_name else None
-    tokens = int(getattr(cfg, field_name, 0) or 0) or DEFAULT_EVAL_MAX_NEW_TOKENS
+    tokens = (int(getattr(cfg, field_name, 0) or 0) if field_name else 0) or DEFAULT_EVAL_MAX_NEW_TOKENS
     params = {"temperature": 0.0, "max_new_tokens": tokens, **dict(given or {})}
     resolve_params(params, {})  # bad settings fail before anything runs
     return params

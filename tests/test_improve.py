@@ -177,3 +177,16 @@ def test_a_failed_iteration_keeps_m0_and_a_rerun_picks_up_its_job(settings) -> N
         assert ctx.runner.get(job_id).resumed
     [again] = imp.list_runs(AppContext(settings))
     assert again.id == run.id and [it.model for it in again.iterations] == [run.model]
+
+
+def test_scores_get_the_methods_answer_budget(settings) -> None:
+    """Greedy, with the tokens the method trains its answers with (a method without such a setting: 64)."""
+    with AppContext(settings) as ctx:
+        for method, field_name in imp.EVAL_TOKENS.items():
+            if method in TRAINERS:
+                params = imp._eval_params(ctx, method, {field_name: 40}, "system1", None)
+                assert params == {"temperature": 0.0, "max_new_tokens": 40}
+        if "s2_distill" in TRAINERS:
+            params = imp._eval_params(ctx, "s2_distill", {}, "system1", {"max_new_tokens": 8})
+            assert params["max_new_tokens"] == 8
+            assert imp._eval_params(ctx, "s2_distill", {}, "system1", None)["max_new_tokens"] == 64
