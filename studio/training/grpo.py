@@ -135,6 +135,9 @@ class GRPOTrainConfig(TrainConfig):
         8, "answers per device per step (a multiple of num_generations: 8 = two questions of G=4)"
     )
     min_examples: int = opt(2, "refuse to start with fewer train questions than this")
+    max_steps: int = opt(
+        10, "optimizer steps (each samples per_device_train_batch_size answers); -1 = num_train_epochs"
+    )
 
     def validate(self) -> None:
         super().validate()
