@@ -193,14 +193,15 @@ class GRPO(Trainer):
         "GRPO with verifiable rewards: groups of answers to a task's train questions, scored by its metric"
     )
     paper = "Shao et al. 2024, DeepSeekMath (GRPO), arXiv 2402.03300; DeepSeek-AI 2025, DeepSeek-R1, arXiv 2501.12948"
+    # "loss" first, as every method lists it (it reads about 0 for GRPO: watch the reward curves)
     curves = (
+        "loss",
         "reward",
         "reward_std",
         "grpo/correct_rate",
         "grpo/format_rate",
         "frac_reward_zero_std",
         "kl",
-        "loss",
     )
     aliases = {
         "grpo/correct_rate": "rewards/correctness/mean",
