@@ -195,7 +195,9 @@ def test_train_tab_through_gradio_client(settings, tmp_path: Path) -> None:
         # one click judges the votes outside the DPO job's training data with its implicit reward: all three
         # voted pairs were trained on, so none is left to score, and it says so rather than score them
         heldout = client.predict(job_id, api_name="/train_judge_heldout")
-        assert "No held-out vote pairs" in heldout and "3 voted pairs in its training data left out" in heldout
+        assert (
+            "No held-out vote pairs" in heldout and "3 voted pairs in its training data left out" in heldout
+        )
     finally:
         stop(proc)
 
