@@ -88,14 +88,14 @@ def test_bad_input_is_one_line(settings) -> None:
     assert code == 0 and "no improve runs" in out
 
 
-def _trainer() -> str | None:
-    return next((m for m in ("irpo", "grpo", "s2_distill") if m in TRAINERS), None)
+def _trainer() -> str:
+    """IRPO: every task trainer is registered now, so a missing one is a failure, not a skip."""
+    assert {"irpo", "grpo", "s2_distill"} <= set(TRAINERS.names())
+    return "irpo"
 
 
 def test_bad_model_and_settings_are_one_line(settings) -> None:
     method = _trainer()
-    if method is None:
-        pytest.skip("no task trainer (irpo, grpo, s2_distill) is registered yet")
     data = settings.data_dir
     assert "unknown model 'nope'" in cli_error(
         data, "improve", "--task", "arithmetic", "--method", method, "--model", "nope"
@@ -113,8 +113,6 @@ def test_one_iteration_registers_scores_and_resumes(settings) -> None:
     """M0 scored, one real training job from M0, M1 registered with parent M0 and scored; the state file has
     both rows; rerunning the same command trains nothing."""
     method = _trainer()
-    if method is None:
-        pytest.skip("no task trainer (irpo, grpo, s2_distill) is registered yet")
     data = settings.data_dir
     args = ["improve", "--task", "arithmetic", "--method", method, "--iterations", "1", "--eval-limit", "4",
             "--eval-max-new-tokens", "16", "--json"]  # fmt: skip
@@ -155,8 +153,7 @@ def test_one_iteration_registers_scores_and_resumes(settings) -> None:
 def test_a_failed_iteration_keeps_m0_and_a_rerun_picks_up_its_job(settings) -> None:
     """An iteration whose job fails (IRPO with 2-token answers: no correct sample, no pair) leaves M0's row and
     the job in the state file; the rerun does not score M0 again and resumes that job (not a new one)."""
-    if "irpo" not in TRAINERS:
-        pytest.skip("irpo is not registered yet")
+    _trainer()
     data = settings.data_dir
     args = ["improve", "--task", "game24", "--method", "irpo", "--eval-limit", "2", "--eval-max-new-tokens", "8",
             "--set", "max_items=2", "--set", "samples=2", "--set", "max_new_tokens=2"]  # fmt: skip
