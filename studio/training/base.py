@@ -90,6 +90,13 @@ class Trainer:
         """Train; return ``{"models": [...], "metrics": {...}, "notes": [...]}``."""
         raise NotImplementedError
 
+    def _log(self, step: int, values: dict[str, float]) -> None:
+        """Append a metrics row from the job's own loop (generation, pair building), on the main process only."""
+        from studio.training.launch import is_main_process
+
+        if is_main_process():
+            self.run.append_metrics(step, values)
+
     def callback(self, step_offset: int = 0) -> Any:
         from studio.training.callbacks import MetricsCallback
         from studio.training.launch import is_main_process

@@ -313,12 +313,6 @@ class IRPO(Trainer):
         write_json(it / "done.json", {"model": entry, "paths": paths, "step": step})
         return entry, current.replace(**paths), step
 
-    def _log(self, step: int, values: dict[str, float]) -> None:
-        from studio.training.launch import is_main_process
-
-        if is_main_process():
-            self.run.append_metrics(step, values)
-
 
 def load_task(name: str) -> Any:
     """The verifiable task (``studio.eval.tasks``); an unknown name is an ``InputError`` listing the names."""

@@ -345,12 +345,6 @@ class S2Distill(Trainer):
         paths = save_policy(trainer, cfg, self.run)
         return {**paths, "metrics": dict(out.metrics), "steps": int(trainer.state.global_step)}
 
-    def _log(self, step: int, values: dict[str, float]) -> None:
-        from studio.training.launch import is_main_process
-
-        if is_main_process():
-            self.run.append_metrics(step, values)
-
 
 def _correct(task: Task, items: Sequence[EvalItem], kept: Sequence[dict[str, Any]]) -> float:
     """The share of kept targets the task metric scores correct: a measurement of the filter, after selection."""

@@ -309,12 +309,6 @@ class SelfRewarding(Trainer):
         write_json(it / "done.json", {"model": entry, "paths": paths, "step": step})
         return entry, current.replace(**paths), step
 
-    def _log(self, step: int, values: dict[str, float]) -> None:
-        from studio.training.launch import is_main_process
-
-        if is_main_process():
-            self.run.append_metrics(step, values)
-
 
 def _item(prompt: str, answer: str, model: str) -> Any:
     from studio.judges import Candidate, JudgeItem

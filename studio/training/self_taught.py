@@ -441,12 +441,6 @@ class SelfTaughtEvaluator(Trainer):
         return run_dpo(cfg, self.run, Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")}
                                                          for r in rows]), **kw)  # fmt: skip
 
-    def _log(self, step: int, values: dict[str, float]) -> None:
-        from studio.training.launch import is_main_process
-
-        if is_main_process():
-            self.run.append_metrics(step, values)
-
 
 def _close(backend: Any, keep: Any = None) -> None:
     if backend is not None and backend is not keep:
