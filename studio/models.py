@@ -32,6 +32,7 @@ else:  # pragma: no cover
 from studio import default_model
 from studio.access import User, require_admin
 from studio.backends import BACKENDS, Backend
+from studio.backends.llamacpp_backend import ADAPTER_NOTE, resolve_gguf
 from studio.errors import KEY_ENV_PREFIX, BackendError, InputError, ModelNotFound
 from studio.settings import Settings
 
@@ -44,6 +45,7 @@ NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 LOCAL_ADMIN = "local"  # who registered a model through the CLI or the Python API (both are local admin tools)
 CHAT, REWARD = "chat", "reward"  # model kinds
+LLAMACPP = "llamacpp"  # the backend that serves GGUF files on llama.cpp (never with an adapter)
 REWARD_BACKEND = "reward-model"  # the backend every reward model loads with, whatever its spec's backend
 FORMAT = 2  # models.toml's format: 2 = it owns lineage (1, unmarked: lineage may be in the store only)
 #: of a job's model entry: what the registry keeps of how a job made a model
@@ -55,7 +57,7 @@ class ModelSpec:
     name: str
     backend: str = "transformers"  # a name in BACKENDS
     path: str = ""  # transformers: dir or hub id; openai: the model name the server knows
-    gguf_file: str = ""
+    gguf_file: str = ""  # transformers: a GGUF inside ``path``; llamacpp: the GGUF it serves (absolute path)
     adapter: str = ""  # a PEFT LoRA adapter dir on top of ``path``
     base_url: str = ""  # openai: e.g. http://127.0.0.1:8000/v1
     api_key_env: str = ""  # openai: the env var holding the key (the key itself is never stored)
@@ -95,8 +97,9 @@ class ModelSpec:
         }  # fmt: skip
 
     def summary(self) -> str:
-        where = self.base_url or self.path
-        extra = f" + adapter {self.adapter}" if self.adapter else ""
+        where = self.base_url or "/".join(p for p in (self.path, self.gguf_file) if p)
+        # an adapter always runs on transformers, also when its parent ran on llama.cpp
+        extra = f" + adapter {self.adapter} ({ADAPTER_NOTE})" if self.adapter else ""
         return f"{self.backend}: {where}{extra}"
 
 
@@ -215,6 +218,11 @@ class ModelRegistry:
             spec = dataclasses.replace(spec, kind=REWARD)
         if spec.kind not in (CHAT, REWARD):
             raise InputError(f"model kind is {CHAT!r} or {REWARD!r}, not {spec.kind!r}")
+        if spec.backend == LLAMACPP:
+            if spec.adapter or spec.kind == REWARD:
+                raise InputError(f"{ADAPTER_NOTE} (and so do reward models): use --backend transformers")
+            # the file, checked now and stored absolute: a bad path fails here, not when the model first loads
+            spec = dataclasses.replace(spec, path="", gguf_file=str(resolve_gguf(spec.path, spec.gguf_file)))
         if spec.name in builtin_specs(self.settings):
             raise InputError(f"{spec.name!r} is a built-in model name; choose another")
         with self._writing:
@@ -383,7 +391,7 @@ class ModelRegistry:
             self.unload(name)
 
     def _load(self, spec: ModelSpec, progress: Callable[[float, str], None] | None) -> Backend:
-        if spec.builtin:
+        if spec.builtin and spec.backend == "transformers":  # llama.cpp serves the wheel's GGUF as it is
             default_model.ensure_converted(self.settings.models_dir / spec.name, progress)
         reward = spec.kind == REWARD
         cls = BACKENDS.get(REWARD_BACKEND if reward else spec.backend)
@@ -395,6 +403,7 @@ class ModelRegistry:
             "base_url": spec.base_url or self.settings.openai_base_url,
             "api_key": api_key_for(spec, self.settings),
             "timeout": self.settings.request_timeout,
+            "threads": self.settings.threads or None,  # llamacpp; transformers reads torch's setting
         }
         if reward:
             kw["base_adapter"] = self.reward_base_adapter(spec) or None

@@ -79,9 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "add", help="register a local dir, hub id, GGUF, adapter or OpenAI-compatible endpoint"
     )
     q.add_argument("name")
-    q.add_argument("--backend", default="transformers", help="transformers | openai")
+    q.add_argument(
+        "--backend",
+        default="transformers",
+        help="transformers | openai | llamacpp (a GGUF file on llama.cpp)",
+    )
     q.add_argument("--path", default="", help="model dir or hub id; for openai, the server's model name")
-    q.add_argument("--gguf-file", default="", help="GGUF file name inside --path")
+    q.add_argument(
+        "--gguf-file", default="", help="GGUF file name inside --path; llamacpp: the GGUF file itself"
+    )
     q.add_argument("--adapter", default="", help="PEFT LoRA adapter dir on top of --path")
     q.add_argument(
         "--kind",
@@ -225,7 +231,7 @@ def cmd_models_add(args: argparse.Namespace, ctx: AppContext) -> int:
 
     fields = "name backend path gguf_file adapter base_url api_key_env description kind".split()
     spec = ModelSpec(**{f: getattr(args, f) for f in fields})  # the flags are named after the spec's fields
-    ctx.registry.add(spec, replace=args.replace)
+    spec = ctx.registry.add(spec, replace=args.replace)
     print(f"registered {spec.name}: {spec.summary()}")
     return 0
 
