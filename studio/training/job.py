@@ -39,6 +39,7 @@ def run(config_path: Path) -> int:
 
         prepare_torch(cfg.threads or int(settings.get("threads") or 0))
         result = cls(cfg, run_dir, settings).train()
+        print(f"[studio] {process_group()} finished training", flush=True)
         if main:
             for entry in result.get("models", []):
                 run_dir.announce_model(entry)
@@ -53,6 +54,16 @@ def run(config_path: Path) -> int:
     finally:
         if main:
             _start_next(run_dir)
+
+
+def process_group() -> str:
+    """This process's place in an ``accelerate launch`` ("rank 1 of 2 (gloo)"), as torch.distributed sees it;
+    every rank logs it, so the log shows that all of them trained in one group."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return "rank 0 of 1 (one process)"
+    return f"rank {dist.get_rank()} of {dist.get_world_size()} ({dist.get_backend()})"
 
 
 def peak_rss_mb() -> float:

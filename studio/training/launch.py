@@ -3,10 +3,13 @@
 Profiles (``launcher`` in the config) and their files in ``accelerate/``:
 
 - ``local``: one process, no accelerate (CPU, or one GPU);
-- ``ddp``: data parallel over the GPUs of one machine (``ddp.yaml``);
-- ``zero3``: DeepSpeed ZeRO-3 sharding (``zero3.yaml``; needs ``deepspeed``);
+- ``ddp``: data parallel over the GPUs of one machine, or over gloo on a CPU-only one (``ddp.yaml``);
+- ``zero3``: DeepSpeed ZeRO-3 sharding (``zero3.yaml``; needs ``deepspeed``; ``zero2.yaml`` is ZeRO-2);
 - ``fsdp``: PyTorch FSDP2 (``fsdp.yaml``);
 - ``multinode``: DDP over several machines (``multinode.yaml``); each machine runs the command with its rank.
+
+The profiles leave precision to the job's TRL config and pick a free port on one machine. What each path needs
+and which are tested: ``docs/scaleout.md``.
 
 Commands are argument lists, never shell strings. accelerate runs as ``python -m accelerate.commands.launch``
 with the same interpreter, so no ``accelerate`` script needs to be on PATH.
