@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from components import arena, data, judge, models, train
+from components import arena, data, improve, judge, models, train
 from components import eval as eval_tab
 from components.common import guard_events
 from studio import rest
@@ -82,8 +82,8 @@ def create_app(settings: Settings, ctx: AppContext | None = None) -> gr.Blocks:
     _ = ctx.store  # open it now: a second studio on this data dir stops here, naming the holder
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nSystem 1 vs System 2 prompting, side by side.")
-        with gr.Tabs():
-            with gr.Tab("Arena") as arena_page:
+        with gr.Tabs() as tabs:
+            with gr.Tab("Arena", id="arena") as arena_page:
                 arena_tab = arena.build(ctx)
             # each tab rereads its tables and model pickers when it is opened (and on page load), so a model
             # registered while the studio runs (Models tab, a finished training job) is offered everywhere
@@ -97,6 +97,9 @@ def create_app(settings: Settings, ctx: AppContext | None = None) -> gr.Blocks:
                 models.build(ctx, [demo.load, page.select])
             with gr.Tab("Eval") as page:
                 eval_tab.build(ctx, [demo.load, page.select])
+            with gr.Tab("Improve") as page:
+                improve_tab = improve.build(ctx, [demo.load, page.select])
+        improve.wire_arena(ctx, improve_tab, tabs, "arena", arena_tab.columns)  # "Open in Arena" beside M0
         gr.on([demo.load, arena_page.select], lambda: arena.opened(ctx), None,
               [arena_tab.columns, arena_tab.workflow.prompt_set],
               api_name="arena_open", api_visibility="undocumented", show_progress="hidden",

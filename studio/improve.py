@@ -24,14 +24,22 @@ again with the same arguments (or :func:`resume` with the id) continues at the n
 running is waited for, a job that finished is taken as it is, a failed or cancelled one is resumed through the
 runner (from its checkpoint), and the eval of a model picks up at the answers not yet recorded.
 
-For a UI: :func:`improve` in a worker thread with a ``progress`` callback; :func:`list_runs` / :func:`load` read
-the state at any time (the table and the plot: ``ImproveResult.rows()``); the job in flight is
-``ImproveResult.pending["job_id"]`` (its live curves: ``ctx.runner.curves(job_id)``).
+A method that learns from a strategy (its trainer class's ``teacher_field``: System-2 distillation's
+``strategy``) gets a reference row, scored once per run on the same test items: M0 asked through that strategy
+(``ImproveResult.references``), so System 1, System 2 and the distilled models compare in accuracy and tokens.
+
+For a UI: :func:`start` / :func:`start_resume` run the loop in a daemon thread (one per studio) and return the
+run id; :func:`active` gives its latest progress line and its error as text; :func:`stop` cancels the job in
+flight through the runner and interrupts the scoring (the run ends "cancelled", its finished iterations kept).
+:func:`list_runs` / :func:`load` read the state at any time (the table and the plot: ``ImproveResult.rows()``);
+the job in flight is ``ImproveResult.pending["job_id"]`` (its live curves: ``ctx.runner.curves(job_id)``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -52,7 +60,8 @@ EVAL_STRATEGY = {"irpo": "cot"}
 #: a method that words the question its own way: ``module:function(task, item) -> str`` (asked through the
 #: strategy); a trainer class may name it with an ``eval_prompt`` attribute. Others: ``task.prompt``.
 EVAL_PROMPT: dict[str, str] = {}
-#: the method's setting that caps its training answers; the held-out answers get the same budget
+#: the method's setting that caps its training answers; the held-out answers get the same budget. A trainer class
+#: may name it with an ``eval_tokens`` attribute (a config field name).
 EVAL_TOKENS = {"irpo": "max_new_tokens", "grpo": "max_completion_length"}
 DEFAULT_EVAL_MAX_NEW_TOKENS = 64
 SUBDIR = "improve"
@@ -68,6 +77,11 @@ KEY_FIELDS = (
     "eval_prompt",
     "eval_params",
 )
+log = logging.getLogger(__name__)
+
+
+class Stopped(StudioError):
+    """The user stopped the run (its job cancelled, or its scoring interrupted): the run is "cancelled"."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,9 @@ class ImproveResult:
     settings: dict[str, Any] = field(default_factory=dict)
     iterations: list[Iteration] = field(default_factory=list)
     pending: dict[str, Any] | None = None  # the job in flight: {"iteration", "job_id", "started"}
+    #: reference rows scored once per run beside the iterations, e.g. M0 through the System-2 strategy a
+    #: distillation learns from: {"label", "model", "strategy", "accuracy", "lo", "hi", "n", "tokens", ...}
+    references: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     created_at: str = ""
     updated_at: str = ""
@@ -138,7 +155,7 @@ class ImproveResult:
         return {
             "id": self.id, "dir": str(self.dir), "task": self.task, "method": self.method, "model": self.model,
             "iterations_wanted": self.iterations_wanted, "status": self.status, "settings": self.settings,
-            "iterations": self.rows(), "pending": self.pending, "error": self.error,
+            "iterations": self.rows(), "pending": self.pending, "references": self.references, "error": self.error,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }  # fmt: skip
 
@@ -149,7 +166,7 @@ class ImproveResult:
             iterations_wanted=int(doc["iterations_wanted"]), status=doc.get("status", "running"),
             settings=dict(doc.get("settings") or {}),
             iterations=[Iteration(**{k: _nan(v) for k, v in it.items()}) for it in doc.get("iterations", [])],
-            pending=doc.get("pending"), error=doc.get("error", ""), created_at=doc.get("created_at", ""),
+            pending=doc.get("pending"), references=list(doc.get("references") or []), error=doc.get("error", ""), created_at=doc.get("created_at", ""),
             updated_at=doc.get("updated_at", ""),
         )  # fmt: skip
 
@@ -205,8 +222,30 @@ def improve(
     ``values``: the method's settings for every iteration (``--set`` values; ``task`` and ``base_model`` are
     set here). ``eval_limit``: score on the first N test items only. ``eval_strategy``: ask the task's prompt
     through this strategy (default: the method's own, :data:`EVAL_STRATEGY`); ``eval_params``: decoding settings
-    of the scores (default greedy, the method's answer budget). A run with the same settings that already exists is continued (``new=True``: start another).
-    Bad input raises :class:`InputError` before anything runs."""
+    of the scores (default greedy, the method's answer budget). A run with the same settings that already exists
+    is continued (``new=True``: start another). Bad input raises :class:`InputError` before anything runs."""
+    run = prepare(
+        ctx, task, method, iterations, model=model, values=values, eval_limit=eval_limit, stop_early=stop_early,
+        eval_strategy=eval_strategy, eval_params=eval_params, new=new,
+    )  # fmt: skip
+    return _loop(ctx, run, progress)
+
+
+def prepare(
+    ctx: AppContext,
+    task: str,
+    method: str,
+    iterations: int,
+    *,
+    model: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    eval_limit: int | None = None,
+    stop_early: bool = True,
+    eval_strategy: str | None = None,
+    eval_params: Mapping[str, Any] | None = None,
+    new: bool = False,
+) -> ImproveResult:
+    """:func:`improve`'s checks and its run (new, or the existing one with these settings), saved; runs nothing."""
     if int(iterations) < 1:
         raise InputError(f"iterations must be >= 1, not {iterations}")
     if eval_limit is not None and int(eval_limit) < 1:
@@ -219,6 +258,7 @@ def improve(
         "task": the_task.name, "method": method, "model": m0, "values": dict(values or {}),
         "eval_limit": None if eval_limit is None else int(eval_limit), "eval_strategy": strategy,
         "eval_prompt": prompt, "eval_params": params, "stop_early": bool(stop_early),
+        "reference": _reference(ctx, method, values, dict(eval_params or {})),
     }  # fmt: skip
     run = None if new else _matching(ctx, settings)
     if run is None:
@@ -231,15 +271,19 @@ def improve(
         run.iterations_wanted = max(run.iterations_wanted, int(iterations))
         run.settings["stop_early"] = bool(stop_early)
     run.save()
-    return _loop(ctx, run, progress)
+    return run
 
 
 def resume(ctx: AppContext, run_id: int | str, *, progress: Progress | None = None) -> ImproveResult:
     """Continue run ``run_id`` at its next iteration (nothing finished is redone)."""
+    return _loop(ctx, _reload(ctx, run_id), progress)
+
+
+def _reload(ctx: AppContext, run_id: int | str) -> ImproveResult:
     run = load(ctx, run_id)
     s = run.settings
     _check(ctx, s["task"], s["method"], s["model"], s["values"])
-    return _loop(ctx, run, progress)
+    return run
 
 
 def _loop(ctx: AppContext, run: ImproveResult, progress: Progress | None) -> ImproveResult:
@@ -259,6 +303,7 @@ def _loop(ctx: AppContext, run: ImproveResult, progress: Progress | None) -> Imp
                                 progress=report)  # fmt: skip
             run.iterations.append(_row(0, run.model, "", None, score, 0.0, None))
             run.save()
+        _score_reference(ctx, run, task, report)
         while run.next_iteration <= run.iterations_wanted:
             t = run.next_iteration
             parent = run.iterations[-1]
@@ -281,7 +326,7 @@ def _loop(ctx: AppContext, run: ImproveResult, progress: Progress | None) -> Imp
         run.save()
         return run
     except BaseException as e:  # recorded, then raised: the finished iterations stay in the state file
-        run.status = "failed"
+        run.status = "cancelled" if isinstance(e, Stopped) else "failed"
         run.error = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
         run.save()
         raise
@@ -315,6 +360,11 @@ def _train(ctx: AppContext, run: ImproveResult, t: int, base: str, report: Progr
             last = (job.state, job.step)
             report(job.step, job.max_steps, f"improve {run.id}: iteration {t}: job {job.id} {job.state} "
                    f"step {job.step}/{job.max_steps or '?'}")  # fmt: skip
+    if job.state == "cancelled":
+        raise Stopped(
+            f"improve {run.id}: iteration {t}: training job {job.id} was cancelled (Resume continues it; "
+            "finished iterations are kept)"
+        )
     if job.state != "succeeded":
         raise StudioError(
             f"improve {run.id}: iteration {t}: training job {job.id} {job.state}"
@@ -391,6 +441,49 @@ def _score_args(run: ImproveResult) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _reference(
+    ctx: AppContext, method: str, values: Mapping[str, Any] | None, given: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """What a method that learns from a strategy is compared with: M0 asked through that strategy. The trainer
+    class names the config field holding it with ``teacher_field`` (System-2 distillation: ``strategy``, with
+    its ``variant``); the answers get that method's ``max_new_tokens`` (tokens per step of the strategy),
+    greedy, under the user's ``given`` eval settings. None for other methods."""
+    from studio.methods import Method
+    from studio.strategies import resolve_params
+    from studio.training.runner import trainer_class
+
+    teacher = getattr(trainer_class(method), "teacher_field", None)
+    if not teacher:
+        return None
+    cfg = ctx.runner.config(method, dict(values or {}))
+    variant = str(getattr(cfg, "variant", "") or "")
+    strategy = str(getattr(cfg, teacher)) + (f":{variant}" if variant else "")
+    Method.parse(strategy).resolve()
+    tokens = int(getattr(cfg, "max_new_tokens", 0) or 0) or DEFAULT_EVAL_MAX_NEW_TOKENS
+    params = {"temperature": 0.0, "max_new_tokens": tokens, **dict(given)}
+    resolve_params(params, {})
+    return {"label": f"System 2 ({strategy}) on M0", "strategy": strategy, "params": params}
+
+
+def _score_reference(ctx: AppContext, run: ImproveResult, task: Task, report: Progress) -> None:
+    """Score the run's reference row once (kept in the state: a resumed run does not score it again)."""
+    ref = run.settings.get("reference")
+    if not ref or any(r.get("label") == ref["label"] for r in run.references):
+        return
+    report(0, 0, f"improve {run.id}: scoring {ref['label']} on {task.name}'s test split")
+    score = score_model(
+        ctx, task, run.model, limit=run.settings.get("eval_limit"), strategy=ref["strategy"],
+        prompt=run.settings.get("eval_prompt", ""), params=ref["params"],
+        name=f"improve-{run.id}-m0-{ref['strategy'].replace(':', '-')}", progress=report,
+    )  # fmt: skip
+    run.references.append({
+        "label": ref["label"], "model": run.model, "strategy": ref["strategy"], "accuracy": score.accuracy,
+        "lo": _finite(score.lo), "hi": _finite(score.hi), "n": score.n, "tokens": score.tokens,
+        "eval_s": round(score.eval_s, 2), "eval_name": score.eval_name,
+    })  # fmt: skip
+    run.save()
+
+
 def _own(method: str, attr: str, table: Mapping[str, str]) -> str:
     """The trainer class's own ``attr`` (a string), else ``table``'s entry for ``method``, else ""."""
     from studio.training.runner import trainer_class
@@ -421,7 +514,7 @@ def _eval_params(
     from studio.strategies import resolve_params
 
     Method.parse(strategy).resolve()  # an unknown strategy fails here
-    field_name = EVAL_TOKENS.get(method)
+    field_name = _own(method, "eval_tokens", EVAL_TOKENS)
     cfg = ctx.runner.config(method, dict(values or {})) if field_name else None
     tokens = (int(getattr(cfg, field_name, 0) or 0) if field_name else 0) or DEFAULT_EVAL_MAX_NEW_TOKENS
     params = {"temperature": 0.0, "max_new_tokens": tokens, **dict(given or {})}
@@ -444,7 +537,7 @@ def _check(
     if not {"task", "base_model"} <= _fields(method):
         raise InputError(
             f"method {method!r} does not train on a task (its settings have no 'task'); methods that do: "
-            + (", ".join(m for m in _task_methods()) or "none registered")
+            + (", ".join(task_methods()) or "none registered")
         )
     given = dict(values or {})
     for key in ("task", "base_model", "start_iteration"):
@@ -463,7 +556,8 @@ def _fields(method: str) -> set[str]:
     return {f.name for f in trainer_class(method).Config.fields_info()}
 
 
-def _task_methods() -> list[str]:
+def task_methods() -> list[str]:
+    """The training methods whose settings take a task and a base model: the ones the loop can run."""
     from studio.training.base import TRAINERS
 
     return [n for n in TRAINERS.names() if {"task", "base_model"} <= _fields(n)]
@@ -497,7 +591,8 @@ def _nan(v: Any) -> Any:
 
 
 def table(run: ImproveResult) -> str:
-    """The per-iteration table as text: iteration, model, accuracy [lo, hi], tokens/answer, wall s."""
+    """The per-iteration table as text: iteration, model, accuracy [lo, hi], tokens/answer, wall s; then the
+    reference rows (``ref``), e.g. M0 through the System-2 strategy a distillation learns from."""
     head = f"{'iter':>4}  {'model':<32} {'accuracy [95% CI]':<24} {'n':>4} {'tokens':>7} {'wall s':>8}"
     lines = [head, "-" * len(head)]
     for it in run.iterations:
@@ -505,14 +600,115 @@ def table(run: ImproveResult) -> str:
         lines.append(
             f"{it.iteration:>4}  {it.model:<32} {ci:<24} {it.n:>4} {it.tokens:>7.1f} {it.wall_s:>8.1f}"
         )
+    for r in run.references:
+        ci = f"{r['accuracy']:.3f} [{_fmt(r['lo'])}, {_fmt(r['hi'])}]"
+        lines.append(
+            f"{'ref':>4}  {r['label']:<32} {ci:<24} {r['n']:>4} {r['tokens']:>7.1f} {r['eval_s']:>8.1f}"
+        )
     return "\n".join(lines)
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | None) -> str:
     return "nan" if v is None or math.isnan(v) else f"{v:.3f}"
 
 
+# -- a background run for the UI ------------------------------------------------------------------------------
+@dataclass
+class Live:
+    """The improve run this studio runs in the background (or ran last): its latest progress line, and the error
+    it ended with as text."""
+
+    run_id: int
+    message: str = ""
+    error: str = ""
+    running: bool = True
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+_LIVE: dict[str, Live] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def _key(ctx: AppContext) -> str:
+    return str(runs_dir(ctx).resolve())
+
+
+def active(ctx: AppContext) -> Live | None:
+    """This studio's background run: the one running, else the last one started (None before any)."""
+    return _LIVE.get(_key(ctx))
+
+
+def start(ctx: AppContext, task: str, method: str, iterations: int, **kwargs: Any) -> int:
+    """:func:`improve` in a daemon thread; returns the run id at once. Bad input raises :class:`InputError` here,
+    before the thread starts; one improve run at a time per studio."""
+    with _LIVE_LOCK:
+        _idle(ctx)
+        return _launch(ctx, prepare(ctx, task, method, iterations, **kwargs))
+
+
+def start_resume(ctx: AppContext, run_id: int | str) -> int:
+    """:func:`resume` in a daemon thread; returns the run id."""
+    with _LIVE_LOCK:
+        _idle(ctx)
+        return _launch(ctx, _reload(ctx, run_id))
+
+
+def stop(ctx: AppContext, run_id: int | str) -> str:
+    """Stop the background run: cancel its job in flight (through the runner) and interrupt its scoring. It ends
+    "cancelled" with its finished iterations kept; Resume continues it."""
+    live = active(ctx)
+    if live is None or not live.running or str(live.run_id) != str(run_id).strip():
+        raise InputError(f"improve run {run_id} is not running in this studio")
+    live.stop.set()
+    pending = load(ctx, live.run_id).pending
+    if pending:
+        try:
+            job = ctx.runner.cancel(int(pending["job_id"]))
+            return f"stopping improve run {live.run_id}: training job {job.id} {job.state}"
+        except InputError:  # the job ended meanwhile: the loop stops at its next step
+            pass
+    return f"stopping improve run {live.run_id} at its next step"
+
+
+def _idle(ctx: AppContext) -> None:
+    live = active(ctx)
+    if live is not None and live.running:
+        raise InputError(
+            f"improve run {live.run_id} is running in this studio: stop it or wait for it (one improve run at "
+            "a time)"
+        )
+
+
+def _launch(ctx: AppContext, run: ImproveResult) -> int:
+    live = Live(run.id, f"improve {run.id}: starting")
+
+    def report(done: int, total: int, msg: str) -> None:
+        live.message = f"[{done}/{total}] {msg}" if total else msg
+        if live.stop.is_set():
+            raise Stopped(
+                f"improve {run.id}: stopped by the user (Resume continues it; finished iterations are kept)"
+            )
+
+    def work() -> None:
+        try:
+            _loop(ctx, run, report)
+        except StudioError as e:
+            live.error = str(e)
+        except Exception as e:  # shown as text in the UI; the state file says "failed"
+            log.exception("improve run %s failed", run.id)
+            live.error = f"{type(e).__name__}: {e}"
+        finally:
+            live.running = False
+
+    live.thread = threading.Thread(target=work, name=f"improve-{run.id}", daemon=True)
+    _LIVE[_key(ctx)] = live
+    live.thread.start()
+    return run.id
+
+
 __all__: Sequence[str] = (
-    "EVAL_PROMPT", "EVAL_STRATEGY", "EVAL_TOKENS", "ImproveResult", "Iteration", "Score", "improve", "list_runs", "load", "resume",
-    "score_model", "table",
+    "EVAL_PROMPT", "EVAL_STRATEGY", "EVAL_TOKENS", "ImproveResult", "Iteration", "Live", "Score", "Stopped",
+    "active", "improve", "list_runs", "load", "prepare", "resume", "score_model", "start", "start_resume", "stop",
+    "table", "task_methods",
 )  # fmt: skip

@@ -48,7 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", metavar="ID", help="continue improve run ID at its next iteration")
     p.add_argument("--list", action="store_true", help="list the improve runs, then exit")
-    p.add_argument("--json", action="store_true", help='print {"iterations": [{"model", "accuracy", ...}]}')
+    p.add_argument(
+        "--json", action="store_true",
+        help='print {"iterations": [{"model", "accuracy", ...}], "references": [{"label", "accuracy", ...}]}',
+    )  # fmt: skip
     p.set_defaults(func=cmd_improve)
 
 
@@ -86,7 +89,7 @@ def cmd_improve(args: argparse.Namespace, ctx: Any) -> int:
         )  # fmt: skip
     if args.json:
         body = {"id": run.id, "task": run.task, "method": run.method, "status": run.status,
-                "dir": str(run.dir), "iterations": run.rows()}  # fmt: skip
+                "dir": str(run.dir), "iterations": run.rows(), "references": run.references}  # fmt: skip
         print(json.dumps(body, indent=2, ensure_ascii=False))
     else:
         asked = run.settings.get("eval_prompt") or "the task's prompt"

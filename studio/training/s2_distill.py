@@ -243,6 +243,7 @@ class S2Distill(Trainer):
         "answers agree (self-consistency), and fine-tune System 1 on input -> final answer, without the steps"
     )
     paper = "Yu et al. 2024, Distilling System 2 into System 1, arXiv 2407.06023"
+    teacher_field = "strategy"  # studio improve also scores M0 through it: System 1, System 2, distilled
     curves = ("loss", "s2distill/kept_rate", "s2distill/mean_agreement", "s2distill/kept", "s2distill/inputs",
               "s2distill/system2_tokens")  # fmt: skip
 
