@@ -154,6 +154,11 @@ class OpenAIBackend(Backend):
         except openai.APITimeoutError:
             raise self._error(f"{self.base_url} did not answer within {self.timeout:g} s (timeout)") from None
         except openai.APIConnectionError as e:
+            if _dropped(e):
+                raise self._error(
+                    f"{self.base_url} closed the connection without answering (did the server stop or "
+                    f"crash?): {_cause(e)}"
+                ) from None
             raise self._error(f"cannot reach endpoint {self.base_url}: {_cause(e)}") from None
         except openai.APIResponseValidationError as e:
             raise self._error(
@@ -347,6 +352,13 @@ def _guarded(events: Any, backend: OpenAIBackend) -> Iterator[Any]:
         except Exception as e:  # openai/httpx errors (RemoteProtocolError...) when the server dies mid-stream
             raise backend._error(f"the stream from {backend.base_url} broke off: {_cause(e)}") from None
         yield ev
+
+
+def _dropped(e: BaseException) -> bool:
+    """Whether a connection error is a server that took the request, then closed the connection without an answer
+    (it stopped or crashed), not one that could not be reached: httpx's or httpx2's RemoteProtocolError (the
+    openai client raises either, by version)."""
+    return type(e.__cause__).__name__ == "RemoteProtocolError"
 
 
 def _is_json(text: str) -> bool:
