@@ -74,7 +74,13 @@ def _accelerate_args(cmd: list[str]):
 
 @pytest.mark.parametrize(
     ("launcher", "distributed_type"),
-    [("ddp", "MULTI_GPU"), ("zero3", "DEEPSPEED"), ("fsdp", "FSDP"), ("multinode", "MULTI_GPU")],
+    [
+        ("ddp", "MULTI_GPU"),
+        ("zero2", "DEEPSPEED"),
+        ("zero3", "DEEPSPEED"),
+        ("fsdp", "FSDP"),
+        ("multinode", "MULTI_GPU"),
+    ],
 )
 def test_runner_builds_the_accelerate_command_for_each_profile(launcher: str, distributed_type: str) -> None:
     extra = (
@@ -89,8 +95,9 @@ def test_runner_builds_the_accelerate_command_for_each_profile(launcher: str, di
     assert yaml.safe_load(PROFILES[launcher].read_text())["distributed_type"] == distributed_type
     assert args.module and args.training_script == "studio.training"
     assert args.training_script_args == ["/runs/7/config.yaml"]
-    if launcher == "zero3":
-        assert yaml.safe_load(PROFILES[launcher].read_text())["deepspeed_config"]["zero_stage"] == 3
+    if launcher in ("zero2", "zero3"):
+        stage = int(launcher[-1])
+        assert yaml.safe_load(PROFILES[launcher].read_text())["deepspeed_config"]["zero_stage"] == stage
     if launcher == "multinode":
         assert args.num_processes == 8  # 4 per machine x 2 machines
         assert (args.num_machines, args.machine_rank, args.main_process_ip) == (2, 1, "10.0.0.1")

@@ -243,7 +243,7 @@ class Runner:
             return cfg.device
         import torch
 
-        return "cuda" if cfg.launcher != "local" or torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def _need_store(self) -> Store:
         if self.store is None:
