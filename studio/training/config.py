@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from studio.errors import InputError
 
-LAUNCHERS = ("local", "ddp", "zero3", "fsdp", "multinode")
+LAUNCHERS = ("local", "ddp", "zero2", "zero3", "fsdp", "multinode")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -328,6 +328,14 @@ class SelfRewardingConfig(DPOTrainConfig):
     """Self-Rewarding (Yuan et al. 2024, arXiv 2401.10020): M_t writes prompts, answers, judges, then DPO."""
 
     iterations: int = opt(1, "iterations T: M_0 -> M_1 -> ... -> M_T")
+    task: str = opt(
+        "",
+        "a verifiable task (arithmetic, game24, last_letter): the prompts are max_prompts questions of its TRAIN "
+        "split (their answers are never read: the model judges itself); empty = prompt_source",
+    )
+    start_iteration: int = opt(
+        0, "the iteration number of the starting model (0 = M_0); the trained model is M_{start+1}"
+    )
     prompt_source: str = opt(
         "generate",
         "generate: M_t writes new prompts (Self-Instruct); store: use prompt_set as given; both",
@@ -364,18 +372,65 @@ class SelfRewardingConfig(DPOTrainConfig):
     min_pairs: int = opt(1, "an iteration with fewer (max, min) pairs stops the loop")
     min_examples: int = opt(1, "refuse to start with fewer seed prompts than this")
     max_steps: int = opt(10, "DPO steps per iteration; -1 = num_train_epochs over the iteration's pairs")
+    tpo: bool = opt(
+        False,
+        "Thought Preference Optimization (Wu et al. 2024, arXiv 2410.10630): the model writes a thought, then a "
+        "response after the thought prompt's marker; the judge sees only the response, DPO trains on the whole "
+        "output; answers without a response are dropped and counted",
+    )
+    tpo_prompt: str = opt(
+        "generic", "the paper's thought prompt (tpo): generic or specific (draft + evaluation, then <R>)",
+        choices=("generic", "specific"),
+    )  # fmt: skip
+    tpo_structured: bool = opt(
+        False,
+        "tpo: write the thought and the response as JSON fields under a schema (the response field is what the "
+        "judge sees) instead of after the prompt's marker; the default model never writes the marker",
+    )
+    meta_rewarding: bool = opt(
+        False,
+        "Meta-Rewarding (Wu et al. 2024, arXiv 2407.19594): the model also compares two of its own judgements of "
+        "an answer; consistent preferences train the judge with DPO in the same step as the answer pairs",
+    )
+    meta_pairs: int = opt(1, "judgement pairs meta-judged per answer (meta_rewarding)")
+    meta_judgements: int = opt(
+        2,
+        "text judgements sampled per answer for the meta-judge when judge_score_mode=logprob (meta_rewarding)",
+    )
+    meta_max_new_tokens: int = opt(128, "tokens per meta-judgement (meta_rewarding)")
     gen_dtype: str = opt("auto", "dtype for generating and judging (auto: bf16 where fast)", choices=DTYPES)
     judge_model_path: str = opt("", "weights of the judge model", resolved=True)
 
     def validate(self) -> None:
         super().validate()
-        for name in ("iterations", "n_samples", "judge_samples"):
+        for name in ("iterations", "n_samples", "judge_samples", "meta_pairs", "meta_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, not {getattr(self, name)}")
         if self.n_samples < 2:
             raise InputError("n_samples must be >= 2: a pair needs a best and a worst answer")
-        if self.prompt_source != "store" and self.n_new_prompts < 1:
+        if self.start_iteration < 0:
+            raise InputError(f"start_iteration must be >= 0, not {self.start_iteration}")
+        if self.task:
+            from studio.eval.tasks import get_task
+
+            get_task(self.task)  # an unknown task names the tasks
+            if self.max_prompts < 1:
+                raise InputError(f"max_prompts must be >= 1 with a task, not {self.max_prompts}")
+        elif self.prompt_source != "store" and self.n_new_prompts < 1:
             raise InputError("n_new_prompts must be >= 1 when prompts are generated")
+        if self.meta_rewarding:
+            if self.judge_model:
+                raise InputError(
+                    "meta_rewarding trains the model as its own judge: leave judge_model empty (M_t judges)"
+                )
+            samples = self.judge_samples if self.judge_score_mode == "text" else self.meta_judgements
+            if samples < 2:
+                raise InputError(
+                    "meta_rewarding compares two judgements of one answer: judge_samples (text mode) or "
+                    f"meta_judgements (logprob mode) must be >= 2, not {samples}"
+                )
+            if self.judge_temperature <= 0:
+                raise InputError("meta_rewarding samples judgements: judge_temperature must be > 0")
         if self.launcher != "local":
             raise InputError(
                 "the Self-Rewarding loop generates and judges in one process: use launcher=local"

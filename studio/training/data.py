@@ -180,15 +180,36 @@ def human_pairs(store: Store, limit: int) -> list[dict[str, str]]:
     return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
 
 
-def self_rewarding_preview(store: Store, method: str, cfg: Any, limit: int) -> tuple[DataPreview, Any]:
-    seeds = store_prompts(store, cfg.prompt_set, 0)
-    humans = human_pairs(store, cfg.agreement_max_pairs)
-    preview = DataPreview(method, "prompts", len(seeds), [{"prompt": r["text"]} for r in seeds[:limit]])
-    preview.counts = {"prompts": len(seeds), "human_pairs": len(humans)}
-    preview.problems += too_few(len(seeds), cfg.min_examples, "prompts", PROMPT_HINT)
+def self_rewarding_preview(store: Store | None, method: str, cfg: Any, limit: int) -> tuple[DataPreview, Any]:
+    """Seed prompts from the store, or with ``cfg.task`` the task's train questions (no store prompt is read);
+    human-labelled pairs from the store when there is one (judge-human agreement)."""
+    humans = human_pairs(store, cfg.agreement_max_pairs) if store is not None else []
+    if cfg.task:
+        questions = task_questions(cfg.task, cfg.max_prompts, cfg.seed + cfg.start_iteration)
+        preview = DataPreview(method, "prompts", len(questions), [{"prompt": q} for q in questions[:limit]])
+        preview.notes.append(f"task {cfg.task}: {len(questions)} train-split questions (answers not read)")
+        seeds: list[dict[str, Any]] = []
+    else:
+        seeds = store_prompts(store, cfg.prompt_set, 0) if store is not None else []
+        preview = DataPreview(method, "prompts", len(seeds), [{"prompt": r["text"]} for r in seeds[:limit]])
+    preview.counts = {"prompts": preview.count, "human_pairs": len(humans)}
+    preview.problems += too_few(preview.count, cfg.min_examples, "prompts", PROMPT_HINT)
     if not humans:
         preview.notes.append("no human-labelled pairs: judge-human agreement cannot be measured")
-    return preview, {"seeds": seeds, "human_pairs": humans}
+    return preview, {"seeds": seeds, "human_pairs": humans, "task": cfg.task}
+
+
+def task_questions(task: str, n: int, seed: int) -> list[str]:
+    """``n`` questions of ``task``'s TRAIN split (never its test split), drawn with ``seed``, as the model is asked
+    them (``task.prompt``); the reference answers are not read."""
+    import random
+
+    from studio.eval.tasks import get_task
+
+    the_task = get_task(task)
+    items = list(the_task.load("train").items)
+    chosen = random.Random(seed).sample(items, min(n, len(items))) if n else items
+    return [the_task.prompt(item) for item in chosen]
 
 
 def write_self_rewarding(snapshot: dict[str, Any], run_path: Path) -> None:
@@ -196,3 +217,7 @@ def write_self_rewarding(snapshot: dict[str, Any], run_path: Path) -> None:
         run_path / "seed_prompts.jsonl", [{"text": r["text"], "id": r["id"]} for r in snapshot["seeds"]]
     )
     write_jsonl(run_path / "human_pairs.jsonl", snapshot["human_pairs"])
+    if snapshot.get("task"):
+        from studio.training.rundir import write_json
+
+        write_json(run_path / "task.json", {"task": snapshot["task"], "split": "train"})

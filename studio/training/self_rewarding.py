@@ -18,6 +18,29 @@ Before each iteration the judge scores both answers of up to ``agreement_max_pai
 pairwise accuracy (chosen scored higher; ties and failures are not agreement) is logged, and below
 ``agreement_threshold`` the loop warns or stops (``agreement_action``).
 
+Task mode (``task``, for ``studio improve``): the prompts are ``max_prompts`` questions of a verifiable task's
+TRAIN split (``studio.eval.tasks``), drawn per iteration; their answers are never read (the model judges itself)
+and no store prompt is needed. One improve iteration is one job with ``iterations=1``; ``start_iteration``
+numbers the model M_{start+1}.
+
+Two options extend the loop:
+
+- Thought Preference Optimization (``tpo``; Wu et al. 2024, "Thinking LLMs", arXiv 2410.10630): the model is
+  asked with the paper's thought prompt (``prompts/tpo_generic.txt`` or ``tpo_specific.txt``) and writes a
+  thought, then a response after the prompt's marker (:data:`TPO_MARKERS`). The judge sees only the response; DPO
+  trains on the whole output (thought + response) of the best and worst answers, the prompt being the thought
+  prompt the model was asked. An answer without the marker, or with nothing after it, is not judged: it is
+  dropped and counted (``selfreward/tpo_dropped``). The default model never writes the marker (measured: 0 of
+  12 answers), so ``tpo_structured`` asks for the thought and the response as JSON fields under a schema. ``generated.jsonl`` keeps each answer's thought, response
+  and the exact text the judge saw;
+- Meta-Rewarding (``meta_rewarding``; Wu et al. 2024, arXiv 2407.19594): the model as meta-judge compares two of
+  its own additive judgements of one answer (``prompts/meta_judge_additive.txt``), in both positions, with the
+  Self-Taught Evaluator's meta-judge logic (:func:`studio.training.self_taught.meta_judge_pairs`); a consistent
+  winner gives a judge preference pair (the judge prompt, the winning judgement, the losing one), trained with
+  DPO in the same step as the answer pairs (``meta_pairs.jsonl``; ``selfreward/meta_pairs``). The judgements
+  are the judge's own text samples (``judge_score_mode=text``) or, with the log-prob judge (which writes none),
+  ``meta_judgements`` sampled text judgements per answer.
+
 Resume: a finished iteration (its adapter saved) is skipped; an iteration whose pairs were written continues
 with DPO from its last checkpoint.
 """
@@ -27,9 +50,11 @@ from __future__ import annotations
 import gc
 import json
 import random
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.errors import InputError
+from studio.prompts import Prompts
 from studio.training import data
 from studio.training.base import Trainer
 from studio.training.config import SelfRewardingConfig
@@ -41,6 +66,41 @@ if TYPE_CHECKING:
     from studio.models import ModelRegistry
 
 AI_JUDGE = "ai-judge"  # the judge name of the stored (max, min) pairs: Filters(annotator="ai-judge")
+PROMPTS = Prompts(Path(__file__).parent / "prompts", tidy=True)
+#: the marker after which each TPO thought prompt asks for the response (the prompt files name it too)
+TPO_MARKERS = {"generic": "Here is my response:", "specific": "<R>"}
+
+
+def thought_prompt(question: str, which: str = "generic") -> str:
+    """The question inside the paper's thought prompt (TPO): what the model is asked, and DPO's prompt."""
+    return PROMPTS.text(f"tpo_{which}", question=question)
+
+
+def split_thought(text: str, which: str = "generic", structured: bool = False) -> tuple[str, str] | None:
+    """(thought, response) of a TPO answer, split at the first marker (``structured``: the JSON's fields); None
+    without one or with no response."""
+    if structured:
+        from studio.strategies.parsing import parse_json
+
+        obj = parse_json(text or "")
+        ok = isinstance(obj, dict) and all(isinstance(obj.get(k), str) for k in ("thought", "response"))
+        thought, marker, response = (obj["thought"], "json", obj["response"]) if ok else ("", "", "")
+    else:
+        thought, marker, response = text.partition(TPO_MARKERS[which])
+    if not marker or not response.strip():
+        return None
+    return thought.strip(), response.strip()
+
+
+def thought_schema(max_new_tokens: int) -> str:
+    """The structured TPO answer's JSON schema, its fields sized to fit ``max_new_tokens``."""
+    from studio.backends.base import schema_text
+    from studio.strategies.schemas import load_schema
+
+    chars = max(8, 3 * (max_new_tokens - 12) // 2)
+    return schema_text(
+        load_schema("tpo_thought", Path(__file__).parent / "prompts", max_thought=chars, max_response=chars)
+    )
 
 
 def build_pairs(prompt: str, answers: list[str], ratings: list[float | None]) -> dict[str, Any] | None:
@@ -81,18 +141,20 @@ def human_agreement(judge: Any, backend: Any, pairs: list[dict[str, str]]) -> di
     }
 
 
-def dpo_dataset(pairs: list[dict[str, Any]]) -> Any:
+def dpo_dataset(pairs: list[dict[str, Any]], judge_pairs: list[dict[str, Any]] = ()) -> Any:  # type: ignore[assignment]
+    """The answer pairs (plain text) and the meta-judge's judge pairs (already conversational), as one set."""
     from datasets import Dataset
 
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": p["prompt"]}],
+            "chosen": [{"role": "assistant", "content": p["chosen"]}],
+            "rejected": [{"role": "assistant", "content": p["rejected"]}],
+        }
+        for p in pairs
+    ]
     return Dataset.from_list(
-        [
-            {
-                "prompt": [{"role": "user", "content": p["prompt"]}],
-                "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                "rejected": [{"role": "assistant", "content": p["rejected"]}],
-            }
-            for p in pairs
-        ]
+        rows + [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in judge_pairs]
     )
 
 
@@ -106,7 +168,10 @@ class SelfRewarding(Trainer):
         "Self-Rewarding loop: M_t writes prompts, answers, judges itself (additive), then DPO -> M_t+1"
     )
     paper = "Yuan et al. 2024, Self-Rewarding Language Models, arXiv 2401.10020"
-    curves = (*DPO_CURVES, "selfreward/pairs", "selfreward/mean_score", "judge/human_agreement")
+    curves = (*DPO_CURVES, "selfreward/pairs", "selfreward/mean_score", "judge/human_agreement",
+              "selfreward/tpo_dropped", "selfreward/meta_pairs")  # fmt: skip
+    #: ``studio improve`` scores the models with the answer budget they were trained with
+    eval_tokens = "max_new_tokens"
 
     # -- parent side ----------------------------------------------------------------------------------------------
     @classmethod
@@ -186,11 +251,15 @@ class SelfRewarding(Trainer):
             self.check_agreement(t, judge, judge_backend, step)
             prompts = self.prompts(t, policy)
             answers = self.sample(policy, prompts)
-            verdicts = judge.judge(
-                [_item(p, a, name) for p, group in zip(prompts, answers, strict=True) for a in group],
-                judge_backend,
+            judged = [self.judged_text(a) for group in answers for a in group]  # TPO: the response only
+            n = cfg.n_samples
+            items = [_item(prompts[k // n], text, name) for k, text in enumerate(judged) if text is not None]
+            found = iter(judge.judge(items, judge_backend))
+            verdicts = [next(found) if text is not None else None for text in judged]
+            meta = self.meta(t, step, judge_backend, prompts, judged, verdicts) if cfg.meta_rewarding else []
+            return self.record(
+                t, step, name, judge_name, judge, prompts, answers, judged, verdicts, len(meta)
             )
-            return self.record(t, step, name, judge_name, judge, prompts, answers, verdicts)
         finally:  # M_t's copy for generation goes; a judge_model stays cached for the next iteration
             policy.close()
             del policy
@@ -233,11 +302,13 @@ class SelfRewarding(Trainer):
             print(f"[studio] WARNING: {msg}", flush=True)
 
     def prompts(self, t: int, policy: Any) -> list[str]:
-        """Step 0: the iteration's training prompts."""
+        """Step 0: the iteration's training prompts (with a task: its train questions, drawn per iteration)."""
         from studio.backends import GenParams
         from studio.training.self_instruct import write_prompts
 
         cfg = self.config
+        if cfg.task:
+            return data.task_questions(cfg.task, cfg.max_prompts, cfg.seed + cfg.start_iteration + t)
         seeds = [r["text"] for r in read_jsonl(self.run.path / "seed_prompts.jsonl")]
         rng = random.Random(cfg.seed + t)
         chosen = (
@@ -259,32 +330,101 @@ class SelfRewarding(Trainer):
 
         cfg = self.config
         params = GenParams(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
-        convs = [[{"role": "user", "content": p}] for p in prompts for _ in range(cfg.n_samples)]
+        if cfg.tpo and cfg.tpo_structured:
+            params = params.replace(schema=thought_schema(cfg.max_new_tokens))
+        convs = [[{"role": "user", "content": self.asked(p)}] for p in prompts for _ in range(cfg.n_samples)]
         texts = [c.text for c in policy.chat(convs, params)]
         return [texts[i * cfg.n_samples : (i + 1) * cfg.n_samples] for i in range(len(prompts))]
 
+    def asked(self, prompt: str) -> str:
+        """What the model is asked for ``prompt``: the prompt itself, or inside the thought prompt (TPO)."""
+        return thought_prompt(prompt, self.config.tpo_prompt) if self.config.tpo else prompt
+
+    def judged_text(self, answer: str) -> str | None:
+        """What the judge sees of an answer: all of it, or with TPO its response (None: no response, dropped)."""
+        if not self.config.tpo:
+            return answer
+        parts = split_thought(answer, self.config.tpo_prompt, self.config.tpo_structured)
+        return parts[1] if parts else None
+
     def record(self, t: int, step: int, name: str, judge_name: str, judge: Any, prompts: list[str],
-               answers: list[list[str]], verdicts: list[Any]) -> list[dict[str, Any]]:  # fmt: skip
-        """Step 3 (pairs) and the files step 4 imports: generated.jsonl, pairs.jsonl, meta.json."""
-        n, it = self.config.n_samples, self.run.iteration(t)
+               answers: list[list[str]], judged: list[str | None], verdicts: list[Any],
+               meta_pairs: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+        """Step 3 (pairs) and the files step 4 imports: generated.jsonl, pairs.jsonl, meta.json. A dropped TPO
+        answer (no response) has no verdict: a failed one, with the reason, so the store keeps it."""
+        cfg, it = self.config, self.run.iteration(t)
+        n = cfg.n_samples
         rows, pairs = [], []
         for i, (prompt, group) in enumerate(zip(prompts, answers, strict=True)):
-            vs = verdicts[i * n : (i + 1) * n]
-            pair = build_pairs(prompt, group, [v.rating if v.ok else None for v in vs])
+            vs, seen = verdicts[i * n : (i + 1) * n], judged[i * n : (i + 1) * n]
+            pair = build_pairs(self.asked(prompt), group, [v.rating if v and v.ok else None for v in vs])
             pairs += [pair] if pair else []
-            rows.append({"prompt": prompt, "answers": group, "pair": pair,
-                         "verdicts": [{"ok": v.ok, "rating": v.rating, "scores": v.scores, "raw": v.raw} for v in vs]})  # fmt: skip
+            row = {"prompt": prompt, "answers": group, "pair": pair, "judged": seen,
+                   "verdicts": [_verdict_row(v) for v in vs]}  # fmt: skip
+            if cfg.tpo:
+                split = [split_thought(a, cfg.tpo_prompt, cfg.tpo_structured) for a in group]
+                row.update(asked=self.asked(prompt), thoughts=[s[0] if s else None for s in split],
+                           responses=[s[1] if s else None for s in split])  # fmt: skip
+            rows.append(row)
         write_json(it / "meta.json", {"policy": name, "judge": judge.name, "judge_model": judge_name,
-                                      "judge_config": judge.config_dict(), "iteration": t})  # fmt: skip
+                                      "judge_config": judge.config_dict(), "iteration": t, "task": cfg.task,
+                                      "tpo": cfg.tpo, "meta_rewarding": cfg.meta_rewarding})  # fmt: skip
         write_jsonl(it / "pairs.jsonl", pairs)
         write_jsonl(it / "generated.jsonl", rows)  # last: its presence means the iteration's data is complete
-        ok = [v.rating for v in verdicts if v.ok]
+        done = [v for v in verdicts if v is not None]
+        ok = [v.rating for v in done if v.ok]
+        dropped = len(verdicts) - len(done)
         self._log(step, {"selfreward/iteration": t, "selfreward/prompts": len(prompts),
-                         "selfreward/answers": len(verdicts), "selfreward/failed_verdicts": len(verdicts) - len(ok),
+                         "selfreward/answers": len(verdicts), "selfreward/failed_verdicts": len(done) - len(ok),
                          "selfreward/mean_score": sum(ok) / len(ok) if ok else float("nan"),
-                         "selfreward/pairs": len(pairs)})  # fmt: skip
-        print(f"[studio] iteration {t}: {len(prompts)} prompts, {len(verdicts)} answers, "
-              f"{len(verdicts) - len(ok)} failed verdicts, {len(pairs)} pairs", flush=True)  # fmt: skip
+                         "selfreward/pairs": len(pairs),
+                         **({"selfreward/tpo_dropped": dropped} if cfg.tpo else {}),
+                         **({"selfreward/meta_pairs": meta_pairs} if cfg.meta_rewarding else {})})  # fmt: skip
+        print(f"[studio] iteration {t}: {len(prompts)} prompts, {len(verdicts)} answers"
+              f"{f' ({dropped} without a response, dropped)' if cfg.tpo else ''}, {len(done) - len(ok)} failed "
+              f"verdicts, {len(pairs)} pairs{f', {meta_pairs} judge pairs' if cfg.meta_rewarding else ''}",
+              flush=True)  # fmt: skip
+        return pairs
+
+    def meta(self, t: int, step: int, backend: Any, prompts: list[str], judged: list[str | None],
+             verdicts: list[Any]) -> list[dict[str, Any]]:  # fmt: skip
+        """Meta-Rewarding: judge pairs from the meta-judge's consistent preferences between two of M_t's own
+        additive judgements of one answer; written to ``meta_pairs.jsonl``, counted in ``meta_counts.json``."""
+        from studio.judges import make_judge
+        from studio.judges.base import messages
+        from studio.training.self_taught import meta_judge_pairs
+
+        cfg, it, n = self.config, self.run.iteration(t), self.config.n_samples
+        keys = [k for k, text in enumerate(judged) if text is not None]
+        texts = verdicts
+        if cfg.judge_score_mode != "text":  # the log-prob judge writes no judgement: sample text ones
+            sampler = make_judge(
+                "additive", {"n": cfg.meta_judgements, "temperature": cfg.judge_temperature,
+                             "max_new_tokens": cfg.judge_max_new_tokens, "seed": cfg.seed + t},
+            )  # fmt: skip
+            found = iter(sampler.judge([_item(prompts[k // n], judged[k], "") for k in keys], backend))
+            texts = [next(found) if text is not None else None for text in judged]
+        groups = {
+            k: [{"text": raw, "winner": score} for raw, score in
+                zip(texts[k].raw, texts[k].scores.get("samples", []), strict=False)]
+            for k in keys
+        }  # fmt: skip
+        pairs, counts = meta_judge_pairs(
+            backend, groups,
+            lambda k, a, b: PROMPTS.text("meta_judge_additive", question=prompts[k // n], response=judged[k],
+                                         judgement_1=a, judgement_2=b),
+            lambda k: messages("self_rewarding_additive", prompt=prompts[k // n], response=judged[k]),
+            per_group=cfg.meta_pairs, max_new_tokens=cfg.meta_max_new_tokens, seed=cfg.seed + t,
+            rng=random.Random(cfg.seed + t),
+        )  # fmt: skip
+        judgements = [j for g in groups.values() for j in g]
+        counts = {**counts, "answers": len(keys), "judgements": len(judgements),
+                  "scored_judgements": sum(j["winner"] is not None for j in judgements)}  # fmt: skip
+        write_json(it / "meta_counts.json", counts)
+        write_jsonl(it / "meta_pairs.jsonl", pairs)
+        self._log(step, {"selfreward/meta_candidates": counts["meta_candidates"],
+                         "selfreward/meta_unreadable": counts["meta_unreadable"]})  # fmt: skip
+        print(f"[studio] iteration {t}: meta-judge {counts}", flush=True)
         return pairs
 
     # step 5
@@ -296,18 +436,35 @@ class SelfRewarding(Trainer):
         torch.set_grad_enabled(True)  # the generation backend turned gradients off process-wide
         it = self.run.iteration(t)
         target = it / ("adapter" if current.use_lora else "model")
-        out = run_dpo(current, self.run, dpo_dataset(pairs), callback=self.callback(step),
+        cfg = self.config
+        judge_pairs = read_jsonl(it / "meta_pairs.jsonl") if cfg.meta_rewarding else []
+        out = run_dpo(current, self.run, dpo_dataset(pairs, judge_pairs), callback=self.callback(step),
                       checkpoints=it / "checkpoints", target=target)  # fmt: skip
         meta = read_json(it / "meta.json", {})
+        number = cfg.start_iteration + t + 1
+        options = {"task": cfg.task} if cfg.task else {}
+        options |= {"tpo": cfg.tpo_prompt} if cfg.tpo else {}
+        options |= {"judge_pairs": len(judge_pairs)} if cfg.meta_rewarding else {}
         entry = self.model_entry(
-            out, name=f"{self.config.output_name}-m{t + 1}", parent=name, iteration=t + 1,
-            judge_model=meta.get("judge_model", name), pairs=len(pairs),
+            out, name=f"{cfg.output_name}-m{number}", parent=name, iteration=number,
+            judge_model=meta.get("judge_model", name), pairs=len(pairs), **options,
         )  # fmt: skip
         self.run.announce_model(entry)
         paths = {"model_path": out["path"], "adapter_path": out["adapter"]}
         step += out["steps"]
         write_json(it / "done.json", {"model": entry, "paths": paths, "step": step})
         return entry, current.replace(**paths), step
+
+
+def _verdict_row(v: Any) -> dict[str, Any]:
+    if v is None:  # a TPO answer without a response: never judged
+        return {
+            "ok": False,
+            "rating": None,
+            "scores": {"dropped": "no response after the thought"},
+            "raw": [],
+        }
+    return {"ok": v.ok, "rating": v.rating, "scores": v.scores, "raw": v.raw}
 
 
 def _item(prompt: str, answer: str, model: str) -> Any:

@@ -193,7 +193,12 @@ def dpo_rows(pairs: Sequence[dict], groups: dict, rng: random.Random) -> list[di
 
 
 def _pref(pair: dict, order: str, chosen: str, rejected: str, source: str) -> dict[str, Any]:
-    return {"prompt": judge_conversation(pair, order), "chosen": [{"role": "assistant", "content": chosen}],
+    return preference(judge_conversation(pair, order), chosen, rejected, source)
+
+
+def preference(prompt: list[dict[str, str]], chosen: str, rejected: str, source: str) -> dict[str, Any]:
+    """One DPO row in TRL's conversational layout: the judge's conversation, two judgements as completions."""
+    return {"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}], "source": source}  # fmt: skip
 
 
@@ -203,32 +208,52 @@ def meta_pairs(
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The meta-judge compares two judgements (different verdicts) of the same pair and order, in both positions;
     a consistent winner gives a (winner, loser) DPO pair. Returns (pairs, counts)."""
+    groups: dict[Any, list[dict]] = {}
+    for j in judgements:
+        groups.setdefault((j["pair"], j["order"]), []).append(j)
+    return meta_judge_pairs(
+        backend, groups, lambda key, a, b: _meta_prompt(pairs[key[0]], key[1], a, b),
+        lambda key: judge_conversation(pairs[key[0]], key[1]), per_group=cfg.meta_pairs,
+        max_new_tokens=cfg.meta_max_new_tokens, seed=cfg.seed, rng=rng,
+    )  # fmt: skip
+
+
+def meta_judge_pairs(
+    backend: Any,
+    groups: dict[Any, Sequence[dict]],
+    meta_prompt: Any,
+    judge_prompt: Any,
+    *,
+    per_group: int,
+    max_new_tokens: int,
+    seed: int,
+    rng: random.Random,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Meta-Rewarding's step, for any judge: ``groups`` maps a key (what was judged) to its judgements
+    (``text``, ``winner``: the verdict). Up to ``per_group`` pairs of distinct judgements with different verdicts
+    per key go to the meta-judge (``meta_prompt(key, first, second)``: its prompt text) in both positions; a
+    consistent winner gives a DPO pair whose prompt is ``judge_prompt(key)`` (the judge's conversation).
+    Returns (pairs, counts)."""
     from studio.backends import GenParams
     from studio.backends.base import schema_text
     from studio.strategies.schemas import load_schema
 
     cands = []
-    for key in sorted({(j["pair"], j["order"]) for j in judgements}):
-        texts = _distinct([j for j in judgements if (j["pair"], j["order"]) == key and j["text"].strip()])
+    for key in sorted(groups):
+        texts = _distinct([j for j in groups[key] if j["text"].strip()])
         options = [(a, b) for n, a in enumerate(texts) for b in texts[n + 1 :] if a["winner"] != b["winner"]]
-        cands += [
-            (key, a["text"], b["text"]) for a, b in rng.sample(options, min(cfg.meta_pairs, len(options)))
-        ]
+        cands += [(key, a["text"], b["text"]) for a, b in rng.sample(options, min(per_group, len(options)))]
     schema = load_schema("meta_judge", Path(__file__).parent / "prompts",
-                         max_explanation=max(16, 2 * (cfg.meta_max_new_tokens - 24)))  # fmt: skip
-    params = GenParams(cfg.meta_max_new_tokens, 0.0, 1.0, cfg.seed, schema=schema_text(schema))
-    prompts = [
-        _meta_prompt(pairs[i], order, first, second)
-        for (i, order), a, b in cands
-        for first, second in ((a, b), (b, a))
-    ]
+                         max_explanation=max(16, 2 * (max_new_tokens - 24)))  # fmt: skip
+    params = GenParams(max_new_tokens, 0.0, 1.0, seed, schema=schema_text(schema))
+    prompts = [meta_prompt(key, first, second) for key, a, b in cands for first, second in ((a, b), (b, a))]
     picks = [read_meta(t) for t in _chat(backend, prompts, params)] if cands else []
     out = []
-    for n, ((i, order), a, b) in enumerate(cands):
+    for n, (key, a, b) in enumerate(cands):
         first, swapped = picks[2 * n], picks[2 * n + 1]
         if first and swapped and first != swapped:  # the same judgement won in both positions
             win, lose = (a, b) if first == "1" else (b, a)
-            out.append(_pref(pairs[i], order, win, lose, "meta"))
+            out.append(preference(judge_prompt(key), win, lose, "meta"))
     return out, {"meta_candidates": len(cands), "meta_consistent": len(out),
                  "meta_unreadable": sum(p is None for p in picks)}  # fmt: skip
 
