@@ -270,7 +270,7 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
             2, precision=0, label="Iterations", minimum=1, scale=1, elem_id="improve-iterations"
         )
         eval_limit = gr.Number(
-            None, precision=0, label="Eval limit (first N test items; empty = all)", scale=1,
+            0, precision=0, label="Eval limit (first N test items; 0 = all)", minimum=0, scale=1,
             elem_id="improve-eval-limit",
         )  # fmt: skip
         stop_early = gr.Checkbox(True, label="Stop early when an iteration does not improve", scale=1)
@@ -291,12 +291,12 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
                                     elem_id="improve-table")  # fmt: skip
     references = gr.Dataframe(headers=REFERENCE_COLUMNS, interactive=False, elem_id="improve-references",
                               label="Reference rows (same test items)")  # fmt: skip
-    plot = gr.Plot(label="Accuracy and tokens per iteration", elem_id="improve-plot")
+    plot = gr.Plot(label="Accuracy and tokens per iteration", show_label=False, elem_id="improve-plot")
     with gr.Row():
         arena_model = gr.Dropdown([], label="Trained model (M_t)", scale=2, elem_id="improve-arena-model")
         open_arena = gr.Button("Open in Arena beside M0", scale=1, elem_id="improve-open-arena")
-    with gr.Accordion("Training curves of the job in flight", open=True):
-        curves = gr.Plot(label="Live curves", elem_id="improve-curves")
+    with gr.Accordion("Training curves: the job in flight, else the last iteration's", open=True):
+        curves = gr.Plot(label="Live curves", show_label=False, elem_id="improve-curves")
     with gr.Accordion("Runs", open=False):
         runs = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, max_height=260, elem_id="improve-runs")
     timer = gr.Timer(POLL_S, active=False)
