@@ -54,6 +54,20 @@ def quoted(url: str) -> str:
     return url.replace(".", r"\.")
 
 
+def _busy_slots(url: str) -> int:
+    """How many of llama.cpp's slots are generating now (its ``/slots`` endpoint)."""
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/slots", timeout=5) as r:
+        return sum(bool(s["is_processing"]) for s in json.load(r))
+
+
+def _watch_slots(url: str, busy: list[int], done: list[int], rows: int = 4) -> None:
+    """Record the busy slots every 20 ms until ``rows`` rows are done (or 30 s)."""
+    deadline = time.monotonic() + 30
+    while len(done) < rows and time.monotonic() < deadline:
+        busy.append(_busy_slots(url))
+        time.sleep(0.02)
+
+
 # -- chat, batch, streaming ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_chat_batch_and_stream(llama: LlamaServer) -> None:
@@ -65,12 +79,17 @@ def test_chat_batch_and_stream(llama: LlamaServer) -> None:
     questions = ["What is 2 + 2?", "Name a color.", "What is the capital of France?", "Say hello."]
     convs = [[{"role": "user", "content": q}] for q in questions]
     done: list[int] = []
+    busy: list[int] = []  # the server's busy slots, seen while the batch runs
+    watching = threading.Thread(target=_watch_slots, args=(llama.base_url, busy, done), daemon=True)
+    watching.start()
     batch = b.chat(
         convs,
         [GREEDY.replace(max_new_tokens=n) for n in (8, 12, 16, 4)],
         on_row_done=lambda i, _: done.append(i),
     )
+    watching.join(10)
     assert sorted(done) == [0, 1, 2, 3] and all(c.text for c in batch)
+    assert max(busy) >= 2  # the rows were answered at once, in parallel slots (continuous batching)
     assert [c.completion_tokens <= n for c, n in zip(batch, (8, 12, 16, 4), strict=True)] == [True] * 4
     assert batch[2].text == one.text  # greedy: the same question gives the same answer inside a batch
 
@@ -163,11 +182,6 @@ with LlamaServer(sys.argv[1], threads=1, parallel=2, ctx_size=1024, port=int(sys
     while True:
         time.sleep(60)
 """
-
-
-def _busy_slots(url: str) -> int:
-    with urllib.request.urlopen(url.removesuffix("/v1") + "/slots", timeout=5) as r:
-        return sum(bool(s["is_processing"]) for s in json.load(r))
 
 
 @pytest.mark.slow
