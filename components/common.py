@@ -93,6 +93,9 @@ ADMIN_ONLY = {
     "import_prompts": "import data",
     "data_import": "import data",
     "data_save_prompt_set": "change a prompt set's guidelines",
+    "improve_start": "start improve runs",
+    "improve_stop": "stop improve runs",
+    "improve_resume": "resume improve runs",
 }
 
 

@@ -49,7 +49,7 @@ LLAMACPP = "llamacpp"  # the backend that serves GGUF files on llama.cpp (never 
 REWARD_BACKEND = "reward-model"  # the backend every reward model loads with, whatever its spec's backend
 FORMAT = 2  # models.toml's format: 2 = it owns lineage (1, unmarked: lineage may be in the store only)
 #: of a job's model entry: what the registry keeps of how a job made a model
-LINEAGE_FIELDS = ("method", "filters", "kind", "iteration", "judge_model", "task", "strategy")
+LINEAGE_FIELDS = ("method", "filters", "kind", "iteration", "judge_model", "task", "strategy", "tpo")
 
 
 @dataclass
