@@ -49,6 +49,9 @@ def curves_figure(job: TrainingJob, curves: dict[str, list[tuple[int, float]]]) 
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        steps_shown = [step for name in names for step, _ in curves[name]]
+        if min(steps_shown) == max(steps_shown):  # one step so far: integer ticks around it, not ±0.045
+            ax.set_xlim(min(steps_shown) - 1, max(steps_shown) + 1)
         ax.grid(alpha=0.3)
         if len(names) > 1:
             ax.legend(fontsize=8)
