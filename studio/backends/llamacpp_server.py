@@ -5,8 +5,8 @@
 listening (about 0.6 s for the default model); deleting it stops the main loop and frees the port (about
 0.05 s, measured), so no child process is needed.
 
-Threads: llama.cpp's workers spin (``poll``) between tokens by default. With ``poll=0`` they sleep instead, so a
-second busy process on a 2-core machine slows generation down instead of collapsing it (docs/engines.md).
+Threads: llama.cpp's workers spin (``poll``) between work items by default; we set ``poll=0`` (they sleep) so
+they do not take cores from other processes on a small machine. Measured under load in docs/engines.md.
 """
 
 from __future__ import annotations
