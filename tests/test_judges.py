@@ -18,6 +18,7 @@ from studio.judges.base import load_prompt
 from studio.judges.bsm_eval import FALLBACK_CRITERION, merge, parse_criteria, parse_criterion_scores
 from studio.judges.logprob import p_a_better, p_a_better_pointwise, winner_from_prob
 from studio.judges.pairwise import parse_pairwise
+from studio.judges.single import explanation_cap
 
 # -- parsing ------------------------------------------------------------------------------------------------------
 
@@ -481,6 +482,21 @@ def test_real_additive(backend):
     for v in verdicts:
         assert len(v.raw) == 2 and v.scores["failed_samples"] in (0, 1, 2)
         assert v.rating is None or 0 <= v.rating <= 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tokens", [64, 112])
+def test_real_additive_structured_scores_every_sample_within_its_budget(backend, tokens):
+    """Free text, the default model never writes 'Score: N'; under the schema, whose justification is bounded by
+    the token budget (a fixed 200 characters was cut before the score at 64 tokens), every sample has one."""
+    its = [JudgeItem.single(q, a) for q, a in (("What is 63 + 8?", "63 + 8 = 71."),
+                                                ("What is 9 + 7?", "9 + 7 is 6, which is 9 points."))]  # fmt: skip
+    cfg = {"n": 2, "max_new_tokens": tokens, "structured": True}
+    verdicts = make_judge("additive", cfg).judge(its, backend)
+    for v in verdicts:
+        assert v.ok and v.scores["failed_samples"] == 0 and None not in v.scores["samples"]
+        assert all(json.loads(raw)["score"] in range(6) for raw in v.raw)  # the JSON closed
+        assert all(len(json.loads(raw)["justification"]) <= explanation_cap(tokens) for raw in v.raw)
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import pytest
 from storage import Store
 from studio.backends.base import Backend, Completion, Conversation, GenParams
 from studio.judges import JUDGES, JudgeItem, make_judge
+from studio.judges.additive import paper_text, parse_score
 from studio.judges.base import load_prompt, load_schema
 from studio.judges.single import explanation_cap, json_rating, parse_rating
 from studio.judging import judge_scope, snapshot
@@ -61,10 +62,18 @@ def test_verdict_schemas_bound_every_string_to_fit_the_cap():
         for name in ("mtbench_single", "mtbench_pair"):
             explanation = load_schema(name, max_explanation=explanation_cap(cap))["properties"]["explanation"]
             assert explanation["maxLength"] == explanation_cap(cap) and explanation_cap(cap) + 40 <= cap
+        additive = load_schema("self_rewarding_additive", max_justification=explanation_cap(cap))
+        assert additive["properties"]["justification"]["maxLength"] == explanation_cap(cap)
+        assert list(additive["properties"]) == ["justification", "score"]  # the paper's order
     assert explanation_cap(10) == 16  # never empty
-    bounded = {"self_rewarding_additive": "justification", "bsm_solve": "explanation"}
-    for name, key in bounded.items():
-        assert isinstance(load_schema(name)["properties"][key]["maxLength"], int)
+    assert isinstance(load_schema("bsm_solve")["properties"]["explanation"]["maxLength"], int)
+
+
+def test_additive_structured_sample_in_the_published_form():
+    assert paper_text('{"justification": "Correct sum. ", "score": 4}') == "Correct sum.\nScore: 4"
+    assert parse_score(paper_text('{"justification": "ok", "score": 0}')) == 0
+    for other in ('{"justification": "cut off', '{"justification": "x", "score": 9}', "Fine.\nScore: 3"):
+        assert paper_text(other) == other  # not a complete structured verdict: unchanged
 
 
 # -- a scripted backend -------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from storage import Store
 from studio.errors import InputError, ModelNotFound
 from studio.eval.tasks import get_task
+from studio.judges.additive import parse_score
 from studio.settings import Settings
 from studio.training import Runner
 from studio.training.self_rewarding import split_thought
@@ -100,10 +101,15 @@ def test_meta_rewarding_trains_the_judge_too(studio_settings: Settings) -> None:
     counts = json.loads((it / "meta_counts.json").read_text())
     judge_pairs = [json.loads(line) for line in (it / "meta_pairs.jsonl").read_text().splitlines()]
     assert counts["answers"] == 4 and counts["meta_consistent"] == len(judge_pairs)
-    assert counts["meta_candidates"] <= 4 and counts["meta_unreadable"] <= 2 * counts["meta_candidates"]
-    for p in judge_pairs:  # the judge prompt, then two of M_0's own judgements of one answer
+    # sampled under the additive schema, every judgement closes its JSON within 112 tokens and has a score
+    assert counts["judgements"] == counts["scored_judgements"] == 8
+    assert 1 <= counts["meta_candidates"] <= 4 and counts["meta_unreadable"] <= 2 * counts["meta_candidates"]
+    if not judge_pairs:  # the default model names the same position in both orders: a counted zero, said why
+        assert "no consistent winner" in counts["reason"]
+    for p in judge_pairs:  # the judge prompt, then two of M_0's own judgements of one answer, as published
         assert "additive 5-point scoring system" in p["prompt"][0]["content"]
         assert p["chosen"][0]["content"] != p["rejected"][0]["content"]
+        assert all(parse_score(p[side][0]["content"]) is not None for side in ("chosen", "rejected"))
     series = run.metric_series()
     assert series["selfreward/meta_pairs"][-1][1] == len(judge_pairs)  # counted, zero included
     assert_adapter_moved(it / "adapter")

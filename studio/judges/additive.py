@@ -7,6 +7,12 @@ output has no ``Score: N`` with N in 0..5 is a failed sample; the verdict fails 
 the same verbatim prompt, then an assistant turn prefilled with ``Score: ``; the next-token probabilities of
 "0".."5" give the score as the expectation sum k * P(k). It always exists, is calibrated, and is read for every
 item in one batched ``choice_probs`` call (``n``, temperature and the token budget do not apply).
+
+``structured=True``: each sample is generated under ``prompts/self_rewarding_additive.schema.json`` (the
+justification, then the score, the paper's order), its justification bounded by :func:`explanation_cap` of
+``max_new_tokens`` so that the JSON closes within the budget. The default model never writes a free-text
+``Score: N`` (measured: 0 of 8 samples at 64 and 112 tokens), and under the schema scores every sample (8 of 8);
+:func:`paper_text` gives such a sample back in the published form.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from studio.judges.base import (
     probs_of,
     read,
 )
+from studio.judges.single import explanation_cap
 from studio.strategies.base import RunContext
-from studio.strategies.parsing import json_field
+from studio.strategies.parsing import json_field, parse_json
 
 # "Score: 4", "**Score:** 4", "Score: 4/5", "score: 4 points"; the last one in the text is the conclusion.
 _SCORE = re.compile(r"score\s*(?:\*\*)?\s*[:=]\s*(?:\*\*)?\s*(\d+(?:\.\d+)?)(?!\.?\d)", re.IGNORECASE)
@@ -51,6 +58,17 @@ def json_score(obj: object, top: int = 5) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if 0 <= value <= top else None
+
+
+def paper_text(raw: str) -> str:
+    """A structured sample (``{"justification": ..., "score": N}``) in the form the published prompt asks for:
+    the justification, then ``Score: N``; any other text as it is."""
+    obj = parse_json(raw or "")
+    score = json_score(obj)
+    justification = json_field(obj, "justification")
+    if score is None or not isinstance(justification, str):
+        return raw
+    return f"{justification.strip()}\nScore: {int(score)}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,9 @@ class AdditiveJudge(Judge):
             (result,) = yield [ctx.request("choice_probs", prefilled, choices=DIGITS)]
             return self._logprob_verdict(item, probs_of(result), ctx.trace.model)
         n = self.config.n
-        schema = load_schema("self_rewarding_additive")
+        schema = load_schema(
+            "self_rewarding_additive", max_justification=explanation_cap(self.config.max_new_tokens)
+        )
         requests = [
             ctx.request("judge", conv, label=f"sample {k + 1} of {n}", schema=schema) for k in range(n)
         ]

@@ -39,7 +39,9 @@ Two options extend the loop:
   winner gives a judge preference pair (the judge prompt, the winning judgement, the losing one), trained with
   DPO in the same step as the answer pairs (``meta_pairs.jsonl``; ``selfreward/meta_pairs``). The judgements
   are the judge's own text samples (``judge_score_mode=text``) or, with the log-prob judge (which writes none),
-  ``meta_judgements`` sampled text judgements per answer.
+  ``meta_judgements`` text judgements per answer sampled under the additive judge's JSON schema (the default
+  model never writes a free-text "Score: N": 0 of 8 at 64 and 112 tokens; under the schema 8 of 8), shown to
+  the meta-judge and trained in the published form (justification, then "Score: N").
 
 Resume: a finished iteration (its adapter saved) is skipped; an iteration whose pairs were written continues
 with DPO from its last checkpoint.
@@ -391,6 +393,7 @@ class SelfRewarding(Trainer):
         """Meta-Rewarding: judge pairs from the meta-judge's consistent preferences between two of M_t's own
         additive judgements of one answer; written to ``meta_pairs.jsonl``, counted in ``meta_counts.json``."""
         from studio.judges import make_judge
+        from studio.judges.additive import paper_text
         from studio.judges.base import messages
         from studio.training.self_taught import meta_judge_pairs
 
@@ -400,12 +403,13 @@ class SelfRewarding(Trainer):
         if cfg.judge_score_mode != "text":  # the log-prob judge writes no judgement: sample text ones
             sampler = make_judge(
                 "additive", {"n": cfg.meta_judgements, "temperature": cfg.judge_temperature,
-                             "max_new_tokens": cfg.judge_max_new_tokens, "seed": cfg.seed + t},
+                             "max_new_tokens": cfg.judge_max_new_tokens, "seed": cfg.seed + t,
+                             "structured": True},
             )  # fmt: skip
             found = iter(sampler.judge([_item(prompts[k // n], judged[k], "") for k in keys], backend))
             texts = [next(found) if text is not None else None for text in judged]
         groups = {
-            k: [{"text": raw, "winner": score} for raw, score in
+            k: [{"text": paper_text(raw), "winner": score} for raw, score in
                 zip(texts[k].raw, texts[k].scores.get("samples", []), strict=False)]
             for k in keys
         }  # fmt: skip
@@ -420,6 +424,8 @@ class SelfRewarding(Trainer):
         judgements = [j for g in groups.values() for j in g]
         counts = {**counts, "answers": len(keys), "judgements": len(judgements),
                   "scored_judgements": sum(j["winner"] is not None for j in judgements)}  # fmt: skip
+        if not pairs:
+            counts["reason"] = _no_meta_pairs(counts)
         write_json(it / "meta_counts.json", counts)
         write_jsonl(it / "meta_pairs.jsonl", pairs)
         self._log(step, {"selfreward/meta_candidates": counts["meta_candidates"],
@@ -454,6 +460,18 @@ class SelfRewarding(Trainer):
         step += out["steps"]
         write_json(it / "done.json", {"model": entry, "paths": paths, "step": step})
         return entry, current.replace(**paths), step
+
+
+def _no_meta_pairs(counts: dict[str, int]) -> str:
+    """Why the meta-judge gave no judge pair, from its counts."""
+    if not counts["scored_judgements"]:
+        return "no judgement had a readable score"
+    if not counts["meta_candidates"]:
+        return "each answer's judgements all gave the same score: no two to compare"
+    return (
+        f"no consistent winner in {counts['meta_candidates']} comparisons: the meta-judge named the same position "
+        f"in both orders (position bias) or was unreadable ({counts['meta_unreadable']} unreadable picks)"
+    )
 
 
 def _verdict_row(v: Any) -> dict[str, Any]:
