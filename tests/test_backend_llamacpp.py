@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -147,3 +148,39 @@ def test_a_gguf_registered_with_models_add_serves_on_llamacpp(tmp_path: Path) ->
     bad.write_text("hello")
     r = _studio(data, "models", "add", "bad", "--backend", "llamacpp", "--gguf-file", str(bad))
     assert r.returncode == 2 and "is not a GGUF model file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_stop_with_requests_in_flight_is_instant_and_frees_the_port() -> None:
+    """The server runs in a child process: stopping it while it answers a plain and a streamed request returns
+    at once (an in-process server held the GIL until the answer ended: minutes), each client gets a clear
+    BackendError, and the port is free."""
+    b = LlamaCppBackend(str(default_gguf()), threads=1, parallel=2, ctx_size=1024)
+    long = [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]
+    errors: list[BaseException] = []
+
+    def plain() -> None:
+        try:
+            b.chat([long], GenParams(max_new_tokens=400))
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            errors.append(e)
+
+    worker = threading.Thread(target=plain, daemon=True)
+    worker.start()
+    stream = b.stream(long, GenParams(max_new_tokens=400))
+    assert next(stream)  # the streamed answer has begun
+    time.sleep(0.5)
+    port = int(b.server.address.rsplit(":", 1)[1])
+    start = time.monotonic()
+    b.close()
+    assert time.monotonic() - start < 3
+    with pytest.raises(BackendError, match="broke off"):
+        for _ in stream:
+            pass
+    worker.join(10)
+    assert not worker.is_alive() and [type(e) for e in errors] == [BackendError]
+    assert "closed the connection" in str(errors[0]) or "cannot reach" in str(errors[0])
+    assert time.monotonic() - start < 10
+    # the port is free again: a new server listens on it (the killed one's connections linger in TIME_WAIT,
+    # which llama.cpp's SO_REUSEADDR listener does not mind)
+    with LlamaServer(default_gguf(), threads=1, parallel=1, ctx_size=256, port=port) as again:
+        assert again.alive() and again.address.endswith(f":{port}")

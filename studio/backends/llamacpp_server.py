@@ -1,9 +1,11 @@
-"""A llama.cpp server for one GGUF file, run in this process by ``xllamacpp`` on 127.0.0.1.
+"""A llama.cpp server for one GGUF file on 127.0.0.1, run by ``xllamacpp`` in a child process the studio owns.
 
 ``xllamacpp.Server`` embeds llama.cpp's own C++ HTTP server (OpenAI-compatible ``/v1``, continuous batching over
-``parallel`` slots, ``/tokenize``, ``/health``). It runs in-process: building it loads the model and starts
-listening (about 0.6 s for the default model); deleting it stops the main loop and frees the port (about
-0.05 s, measured), so no child process is needed.
+``parallel`` slots, ``/tokenize``, ``/health``). It runs in a child Python process (``python -m`` this module),
+not in the studio's: deleting an in-process ``xllamacpp.Server`` while it answers a request holds the GIL until
+the request ends (over 200 s for a long answer, the whole app frozen). Stopping the child is a SIGKILL, instant
+whatever it is doing; the clients of an interrupted request get a BackendError. The child also exits when the
+studio does (its stdin pipe closes), so no server outlives the app.
 
 Threads: llama.cpp's workers spin (``poll``) between work items by default; we set ``poll=0`` (they sleep) so
 they do not take cores from other processes on a small machine. Measured under load in docs/engines.md.
@@ -12,10 +14,12 @@ they do not take cores from other processes on a small machine. Measured under l
 from __future__ import annotations
 
 import contextlib
-import gc
+import json
 import os
+import select
+import subprocess
+import sys
 import tempfile
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,9 +32,8 @@ GGUF_MAGIC = b"GGUF"
 CTX_SIZE = 2048
 #: llama.cpp's log level while it loads a model: 1 = errors only (they explain a file it cannot read)
 _LOG_ERRORS = 1
-#: one server starts at a time in a process: the start captures the process's stderr (fd 2) to read the
-#: loader's error lines
-_START_LOCK = threading.Lock()
+#: seconds a model may take to load before the start is given up (a large GGUF on a slow disk)
+START_TIMEOUT = 600.0
 
 
 def default_threads() -> int:
@@ -63,7 +66,7 @@ def check_gguf(path: str | Path) -> Path:
 
 
 class LlamaServer:
-    """llama.cpp's server for one GGUF file on ``host:port`` (``port=0``: a free one), in this process.
+    """llama.cpp's server for one GGUF file on ``host:port`` (``port=0``: a free one), in a child process.
 
     ``threads=None`` picks :func:`default_threads`; prompt processing (``threads_batch``) uses the same count.
     ``ctx_size`` is the context of each of the ``parallel`` slots."""
@@ -96,37 +99,36 @@ class LlamaServer:
         self.port = port
         self.host = host
         self.poll = poll
-        self._server: Any = None
+        self._proc: subprocess.Popen | None = None
         self._address = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> LlamaServer:
-        """Load the model and listen; returns once ``/health`` answers. A file llama.cpp cannot load raises a
-        BackendError quoting llama.cpp's own error lines. Starting a started server does nothing."""
-        if self._server is not None:
+        """Load the model in a child process and listen; returns once ``/health`` answers. A file llama.cpp
+        cannot load raises a BackendError quoting llama.cpp's own error lines. Starting a started server does
+        nothing."""
+        if self._proc is not None:
             return self
-        import xllamacpp
-
         path = check_gguf(self.gguf_path)
-        p = xllamacpp.CommonParams()
-        p.model.path = str(path)
-        p.hostnames = [self.host]
-        p.port = self.port
-        p.n_parallel = self.parallel
-        p.n_ctx = self.ctx_size * self.parallel  # llama.cpp splits n_ctx evenly among the slots
-        p.cont_batching = True
-        for cpu in (p.cpuparams, p.cpuparams_batch):
-            cpu.n_threads = self.threads
-            cpu.poll = self.poll
-        p.verbosity = _LOG_ERRORS
-        with _START_LOCK, _stderr_captured() as log:
-            try:
-                self._server = xllamacpp.Server(p)
-            except RuntimeError as e:
-                lines = [ln.strip() for ln in log.read().splitlines() if " E " in ln or "error" in ln.lower()]
-                why = "; ".join(list(dict.fromkeys(_strip_stamp(ln) for ln in lines))[:3]) or str(e)
-                raise BackendError(f"llama.cpp could not load {path}: {why}") from None
-        self._address = str(self._server.listening_address).rstrip("/")
+        config = {
+            "path": str(path), "host": self.host, "port": self.port, "parallel": self.parallel,
+            "ctx_size": self.ctx_size, "threads": self.threads, "poll": self.poll,
+        }  # fmt: skip
+        root = str(Path(__file__).resolve().parents[2])  # the child imports this very studio package
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+        }
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, start_new_session=True,
+        )  # fmt: skip
+        reply = self._first_line()
+        if "address" not in reply:
+            self.stop()
+            why = reply.get("error") or "its process ended before it listened"
+            raise BackendError(f"llama.cpp could not load {path}: {why}")
+        self._address = str(reply["address"]).rstrip("/")
         if not self.alive():
             self.stop()
             raise BackendError(
@@ -134,12 +136,31 @@ class LlamaServer:
             )
         return self
 
+    def _first_line(self) -> dict[str, Any]:
+        """The child's one JSON line (its address, or why it could not load), waiting at most START_TIMEOUT."""
+        assert self._proc is not None and self._proc.stdout is not None
+        ready, _, _ = select.select([self._proc.stdout], [], [], START_TIMEOUT)
+        if not ready:
+            return {"error": f"the model did not load within {START_TIMEOUT:.0f} s"}
+        line = self._proc.stdout.readline()
+        try:
+            return json.loads(line) if line else {}
+        except json.JSONDecodeError:
+            return {"error": f"unexpected output from the server process: {line.strip()[:200]!r}"}
+
     def stop(self) -> None:
-        """Stop serving and free the port (the model's memory goes with the server). Idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            del server
-            gc.collect()
+        """Stop serving at once and free the port (the model's memory goes with the child process), also while
+        requests are being answered: their clients get a BackendError. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.kill()  # SIGKILL: nothing to save, and an in-flight request cannot delay it
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
     def __enter__(self) -> LlamaServer:
         return self.start()
@@ -151,7 +172,7 @@ class LlamaServer:
     @property
     def address(self) -> str:
         """``http://host:port`` of the running server."""
-        if self._server is None:
+        if self._proc is None:
             raise BackendError(f"the llama.cpp server for {self.gguf_path} is not running")
         return self._address
 
@@ -161,8 +182,8 @@ class LlamaServer:
         return self.address + "/v1"
 
     def alive(self, timeout: float = 2.0) -> bool:
-        """Whether the server is running and ``/health`` answers ok."""
-        if self._server is None:
+        """Whether the server's process is running and ``/health`` answers ok."""
+        if self._proc is None or self._proc.poll() is not None:
             return False
         try:
             with urllib.request.urlopen(self._address + "/health", timeout=timeout) as r:
@@ -204,3 +225,38 @@ class _Rewound:
         self._f.flush()
         self._f.seek(0)
         return self._f.read()
+
+
+# -- the child process ---------------------------------------------------------------------------------------------
+def _serve(config: dict[str, Any]) -> int:
+    """Run llama.cpp's server in this process (the child) until stdin closes: the parent stopped it or ended.
+    Prints one JSON line: ``{"address": ...}`` once it listens, or ``{"error": ...}`` quoting llama.cpp."""
+    import xllamacpp
+
+    p = xllamacpp.CommonParams()
+    p.model.path = config["path"]
+    p.hostnames = [config["host"]]
+    p.port = config["port"]
+    p.n_parallel = config["parallel"]
+    p.n_ctx = config["ctx_size"] * config["parallel"]  # llama.cpp splits n_ctx evenly among the slots
+    p.cont_batching = True
+    for cpu in (p.cpuparams, p.cpuparams_batch):
+        cpu.n_threads = config["threads"]
+        cpu.poll = config["poll"]
+    p.verbosity = _LOG_ERRORS
+    with _stderr_captured() as log:
+        try:
+            server = xllamacpp.Server(p)
+        except RuntimeError as e:
+            lines = [ln.strip() for ln in log.read().splitlines() if " E " in ln or "error" in ln.lower()]
+            why = "; ".join(list(dict.fromkeys(_strip_stamp(ln) for ln in lines))[:3]) or str(e)
+            print(json.dumps({"error": why}), flush=True)
+            return 1
+    print(json.dumps({"address": str(server.listening_address)}), flush=True)
+    os.dup2(2, 1)  # anything llama.cpp prints later goes to stderr, never into a pipe nobody reads
+    sys.stdin.read()  # blocks until the parent closes the pipe (stop() kills us first; this is for its death)
+    os._exit(0)  # no destructor: exiting frees the model and the port at once
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(json.loads(sys.argv[1])))
