@@ -13,7 +13,9 @@ resumable) with greedy decoding, asking each question as the method trains the m
 (:data:`EVAL_STRATEGY`: IRPO samples and rewards through the studio's CoT strategy prompt and its final-answer
 split, so its models are scored with the ``cot`` strategy; GRPO and the distilled System 1 answer the task's
 prompt as asked: ``system1``), with the answer budget the method trains with (:data:`EVAL_TOKENS`).
-``eval_strategy`` overrides the strategy (``cot``, ``sc``...). Accuracy is the mean of
+A trainer may word the question and split the answer by its config (:data:`EVAL_PROMPT`, :data:`EVAL_ANSWER`:
+Self-Rewarding with ``tpo`` asks inside the thought prompt its model was trained with and scores the response).
+``eval_strategy`` overrides the strategy (``cot``, ``sc``...) and drops that wording. Accuracy is the mean of
 ``task.reward(item, answer)`` (the same function the trainers reward with) with a percentile bootstrap CI
 (:func:`studio.metrics.bootstrap.estimate`); tokens per answer is the mean completion tokens.
 
@@ -58,8 +60,12 @@ if TYPE_CHECKING:
 #: class may name its own with an ``eval_strategy`` attribute. Others: ``system1`` (the task's prompt as asked).
 EVAL_STRATEGY = {"irpo": "cot"}
 #: a method that words the question its own way: ``module:function(task, item) -> str`` (asked through the
-#: strategy); a trainer class may name it with an ``eval_prompt`` attribute. Others: ``task.prompt``.
+#: strategy); a trainer class may name it by its config (classmethod ``eval_prompt_for(config) -> str``, first) or
+#: with an ``eval_prompt`` attribute. Others: ``task.prompt``.
 EVAL_PROMPT: dict[str, str] = {}
+#: the part of an answer the task reward scores: ``module:function(answer) -> str``; a trainer class may name it
+#: with ``eval_answer_for(config)`` or an ``eval_answer`` attribute. Others: the whole (strategy's final) answer.
+EVAL_ANSWER: dict[str, str] = {}
 #: the method's setting that caps its training answers; the held-out answers get the same budget. A trainer class
 #: may name it with an ``eval_tokens`` attribute (a config field name).
 EVAL_TOKENS = {"irpo": "max_new_tokens", "grpo": "max_completion_length"}
@@ -75,6 +81,7 @@ KEY_FIELDS = (
     "eval_limit",
     "eval_strategy",
     "eval_prompt",
+    "eval_answer",
     "eval_params",
 )
 log = logging.getLogger(__name__)
@@ -252,7 +259,8 @@ def prepare(
         raise InputError(f"eval_limit must be >= 1, not {eval_limit}")
     the_task, m0 = _check(ctx, task, method, model, values)
     strategy = eval_strategy or _own(method, "eval_strategy", EVAL_STRATEGY) or "system1"
-    prompt = "" if eval_strategy else _own(method, "eval_prompt", EVAL_PROMPT)
+    prompt = "" if eval_strategy else _wording(ctx, method, values, "eval_prompt", EVAL_PROMPT)
+    answer = "" if eval_strategy else _wording(ctx, method, values, "eval_answer", EVAL_ANSWER)
     params = _eval_params(ctx, method, values, strategy, eval_params)
     settings = {
         "task": the_task.name, "method": method, "model": m0, "values": dict(values or {}),
@@ -260,6 +268,8 @@ def prepare(
         "eval_prompt": prompt, "eval_params": params, "stop_early": bool(stop_early),
         "reference": _reference(ctx, method, values, dict(eval_params or {})),
     }  # fmt: skip
+    if answer:  # only when set: runs saved before the answer split existed still match
+        settings["eval_answer"] = answer
     run = None if new else _matching(ctx, settings)
     if run is None:
         run = ImproveResult(
@@ -401,6 +411,7 @@ def score_model(
     limit: int | None = None,
     strategy: str = "system1",
     prompt: str = "",
+    answer: str = "",
     params: Mapping[str, Any] | None = None,
     name: str | None = None,
     progress: Progress | None = None,
@@ -408,14 +419,16 @@ def score_model(
 ) -> Score:
     """``model`` on ``task``'s test split (first ``limit`` items) through the eval harness: mean task reward
     with a bootstrap CI, mean completion tokens. ``prompt``: ``module:function(task, item)`` that words each
-    question (default ``task.prompt``). Resumable under ``name`` (answers already recorded are kept)."""
+    question (default ``task.prompt``); ``answer``: ``module:function(answer)``, the part the reward scores
+    (default all of it). Resumable under ``name`` (answers already recorded are kept)."""
     from studio.eval import EvalSpec, parse_methods, run_eval
     from studio.metrics.bootstrap import estimate
 
     started = time.monotonic()
     test = task.load("test")
     items = test.items[:limit] if limit else test.items
-    ask = _load_prompt(prompt) if prompt else (lambda t, item: t.prompt(item))
+    ask = _load_ref(prompt, "question wording") if prompt else (lambda t, item: t.prompt(item))
+    part = _load_ref(answer, "answer split") if answer else (lambda text: text)
     asked = replace(test, items=tuple(replace(i, question=ask(task, i)) for i in items))
     spec = EvalSpec(parse_methods(strategy), (model,), dict(params or {}))
     outcome = run_eval(asked, spec, ctx.store, ctx.registry, name=name, progress=progress)
@@ -425,7 +438,7 @@ def score_model(
             "rerun to retry them"
         )
     by_id = {i.id: i for i in asked.items}
-    rows = [{"reward": task.reward(by_id[r["item"]], r.get("answer") or ""),
+    rows = [{"reward": task.reward(by_id[r["item"]], part(r.get("answer") or "")),
              "tokens": float(r.get("tokens_out") or 0)} for r in outcome.rows]  # fmt: skip
     est = estimate(rows, lambda rs: sum(r["reward"] for r in rs) / len(rs), n_boot=n_boot)
     tokens = sum(r["tokens"] for r in rows) / len(rows) if rows else math.nan
@@ -437,7 +450,7 @@ def _score_args(run: ImproveResult) -> dict[str, Any]:
     s = run.settings
     return {
         "limit": s.get("eval_limit"), "strategy": s["eval_strategy"], "prompt": s.get("eval_prompt", ""),
-        "params": s["eval_params"],
+        "answer": s.get("eval_answer", ""), "params": s["eval_params"],
     }  # fmt: skip
 
 
@@ -473,7 +486,8 @@ def _score_reference(ctx: AppContext, run: ImproveResult, task: Task, report: Pr
     report(0, 0, f"improve {run.id}: scoring {ref['label']} on {task.name}'s test split")
     score = score_model(
         ctx, task, run.model, limit=run.settings.get("eval_limit"), strategy=ref["strategy"],
-        prompt=run.settings.get("eval_prompt", ""), params=ref["params"],
+        prompt=run.settings.get("eval_prompt", ""), answer=run.settings.get("eval_answer", ""),
+        params=ref["params"],
         name=f"improve-{run.id}-m0-{ref['strategy'].replace(':', '-')}", progress=report,
     )  # fmt: skip
     run.references.append({
@@ -492,14 +506,27 @@ def _own(method: str, attr: str, table: Mapping[str, str]) -> str:
     return own if isinstance(own, str) and own else table.get(method, "")
 
 
-def _load_prompt(ref: str) -> Any:
+def _wording(
+    ctx: AppContext, method: str, values: Mapping[str, Any] | None, attr: str, table: Mapping[str, str]
+) -> str:
+    """The trainer class's ``<attr>_for(config)`` for the run's settings when it gives one, else :func:`_own`."""
+    from studio.training.runner import trainer_class
+
+    for_config = getattr(trainer_class(method), f"{attr}_for", None)
+    ref = for_config(ctx.runner.config(method, dict(values or {}))) if for_config else ""
+    if ref:
+        _load_ref(ref, attr.replace("_", " "))  # a bad reference fails before anything runs
+    return ref or _own(method, attr, table)
+
+
+def _load_ref(ref: str, what: str) -> Any:
     import importlib
 
     module, _, name = ref.partition(":")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
-        raise InputError(f"no question wording {ref!r} ({e})") from None
+        raise InputError(f"no {what} {ref!r} ({e})") from None
 
 
 def _eval_params(
@@ -708,7 +735,7 @@ def _launch(ctx: AppContext, run: ImproveResult) -> int:
 
 
 __all__: Sequence[str] = (
-    "EVAL_PROMPT", "EVAL_STRATEGY", "EVAL_TOKENS", "ImproveResult", "Iteration", "Live", "Score", "Stopped",
-    "active", "improve", "list_runs", "load", "prepare", "resume", "score_model", "start", "start_resume", "stop",
+    "EVAL_ANSWER", "EVAL_PROMPT", "EVAL_STRATEGY", "EVAL_TOKENS", "ImproveResult", "Iteration", "Live", "Score",
+    "Stopped", "active", "improve", "list_runs", "load", "prepare", "resume", "score_model", "start", "start_resume", "stop",
     "table", "task_methods",
 )  # fmt: skip

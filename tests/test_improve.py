@@ -187,3 +187,46 @@ def test_scores_get_the_methods_answer_budget(settings) -> None:
             params = imp._eval_params(ctx, "s2_distill", {}, "system1", {"max_new_tokens": 8})
             assert params["max_new_tokens"] == 8
             assert imp._eval_params(ctx, "s2_distill", {}, "system1", None)["max_new_tokens"] == 64
+
+
+#: a tiny Self-Rewarding iteration with Thought Preference Optimization: 3 train questions, 2 structured
+#: thought + response answers each, the log-prob judge, one DPO step
+TPO = {"max_prompts": 3, "n_samples": 2, "max_new_tokens": 48, "judge_score_mode": "logprob", "tpo": True,
+       "tpo_structured": True, "max_steps": 1, "max_length": 384, "lora_r": 4, "lora_alpha": 8,
+       "per_device_train_batch_size": 1}  # fmt: skip
+
+
+def test_self_rewarding_tpo_is_scored_as_it_was_trained(settings) -> None:
+    """``--method self_rewarding --set tpo=true``: M0 and M1 are asked each held-out question inside the thought
+    prompt the model trains with, and the task reward scores the answer's response part; M1 is registered with
+    its lineage (parent M0, the task, TPO), scored, and in the table."""
+    if "self_rewarding" not in TRAINERS:
+        pytest.skip("self_rewarding is not registered")
+    from studio.training.self_rewarding import thought_prompt, tpo_generic_response
+
+    task = get_task("arithmetic")
+    with AppContext(settings) as ctx:
+        run = imp.improve(ctx, "arithmetic", "self_rewarding", 1, values=TPO, eval_limit=4, stop_early=False)
+        s = run.settings
+        assert s["eval_prompt"] == "studio.training.self_rewarding:tpo_generic_question"
+        assert s["eval_answer"] == "studio.training.self_rewarding:tpo_generic_response"
+        assert s["eval_params"]["max_new_tokens"] == TPO["max_new_tokens"]  # the trained answer budget
+        assert [it.iteration for it in run.iterations] == [0, 1] and run.status == "done"
+        m1 = run.iterations[1]
+        assert m1.parent == "smollm2-135m" and m1.job_id is not None and 0.0 <= m1.accuracy <= 1.0
+        assert m1.lo <= m1.accuracy <= m1.hi and m1.n == 4 and m1.tokens > 0
+        assert ctx.registry.get(m1.model).parent == "smollm2-135m"
+        config = ctx.store.get_model(m1.model)["config"]
+        assert (config["task"], config["tpo"], config["iteration"]) == ("arithmetic", "generic", 1)
+        by_id = {i.id: i for i in task.load("test").items}
+        for it in run.iterations:  # asked inside the thought prompt; the reward reads the response
+            path = Path(settings.data_dir) / "evals" / it.eval_name / "results.jsonl"
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            assert {r["item"] for r in rows} == {i.id for i in task.load("test").items[:4]}
+            for r in rows:
+                assert ctx.store.get_prompt(r["prompt_id"])["text"] == thought_prompt(
+                    task.prompt(by_id[r["item"]])
+                )
+            rewards = [task.reward(by_id[r["item"]], tpo_generic_response(r["answer"])) for r in rows]
+            assert it.accuracy == sum(rewards) / 4
+    assert m1.model in imp.table(run)

@@ -105,6 +105,33 @@ def thought_schema(max_new_tokens: int) -> str:
     )
 
 
+def _tpo_question(which: str) -> Any:
+    def ask(task: Any, item: Any) -> str:
+        return thought_prompt(task.prompt(item), which)
+
+    ask.__doc__ = (
+        f"A task question inside the {which} thought prompt: how ``studio improve`` asks a TPO model."
+    )
+    return ask
+
+
+def _tpo_response(which: str) -> Any:
+    def response(text: str) -> str:
+        parts = split_thought(text, which, structured=True) or split_thought(text, which)
+        return parts[1] if parts else text
+
+    response.__doc__ = (
+        f"What ``studio improve`` scores of a TPO answer ({which} prompt): its response (the JSON's field or "
+        "after the marker), or all of it when it has none (what a reader would see)."
+    )
+    return response
+
+
+#: the held-out wording and answer split of a TPO model (``module:function`` references, per thought prompt)
+tpo_generic_question, tpo_specific_question = _tpo_question("generic"), _tpo_question("specific")
+tpo_generic_response, tpo_specific_response = _tpo_response("generic"), _tpo_response("specific")
+
+
 def build_pairs(prompt: str, answers: list[str], ratings: list[float | None]) -> dict[str, Any] | None:
     """(highest, lowest) scored answer of one prompt, or None on a tie, too few scores or identical texts."""
     scored = [(r, i) for i, r in enumerate(ratings) if r is not None]
@@ -174,6 +201,18 @@ class SelfRewarding(Trainer):
               "selfreward/tpo_dropped", "selfreward/meta_pairs")  # fmt: skip
     #: ``studio improve`` scores the models with the answer budget they were trained with
     eval_tokens = "max_new_tokens"
+
+    @classmethod
+    def eval_prompt_for(cls, config: SelfRewardingConfig) -> str:
+        """How ``studio improve`` words a held-out question for a model this config trains: a TPO model is asked
+        inside its thought prompt (as it was trained), others the task's prompt ("")."""
+        return f"{__name__}:tpo_{config.tpo_prompt}_question" if config.tpo else ""
+
+    @classmethod
+    def eval_answer_for(cls, config: SelfRewardingConfig) -> str:
+        """What ``studio improve`` scores of a held-out answer: a TPO model's response (the judge's view), else
+        the whole answer ("")."""
+        return f"{__name__}:tpo_{config.tpo_prompt}_response" if config.tpo else ""
 
     # -- parent side ----------------------------------------------------------------------------------------------
     @classmethod
