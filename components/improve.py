@@ -187,7 +187,10 @@ def accuracy_figure(run: imp.ImproveResult | None) -> Figure:
             acc.axhspan(ref["lo"], ref["hi"], color=color, alpha=0.12)
         tok.axhline(ref["tokens"], ls="--", color=color, label=ref["label"])
     acc.set_title(f"Held-out accuracy on {run.task} (95% bootstrap CI, n={its[0].n})", fontsize=10)
-    acc.set_ylim(-0.02, 1.02)
+    tops = [it.hi if not math.isnan(it.hi) else it.accuracy for it in its]
+    tops += [r["hi"] if r.get("hi") is not None else r["accuracy"] for r in run.references]
+    # the differences readable, 0 always shown
+    acc.set_ylim(0, min(1.02, max(max(tops, default=0) * 1.25, 0.1)))
     tok.set_title("Tokens per answer", fontsize=10)
     tok.set_ylim(bottom=0)
     for ax in (acc, tok):
@@ -290,7 +293,7 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
     iterations_table = gr.Dataframe(headers=ITERATION_COLUMNS, interactive=False, label="Per iteration (test split)",
                                     elem_id="improve-table")  # fmt: skip
     references = gr.Dataframe(headers=REFERENCE_COLUMNS, interactive=False, elem_id="improve-references",
-                              label="Reference rows (same test items)")  # fmt: skip
+                              label="Reference rows: M0 through the distilled System-2 strategy (System-2 distillation runs only)")  # fmt: skip
     plot = gr.Plot(label="Accuracy and tokens per iteration", show_label=False, elem_id="improve-plot")
     with gr.Row():
         arena_model = gr.Dropdown([], label="Trained model (M_t)", scale=2, elem_id="improve-arena-model")
