@@ -362,6 +362,11 @@ class SelfRewardingConfig(DPOTrainConfig):
         "expectation: always yields a score, for small models (local judge only)",
         choices=("text", "logprob"),
     )
+    judge_structured: bool = opt(
+        False,
+        "text judge: write each judgement as JSON (justification, then score) under the additive schema; the "
+        "default model rarely writes a free-text 'Score: N'",
+    )
     agreement_threshold: float = opt(
         0.0, "judge-human pairwise accuracy below this triggers agreement_action"
     )

@@ -314,7 +314,7 @@ class SelfRewarding(Trainer):
         judge = make_judge(
             "additive", {"n": cfg.judge_samples, "temperature": cfg.judge_temperature,
                          "max_new_tokens": cfg.judge_max_new_tokens, "seed": cfg.seed,
-                         "score_mode": cfg.judge_score_mode},
+                         "score_mode": cfg.judge_score_mode, "structured": cfg.judge_structured},
         )  # fmt: skip
         if not cfg.judge_model:
             return judge, policy, name
