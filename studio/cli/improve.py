@@ -93,8 +93,9 @@ def cmd_improve(args: argparse.Namespace, ctx: Any) -> int:
         print(json.dumps(body, indent=2, ensure_ascii=False))
     else:
         asked = run.settings.get("eval_prompt") or "the task's prompt"
+        scored = f", scoring {run.settings['eval_answer']}" if run.settings.get("eval_answer") else ""
         print(f"improve run {run.id}: {run.task}, {run.method} from {run.model} ({run.status}); scored on the "
-              f"test split: {run.settings['eval_strategy']} on {asked}, greedy")  # fmt: skip
+              f"test split: {run.settings['eval_strategy']} on {asked}{scored}, greedy")  # fmt: skip
         print(imp.table(run))
         print(f"state: {run.dir / imp.STATE}")
     return 0
