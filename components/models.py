@@ -14,9 +14,9 @@ from studio.access import require_admin
 from studio.backends import GenParams
 from studio.context import AppContext
 from studio.errors import InputError, StudioError
-from studio.models import ModelSpec
+from studio.models import ModelSpec, engine
 
-COLUMNS = ["name", "backend", "path / url", "adapter", "parent", "description"]
+COLUMNS = ["name", "backend", "engine", "path / url", "adapter", "parent", "description"]
 
 
 @dataclass
@@ -60,9 +60,23 @@ class Handles:
 
 def rows(ctx: AppContext) -> list[list[str]]:
     return [
-        [n, s.backend, s.base_url or s.path, s.adapter, s.parent, s.description]
+        [
+            n,
+            s.backend,
+            engine_cell(ctx, s),
+            s.base_url or s.path or s.gguf_file,
+            s.adapter,
+            s.parent,
+            s.description,
+        ]
         for n, s in ctx.registry.specs().items()
     ]
+
+
+def engine_cell(ctx: AppContext, spec: ModelSpec) -> str:
+    """The engine that runs the model's answers, with the registry's note when it is not its parent's."""
+    note = ctx.registry.engine_note(spec.name)
+    return f"{engine(spec)} ({note})" if note else engine(spec)
 
 
 def removable(ctx: AppContext) -> list[str]:
@@ -88,8 +102,10 @@ def build(ctx: AppContext, opened: Sequence[Any] = ()) -> Handles:
 def layout(ctx: AppContext) -> Handles:
     gr.Markdown(
         "Every registered model can answer in the Arena and act as a judge. Trained adapters appear here "
-        "with their parent. Only admins add models. API keys are read from the environment variable you name "
-        "(STUDIO_KEY_*, or one an admin allowed in STUDIO_ALLOWED_KEY_ENVS), never stored."
+        "with their parent; the engine column says what runs each model (a GGUF on llamacpp; LoRA adapters on "
+        "transformers, also when their parent ran on llama.cpp). Only admins add models. API keys are read "
+        "from the environment variable you name (STUDIO_KEY_*, or one an admin allowed in "
+        "STUDIO_ALLOWED_KEY_ENVS), never stored."
     )
     table = gr.Dataframe(rows(ctx), headers=COLUMNS, interactive=False, label="Registered models")
     with gr.Accordion("Add a model", open=False):

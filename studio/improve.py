@@ -102,6 +102,7 @@ class Score:
     tokens: float
     eval_s: float
     eval_name: str
+    engine: str = ""  # the engine that answered (studio.models.engine): every row of a run is on one
 
 
 @dataclass
@@ -122,6 +123,7 @@ class Iteration:
     wall_s: float  # train + eval
     improved: bool | None  # accuracy above the previous row's; None for M0
     eval_name: str = ""
+    engine: str = ""  # "transformers": trained adapters run there, so M0 is scored there too ("": older runs)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _finite(v) for k, v in asdict(self).items()}
@@ -398,7 +400,7 @@ def _row(t: int, model: str, parent: str, job_id: int | None, score: Score, trai
          improved: bool | None) -> Iteration:  # fmt: skip
     return Iteration(
         t, model, parent, job_id, score.accuracy, score.lo, score.hi, score.n, score.tokens, round(train_s, 2),
-        round(score.eval_s, 2), round(train_s + score.eval_s, 2), improved, score.eval_name,
+        round(score.eval_s, 2), round(train_s + score.eval_s, 2), improved, score.eval_name, score.engine,
     )  # fmt: skip
 
 
@@ -423,6 +425,7 @@ def score_model(
     (default all of it). Resumable under ``name`` (answers already recorded are kept)."""
     from studio.eval import EvalSpec, parse_methods, run_eval
     from studio.metrics.bootstrap import estimate
+    from studio.models import engine
 
     started = time.monotonic()
     test = task.load("test")
@@ -443,7 +446,8 @@ def score_model(
     est = estimate(rows, lambda rs: sum(r["reward"] for r in rs) / len(rs), n_boot=n_boot)
     tokens = sum(r["tokens"] for r in rows) / len(rows) if rows else math.nan
     ctx.registry.unload(model)  # the next job trains in its own process: free this one's memory
-    return Score(est.value, est.lo, est.hi, est.n, round(tokens, 2), time.monotonic() - started, outcome.name)
+    return Score(est.value, est.lo, est.hi, est.n, round(tokens, 2), time.monotonic() - started, outcome.name,
+                 engine(ctx.registry.get(model)))  # fmt: skip
 
 
 def _score_args(run: ImproveResult) -> dict[str, Any]:
@@ -493,7 +497,7 @@ def _score_reference(ctx: AppContext, run: ImproveResult, task: Task, report: Pr
     run.references.append({
         "label": ref["label"], "model": run.model, "strategy": ref["strategy"], "accuracy": score.accuracy,
         "lo": _finite(score.lo), "hi": _finite(score.hi), "n": score.n, "tokens": score.tokens,
-        "eval_s": round(score.eval_s, 2), "eval_name": score.eval_name,
+        "eval_s": round(score.eval_s, 2), "eval_name": score.eval_name, "engine": score.engine,
     })  # fmt: skip
     run.save()
 
@@ -570,7 +574,9 @@ def _check(
     for key in ("task", "base_model", "start_iteration"):
         if key in given:
             raise InputError(f"--set {key}=... is the improve loop's to set (use --task / --model)")
-    m0 = ctx.registry.get(model or ctx.settings.default_model).name
+    # one engine for every row: trained adapters run on transformers, so a llama.cpp-served M0 is trained from
+    # and scored on its transformers twin (a GGUF without one: InputError)
+    m0 = ctx.registry.transformers_twin(ctx.registry.get(model or ctx.settings.default_model).name)
     ctx.runner.config(method, {**given, "task": the_task.name, "base_model": m0})  # bad settings fail here
     the_task.load("test")  # a task whose data is missing fails here
     return the_task, m0

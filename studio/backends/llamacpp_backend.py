@@ -1,8 +1,9 @@
 """GGUF models on llama.cpp: a managed server on 127.0.0.1 (:class:`LlamaServer`), spoken to as an OpenAI server.
 
-The backend starts its own llama.cpp server when it loads and stops it on :meth:`close`; every request goes
-through :class:`~studio.backends.openai_backend.OpenAIBackend` (HTTP, streaming, retries, schema fallbacks,
-logprob parsing live there, once). What llama.cpp adds:
+The backend starts its own llama.cpp server (a child process) when it loads and stops it on :meth:`close`, at
+once also mid-request (the clients get a BackendError); every request goes through
+:class:`~studio.backends.openai_backend.OpenAIBackend` (HTTP, streaming, retries, schema fallbacks, logprob
+parsing live there, once). What llama.cpp adds:
 
 - a batch's rows go out concurrently and share the server's ``parallel`` slots (continuous batching);
 - ``choice_probs`` reads the first token's ``top_logprobs`` (llama.cpp returns them on ``/v1/chat/completions``);
@@ -38,7 +39,7 @@ def resolve_gguf(path: str = "", gguf_file: str | None = "") -> Path:
 
 
 class LlamaCppBackend(OpenAIBackend):
-    """A GGUF file served by llama.cpp in this process (see the module docstring)."""
+    """A GGUF file served by llama.cpp in a child process it owns (see the module docstring)."""
 
     supports_choice_probs = True
     supports_sequence_logprob = False
