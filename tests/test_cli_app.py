@@ -76,7 +76,7 @@ def test_models_add_list_remove(settings) -> None:
     assert r.returncode == 0, r.stderr
     r = studio(settings, "models", "list", "--json")
     names = [m["name"] for m in json.loads(r.stdout)]
-    assert names == ["smollm2-135m", "ep"]
+    assert names == ["smollm2-135m", "smollm2-135m-gguf", "ep"]
     r = studio(settings, "generate", "--model", "ep", "hi")
     assert r.returncode == 2 and "cannot reach endpoint http://127.0.0.1:9/v1" in r.stderr
     assert studio(settings, "models", "remove", "ep").returncode == 0

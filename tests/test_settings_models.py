@@ -48,7 +48,7 @@ def test_api_key_is_not_public() -> None:
 
 def test_registry_add_list_remove(tmp_path: Path) -> None:
     reg = ModelRegistry(Settings.load(env={}, data_dir=tmp_path))
-    assert reg.names() == ["smollm2-135m"]
+    assert reg.names() == ["smollm2-135m", "smollm2-135m-gguf"]
     reg.add(ModelSpec(name="local-vllm", backend="openai", path="llama", base_url="http://127.0.0.1:8000/v1"))
     assert ModelRegistry(Settings.load(env={}, data_dir=tmp_path)).get("local-vllm").base_url.endswith("/v1")
     with pytest.raises(InputError, match="already exists"):
@@ -58,7 +58,7 @@ def test_registry_add_list_remove(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown backend"):
         reg.add(ModelSpec(name="x", backend="nope"))
     reg.remove("local-vllm")
-    assert reg.names() == ["smollm2-135m"]
+    assert reg.names() == ["smollm2-135m", "smollm2-135m-gguf"]
 
 
 def test_unknown_model_lists_known_ones(tmp_path: Path) -> None:
