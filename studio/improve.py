@@ -217,27 +217,18 @@ def improve(
     method: str,
     iterations: int,
     *,
-    model: str | None = None,
-    values: Mapping[str, Any] | None = None,
-    eval_limit: int | None = None,
-    stop_early: bool = True,
-    eval_strategy: str | None = None,
-    eval_params: Mapping[str, Any] | None = None,
-    new: bool = False,
     progress: Progress | None = None,
+    **options: Any,
 ) -> ImproveResult:
     """Score M0 on ``task``'s test split, then train and score ``iterations`` times with ``method``.
 
-    ``values``: the method's settings for every iteration (``--set`` values; ``task`` and ``base_model`` are
-    set here). ``eval_limit``: score on the first N test items only. ``eval_strategy``: ask the task's prompt
-    through this strategy (default: the method's own, :data:`EVAL_STRATEGY`); ``eval_params``: decoding settings
-    of the scores (default greedy, the method's answer budget). A run with the same settings that already exists
-    is continued (``new=True``: start another). Bad input raises :class:`InputError` before anything runs."""
-    run = prepare(
-        ctx, task, method, iterations, model=model, values=values, eval_limit=eval_limit, stop_early=stop_early,
-        eval_strategy=eval_strategy, eval_params=eval_params, new=new,
-    )  # fmt: skip
-    return _loop(ctx, run, progress)
+    ``options`` are :func:`prepare`'s: ``model`` (M0, default the default model), ``values`` (the method's
+    settings for every iteration: ``--set`` values; ``task`` and ``base_model`` are set here), ``eval_limit``
+    (score on the first N test items only), ``stop_early``, ``eval_strategy`` (ask the task's prompt through this
+    strategy; default: the method's own, :data:`EVAL_STRATEGY`), ``eval_params`` (decoding settings of the scores;
+    default greedy, the method's answer budget), ``new`` (a run with the same settings that already exists is
+    continued unless ``new=True``). Bad input raises :class:`InputError` before anything runs."""
+    return _loop(ctx, prepare(ctx, task, method, iterations, **options), progress)
 
 
 def prepare(
