@@ -230,3 +230,24 @@ def test_self_rewarding_tpo_is_scored_as_it_was_trained(settings) -> None:
             rewards = [task.reward(by_id[r["item"]], tpo_generic_response(r["answer"])) for r in rows]
             assert it.accuracy == sum(rewards) / 4
     assert m1.model in imp.table(run)
+
+
+def test_a_grpo_iteration_is_trained_registered_and_scored(settings) -> None:
+    """GRPO through the loop: one real GRPOTrainer step from M0 on train questions; M1's LoRA weights moved, it is
+    registered with its lineage (parent M0, the task) and scored on the test split like M0."""
+    from tests.test_grpo import TINY as GRPO_TINY  # level-1 questions, G=4: seeded so that a group has signal
+    from tests.test_training_methods import assert_adapter_moved
+
+    values = {k: v for k, v in GRPO_TINY.items() if k != "task"}
+    with AppContext(settings) as ctx:
+        run = imp.improve(ctx, "arithmetic", "grpo", 1, values=values, eval_limit=4, stop_early=False,
+                          eval_params=FAST_EVAL, new=True)  # fmt: skip
+        assert [it.iteration for it in run.iterations] == [0, 1] and run.status == "done"
+        m0, m1 = run.iterations
+        assert run.settings["eval_strategy"] == "system1"  # GRPO answers the task's prompt as asked
+        for it in (m0, m1):
+            assert it.n == 4 and it.lo <= it.accuracy <= it.hi and it.tokens > 0
+        spec = ctx.registry.get(m1.model)
+        assert spec.parent == "smollm2-135m" and spec.training_run == str(m1.job_id)
+        assert ctx.store.get_model(m1.model)["config"]["task"] == "arithmetic"
+        assert_adapter_moved(Path(spec.adapter))
