@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: per-method settings sized for about 20 minutes per iteration on a 2-core CPU (see the module docstring)
 SETTINGS: dict[str, dict[str, Any]] = {
-    "s2_distill": {"max_items": 48, "samples": 4, "agreement": 0.75, "max_steps": 12},
+    "s2_distill": {"max_items": 192, "samples": 4, "agreement": 0.75, "max_steps": 32},
     "irpo": {"max_items": 48, "samples": 4, "max_new_tokens": 128, "max_steps": 12},
-    "grpo": {"max_items": 32, "levels": [1, 2], "max_steps": 6},
+    "grpo": {"max_items": 64, "levels": [1, 2], "max_steps": 24},
 }
 
 
