@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,15 +40,19 @@ def backend(default_model_dir: Path):
     return TransformersBackend(str(default_model_dir), model_name="smollm2-135m")
 
 
+def with_default_model(data: Path, default_model_dir: Path, **settings: Any):
+    """Settings on the fresh data dir ``data`` whose model cache already holds the converted default model."""
+    from studio.settings import Settings
+
+    (data / "models").mkdir(parents=True)
+    (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
+    return Settings.load(env={}, data_dir=data, **settings)
+
+
 @pytest.fixture()
 def settings(tmp_path: Path, default_model_dir: Path):
     """Settings on a fresh data dir whose model cache already holds the converted default model."""
-    from studio.settings import Settings
-
-    data = tmp_path / "data"
-    (data / "models").mkdir(parents=True)
-    (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
-    return Settings.load(env={}, data_dir=data)
+    return with_default_model(tmp_path / "data", default_model_dir)
 
 
 @pytest.fixture()

@@ -21,6 +21,7 @@ from studio.settings import Settings
 from studio.training import RunDir, Runner
 from studio.training.irpo import IRPOConfig, build_pairs, cot_prompt, count, reward, shortfall
 from studio.training.job import run as run_job
+from tests.conftest import with_default_model
 
 pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning")]
 
@@ -86,10 +87,7 @@ def test_the_shortfall_names_the_counts_and_what_to_change() -> None:
 # -- real runs ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def irpo_settings(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> Settings:
-    data = tmp_path_factory.mktemp("irpo") / "data"
-    (data / "models").mkdir(parents=True)
-    (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
-    return Settings.load(env={}, data_dir=data, threads=1)
+    return with_default_model(tmp_path_factory.mktemp("irpo") / "data", default_model_dir, threads=1)
 
 
 def start(settings: Settings, values: dict) -> tuple[Runner, Store, object]:

@@ -18,6 +18,7 @@ from studio.training import Runner
 from studio.training.job import run as run_job
 from studio.training.rundir import RunDir
 from studio.training.self_rewarding import split_thought
+from tests.conftest import with_default_model
 from tests.test_training_methods import TINY, assert_adapter_moved, train_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -29,10 +30,9 @@ TASK = {**TINY, "max_steps": 1, "task": "arithmetic", "max_prompts": 3, "n_sampl
 @pytest.fixture(scope="module")
 def studio_settings(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> Settings:
     """A data dir with the default model and an empty store: task mode needs no store prompt."""
-    data = tmp_path_factory.mktemp("self_rewarding") / "data"
-    (data / "models").mkdir(parents=True)
-    (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
-    return Settings.load(env={}, data_dir=data, threads=1)
+    return with_default_model(
+        tmp_path_factory.mktemp("self_rewarding") / "data", default_model_dir, threads=1
+    )
 
 
 def generated(run_dir: Path) -> list[dict]:

@@ -21,6 +21,7 @@ from studio.judges.base import JudgeItem, make_judge
 from studio.models import ModelRegistry, ModelSpec
 from studio.settings import Settings
 from studio.training import RunDir
+from tests.conftest import with_default_model
 from tests.test_training_methods import TINY, train_here
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -50,10 +51,8 @@ DPO_BETA = 0.2  # not the default, so that the judge must read it from the job
 @pytest.fixture(scope="module")
 def studio_settings(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> Settings:
     data = tmp_path_factory.mktemp("trained-judges") / "data"
-    (data / "models").mkdir(parents=True)
-    (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
     # float32: the judges' numbers are compared with direct computations to 1e-4
-    settings = Settings.load(env={}, data_dir=data, threads=1, dtype="float32")
+    settings = with_default_model(data, default_model_dir, threads=1, dtype="float32")
     with Store(settings.db_path, data_dir=data) as store:
         for question, good, bad in PAIRS:
             pid = store.add_prompt(question, "judges-test")

@@ -19,6 +19,7 @@ from storage import Filters, Store
 from studio.settings import Settings
 from studio.training import RunDir, Runner
 from studio.training.job import run as run_job
+from tests.conftest import with_default_model
 from tests.seeds import ranked_prompts
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -30,9 +31,7 @@ TINY = {"max_steps": 2, "max_length": 128, "lora_r": 4, "lora_alpha": 8, "per_de
 @pytest.fixture(scope="module")
 def studio_settings(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> Settings:
     data = tmp_path_factory.mktemp("training") / "data"
-    (data / "models").mkdir(parents=True)
-    (data / "models" / "smollm2-135m").symlink_to(default_model_dir, target_is_directory=True)
-    settings = Settings.load(env={}, data_dir=data, threads=1)
+    settings = with_default_model(data, default_model_dir, threads=1)
     with Store(settings.db_path, data_dir=data) as store:
         list(ranked_prompts(store, "train-test"))  # 12 DPO / RM pairs, 8 KTO labels
     return settings
