@@ -28,7 +28,7 @@ from studio import default_model  # noqa: E402
 from studio.backends import Backend, GenParams  # noqa: E402
 from studio.backends.llamacpp_backend import LlamaCppBackend  # noqa: E402
 from studio.backends.transformers_backend import TransformersBackend  # noqa: E402
-from studio.settings import Settings  # noqa: E402
+from studio.settings import BUILTIN_GGUF, Settings  # noqa: E402
 
 PROMPTS = [
     "Explain why the sky is blue.",
@@ -37,7 +37,7 @@ PROMPTS = [
     "Describe how a bicycle works.",
 ]
 ARENA_QUESTION = "Why do leaves change colour in autumn?"
-GGUF_MODEL = "smollm2-135m-gguf"
+GGUF_MODEL = BUILTIN_GGUF  # the built-in llama.cpp entry of the default model
 
 
 def conv(p: str) -> list[dict[str, str]]:
@@ -137,7 +137,7 @@ def main() -> None:
         print(f"transformers cold start (GGUF de-quantization): {time.perf_counter() - t0:.1f} s")
     cache = default_model.ensure_converted(Settings.load().models_dir / default_model.NAME)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
-    (settings.models_dir / default_model.NAME).symlink_to(cache, target_is_directory=True)
+    (settings.models_dir / default_model.NAME).symlink_to(cache.resolve(), target_is_directory=True)
 
     t0 = time.perf_counter()
     hf = TransformersBackend(str(cache), model_name="bf16", dtype="bfloat16")
@@ -159,12 +159,6 @@ def main() -> None:
         print(f"   {name:<26} {b1:9.1f} {b4:12.1f} {ttft * 1000:10.0f} ms")
     del hf
 
-    from studio.models import ModelRegistry, ModelSpec
-
-    ModelRegistry(settings).add(
-        ModelSpec(name=GGUF_MODEL, backend="llamacpp", gguf_file=str(default_model.default_gguf()),
-                  params=dict(default_model.DECODING))
-    )  # fmt: skip
     print(
         f"\n3. default 4-column arena run, {ARENA_QUESTION!r}, the model's decoding defaults (load {load()})"
     )
