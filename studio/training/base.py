@@ -18,7 +18,7 @@ from studio.errors import InputError
 from studio.registry import Registry
 from studio.training.config import TrainConfig
 from studio.training.data import DataPreview
-from studio.training.rundir import RunDir
+from studio.training.rundir import RunDir, read_json, write_json
 
 if TYPE_CHECKING:
     from storage import Store
@@ -104,6 +104,36 @@ class Trainer:
         return MetricsCallback(
             self.run, aliases=self.aliases, step_offset=step_offset, enabled=is_main_process()
         )
+
+    # -- iterated DPO (IRPO, Self-Rewarding): iteration t trains M_{t+1} from M_t in ``run.iteration(t)`` --------
+    def finished_iteration(self, t: int, current: Any) -> tuple[dict[str, Any], Any, int] | None:
+        """Iteration ``t`` as a resume keeps it, when it is complete: (M_{t+1}'s entry, its config, the step)."""
+        done = read_json(self.run.iteration(t) / "done.json")
+        return (done["model"], current.replace(**done["paths"]), done["step"]) if done else None
+
+    def dpo_iteration(self, t: int, current: Any, step: int, dataset: Any) -> dict[str, Any]:
+        """DPO from M_t (``current``, also the reference) on ``dataset``; checkpoints and the adapter (or model)
+        go into iteration ``t``'s dir. Returns :func:`studio.training.dpo.run_dpo`'s paths and steps."""
+        import torch
+
+        from studio.training.dpo import run_dpo
+
+        torch.set_grad_enabled(True)  # the generation backend turned gradients off process-wide
+        it = self.run.iteration(t)
+        target = it / ("adapter" if current.use_lora else "model")
+        return run_dpo(current, self.run, dataset, callback=self.callback(step), checkpoints=it / "checkpoints",
+                       target=target)  # fmt: skip
+
+    def finish_iteration(
+        self, t: int, current: Any, step: int, out: dict[str, Any], entry: dict[str, Any]
+    ) -> tuple[dict[str, Any], Any, int]:
+        """Announce M_{t+1} (``entry``, trained into ``out``) and mark iteration ``t`` complete: (entry, M_{t+1}'s
+        config, the step after it), as :meth:`finished_iteration` gives it back on a resume."""
+        self.run.announce_model(entry)
+        paths = {"model_path": out["path"], "adapter_path": out["adapter"]}
+        step += out["steps"]
+        write_json(self.run.iteration(t) / "done.json", {"model": entry, "paths": paths, "step": step})
+        return entry, current.replace(**paths), step
 
     def model_entry(self, paths: dict[str, str], *, name: str = "", parent: str = "", **extra: Any) -> dict:
         """One model for the runner to register: name, kind, weights path, adapter, parent, training run."""

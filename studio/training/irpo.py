@@ -222,9 +222,9 @@ class IRPO(Trainer):
         """One iteration from M_t (``current``: its weights and adapter; ``name``); returns M_{t+1}."""
         it = self.run.iteration(t)
         it.mkdir(exist_ok=True)
-        finished = read_json(it / "done.json")
+        finished = self.finished_iteration(t, current)
         if finished:  # resumed: this iteration is complete
-            return finished["model"], current.replace(**finished["paths"]), finished["step"]
+            return finished
         if not (it / "pairs.jsonl").exists():
             self.generate(t, current, name, step)
         pairs, counts = read_jsonl(it / "pairs.jsonl"), read_json(it / "counts.json")
@@ -284,13 +284,9 @@ class IRPO(Trainer):
 
     # steps 4-5
     def update(self, t: int, current: Any, name: str, step: int, pairs: list[dict], counts: dict) -> tuple:
-        import torch
         from datasets import Dataset
 
-        from studio.training.dpo import run_dpo
-
-        torch.set_grad_enabled(True)  # the generation backend turned gradients off process-wide
-        cfg, it = self.config, self.run.iteration(t)
+        cfg = self.config
         rows = [
             {
                 "prompt": [{"role": "user", "content": p["prompt"]}],
@@ -299,19 +295,13 @@ class IRPO(Trainer):
             }
             for p in pairs
         ]
-        target = it / ("adapter" if current.use_lora else "model")
-        out = run_dpo(current, self.run, Dataset.from_list(rows), callback=self.callback(step),
-                      checkpoints=it / "checkpoints", target=target)  # fmt: skip
+        out = self.dpo_iteration(t, current, step, Dataset.from_list(rows))
         number = cfg.start_iteration + t + 1
         entry = self.model_entry(
             out, name=f"{cfg.output_name}-m{number}", parent=name, iteration=number, task=cfg.task,
             pairs=len(pairs), correct_rate=counts.get("correct_rate"), nll_weight=cfg.nll_weight,
         )  # fmt: skip
-        self.run.announce_model(entry)
-        paths = {"model_path": out["path"], "adapter_path": out["adapter"]}
-        step += out["steps"]
-        write_json(it / "done.json", {"model": entry, "paths": paths, "step": step})
-        return entry, current.replace(**paths), step
+        return self.finish_iteration(t, current, step, out, entry)
 
 
 def load_task(name: str) -> Any:

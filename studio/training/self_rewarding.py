@@ -265,9 +265,9 @@ class SelfRewarding(Trainer):
         """One iteration from M_t (``current``: its weights and adapter; ``name``); returns M_{t+1}."""
         it = self.run.iteration(t)
         it.mkdir(exist_ok=True)
-        finished = read_json(it / "done.json")
+        finished = self.finished_iteration(t, current)
         if finished:  # resumed: this iteration is complete
-            return finished["model"], current.replace(**finished["paths"]), finished["step"]
+            return finished
         pairs = (
             read_jsonl(it / "pairs.jsonl")
             if (it / "generated.jsonl").exists()
@@ -474,17 +474,10 @@ class SelfRewarding(Trainer):
 
     # step 5
     def update(self, t: int, current: Any, name: str, step: int, pairs: list[dict[str, Any]]) -> tuple:
-        import torch
-
-        from studio.training.dpo import run_dpo
-
-        torch.set_grad_enabled(True)  # the generation backend turned gradients off process-wide
         it = self.run.iteration(t)
-        target = it / ("adapter" if current.use_lora else "model")
         cfg = self.config
         judge_pairs = read_jsonl(it / "meta_pairs.jsonl") if cfg.meta_rewarding else []
-        out = run_dpo(current, self.run, dpo_dataset(pairs, judge_pairs), callback=self.callback(step),
-                      checkpoints=it / "checkpoints", target=target)  # fmt: skip
+        out = self.dpo_iteration(t, current, step, dpo_dataset(pairs, judge_pairs))
         meta = read_json(it / "meta.json", {})
         number = cfg.start_iteration + t + 1
         options = {"task": cfg.task} if cfg.task else {}
@@ -494,11 +487,7 @@ class SelfRewarding(Trainer):
             out, name=f"{cfg.output_name}-m{number}", parent=name, iteration=number,
             judge_model=meta.get("judge_model", name), pairs=len(pairs), **options,
         )  # fmt: skip
-        self.run.announce_model(entry)
-        paths = {"model_path": out["path"], "adapter_path": out["adapter"]}
-        step += out["steps"]
-        write_json(it / "done.json", {"model": entry, "paths": paths, "step": step})
-        return entry, current.replace(**paths), step
+        return self.finish_iteration(t, current, step, out, entry)
 
 
 def _no_meta_pairs(counts: dict[str, int]) -> str:
