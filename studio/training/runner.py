@@ -226,7 +226,9 @@ class Runner:
         from studio import default_model
 
         # the built-in GGUF entry (llama.cpp) trains from its transformers twin, the same weights de-quantized
-        spec = self.registry.get(self.registry.transformers_twin(cfg.base_model or self.settings.default_model))
+        spec = self.registry.get(
+            self.registry.transformers_twin(cfg.base_model or self.settings.default_model)
+        )
         if spec.backend != "transformers" or spec.gguf_file:
             raise InputError(
                 f"model {spec.name!r} is served by {spec.backend}{' from a GGUF' if spec.gguf_file else ''}; "
